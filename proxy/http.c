@@ -1,0 +1,392 @@
+/* http.c -- llhttp glue: streaming callbacks into one request with limits.
+ * llhttp hands us URL and header bytes in pieces that may split anywhere, so
+ * they are copied into a per-request arena; offsets, not pointers, are kept
+ * while parsing because the arena may move when it grows. */
+#include "http.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "xmalloc.h"
+
+struct header_offsets {
+	uint32_t name, value;
+};
+
+enum span { SPAN_NONE, SPAN_URL, SPAN_FIELD, SPAN_VALUE };
+
+struct http_parser {
+	llhttp_t ll;
+	llhttp_settings_t settings;
+	struct http_limits limits;
+	struct http_request req;
+
+	char *arena;
+	size_t arena_len, arena_cap;
+	size_t url_len, header_bytes;
+	enum span span;
+	struct header_offsets *offs;
+	unsigned noffs, cap_offs;
+	size_t body_cap;
+
+	int status;        /* response status on error */
+	const char *error; /* short reason on error */
+	int in_request, in_body, complete;
+};
+
+static struct http_parser *parser_of(llhttp_t *ll)
+{
+	return (struct http_parser *)ll->data;
+}
+
+static int fail(struct http_parser *p, int status, const char *why)
+{
+	p->status = status;
+	p->error = why;
+	return -1;
+}
+
+static void arena_put(struct http_parser *p, const char *at, size_t len)
+{
+	if (p->arena_len + len + 1 > p->arena_cap) {
+		size_t cap = p->arena_cap ? p->arena_cap : 512;
+		while (cap < p->arena_len + len + 1)
+			cap *= 2;
+		p->arena = xrealloc(p->arena, cap);
+		p->arena_cap = cap;
+	}
+	memcpy(p->arena + p->arena_len, at, len);
+	p->arena_len += len;
+}
+
+static void arena_end_string(struct http_parser *p)
+{
+	arena_put(p, "", 1);
+}
+
+static int on_message_begin(llhttp_t *ll)
+{
+	parser_of(ll)->in_request = 1;
+	return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t len)
+{
+	struct http_parser *p = parser_of(ll);
+	p->url_len += len;
+	if (p->url_len > p->limits.max_request_line)
+		return fail(p, 414, "request URI too long");
+	arena_put(p, at, len);
+	return 0;
+}
+
+static int on_url_complete(llhttp_t *ll)
+{
+	arena_end_string(parser_of(ll));
+	return 0;
+}
+
+static int count_header_bytes(struct http_parser *p, size_t len)
+{
+	p->header_bytes += len;
+	if (p->header_bytes > p->limits.max_header_bytes)
+		return fail(p, 431, "request header fields too large");
+	return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t len)
+{
+	struct http_parser *p = parser_of(ll);
+	if (p->span != SPAN_FIELD) {
+		if (p->noffs == p->limits.max_headers)
+			return fail(p, 431, "too many header fields");
+		if (p->noffs == p->cap_offs) {
+			p->cap_offs = p->cap_offs ? p->cap_offs * 2 : 16;
+			p->offs = xrealloc(p->offs, p->cap_offs * sizeof(*p->offs));
+		}
+		p->offs[p->noffs].name = (uint32_t)p->arena_len;
+		p->offs[p->noffs].value = UINT32_MAX;
+		p->span = SPAN_FIELD;
+	}
+	if (count_header_bytes(p, len) < 0)
+		return -1;
+	arena_put(p, at, len);
+	return 0;
+}
+
+static int on_header_field_complete(llhttp_t *ll)
+{
+	arena_end_string(parser_of(ll));
+	return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t len)
+{
+	struct http_parser *p = parser_of(ll);
+	if (p->span != SPAN_VALUE) {
+		p->offs[p->noffs].value = (uint32_t)p->arena_len;
+		p->span = SPAN_VALUE;
+	}
+	if (count_header_bytes(p, len) < 0)
+		return -1;
+	arena_put(p, at, len);
+	return 0;
+}
+
+static int on_header_value_complete(llhttp_t *ll)
+{
+	struct http_parser *p = parser_of(ll);
+	if (p->offs[p->noffs].value == UINT32_MAX) /* empty value: no data callback */
+		p->offs[p->noffs].value = (uint32_t)p->arena_len;
+	arena_end_string(p);
+	p->noffs++;
+	p->span = SPAN_NONE;
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+	struct http_parser *p = parser_of(ll);
+	struct http_request *r = &p->req;
+	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body)
+		return fail(p, 413, "request body too large");
+
+	/* The arena no longer moves until the next request: make pointers. */
+	r->method = llhttp_method_name((llhttp_method_t)ll->method);
+	r->url = p->arena;
+	r->http_major = ll->http_major;
+	r->http_minor = ll->http_minor;
+	r->headers = xrealloc(r->headers, (p->noffs ? p->noffs : 1) * sizeof(*r->headers));
+	for (unsigned i = 0; i < p->noffs; i++) {
+		r->headers[i].name = p->arena + p->offs[i].name;
+		r->headers[i].value = p->arena + p->offs[i].value;
+	}
+	r->nheaders = p->noffs;
+	r->upgrade = ll->upgrade;
+	p->in_body = 1;
+	return 0;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t len)
+{
+	struct http_parser *p = parser_of(ll);
+	struct http_request *r = &p->req;
+	if (r->body_len + len > p->limits.max_body)
+		return fail(p, 413, "request body too large");
+	if (r->body_len + len + 1 > p->body_cap) {
+		size_t cap = p->body_cap ? p->body_cap : 1024;
+		while (cap < r->body_len + len + 1)
+			cap *= 2;
+		r->body = xrealloc(r->body, cap);
+		p->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, at, len);
+	r->body_len += len;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+	struct http_parser *p = parser_of(ll);
+	p->req.keep_alive = llhttp_should_keep_alive(ll);
+	p->complete = 1;
+	/* Stop after each request so pipelined requests are answered in order;
+	 * an upgrade stops by itself with HPE_PAUSED_UPGRADE. */
+	return ll->upgrade ? 0 : HPE_PAUSED;
+}
+
+struct http_parser *http_parser_new(const struct http_limits *limits)
+{
+	struct http_parser *p = xcalloc(1, sizeof(*p));
+	p->limits = *limits;
+	llhttp_settings_init(&p->settings);
+	p->settings.on_message_begin = on_message_begin;
+	p->settings.on_url = on_url;
+	p->settings.on_url_complete = on_url_complete;
+	p->settings.on_header_field = on_header_field;
+	p->settings.on_header_field_complete = on_header_field_complete;
+	p->settings.on_header_value = on_header_value;
+	p->settings.on_header_value_complete = on_header_value_complete;
+	p->settings.on_headers_complete = on_headers_complete;
+	p->settings.on_body = on_body;
+	p->settings.on_message_complete = on_message_complete;
+	llhttp_init(&p->ll, HTTP_REQUEST, &p->settings);
+	p->ll.data = p;
+	return p;
+}
+
+void http_parser_free(struct http_parser *p)
+{
+	if (!p)
+		return;
+	free(p->arena);
+	free(p->offs);
+	free(p->req.headers);
+	free(p->req.body);
+	free((char *)p->req.path);
+	free(p);
+}
+
+/* Split the URL into path and query once the request is complete. */
+static void split_url(struct http_parser *p)
+{
+	struct http_request *r = &p->req;
+	const char *q = strchr(r->url, '?');
+	size_t plen = q ? (size_t)(q - r->url) : strlen(r->url);
+	free((char *)r->path);
+	r->path = xstrndup(r->url, plen);
+	r->query = q ? q + 1 : "";
+	if (!r->body) {
+		r->body = xmalloc(1);
+		p->body_cap = 1;
+	}
+	r->body[r->body_len] = '\0';
+}
+
+enum http_parse_result http_parser_feed(struct http_parser *p, const char *data, size_t len,
+					size_t *consumed)
+{
+	*consumed = 0;
+	if (p->status)
+		return HTTP_PARSE_ERROR;
+	if (p->complete)
+		return HTTP_PARSE_REQUEST;
+	llhttp_errno_t err = llhttp_execute(&p->ll, data, len);
+	switch (err) {
+	case HPE_OK:
+		*consumed = len;
+		return HTTP_PARSE_MORE;
+	case HPE_PAUSED:
+	case HPE_PAUSED_UPGRADE:
+		*consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+		split_url(p);
+		return HTTP_PARSE_REQUEST;
+	default:
+		if (!p->status) {
+			p->status = 400;
+			p->error = "malformed HTTP request";
+		}
+		return HTTP_PARSE_ERROR;
+	}
+}
+
+void http_parser_next(struct http_parser *p)
+{
+	free((char *)p->req.path);
+	p->req.path = NULL;
+	p->req.nheaders = 0;
+	p->req.body_len = 0;
+	p->arena_len = p->url_len = p->header_bytes = 0;
+	p->noffs = 0;
+	p->span = SPAN_NONE;
+	p->in_request = p->in_body = p->complete = 0;
+	llhttp_resume(&p->ll);
+}
+
+const struct http_request *http_parser_request(const struct http_parser *p)
+{
+	return &p->req;
+}
+
+int http_parser_status(const struct http_parser *p)
+{
+	return p->status;
+}
+
+const char *http_parser_error(const struct http_parser *p)
+{
+	return p->error;
+}
+
+int http_parser_in_request(const struct http_parser *p)
+{
+	return p->in_request;
+}
+
+int http_parser_in_body(const struct http_parser *p)
+{
+	return p->in_body;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+	for (unsigned i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int http_query_next(const char *query, const char *key, size_t *pos, char *out, size_t outsz)
+{
+	size_t klen = strlen(key);
+	const char *p = query + *pos;
+	while (*p) {
+		const char *end = strchr(p, '&');
+		if (!end)
+			end = p + strlen(p);
+		const char *eq = memchr(p, '=', (size_t)(end - p));
+		const char *kend = eq ? eq : end;
+		if ((size_t)(kend - p) == klen && memcmp(p, key, klen) == 0) {
+			*pos = (size_t)(end - query) + (*end ? 1 : 0);
+			size_t n = 0;
+			for (const char *v = eq ? eq + 1 : end; v < end; v++) {
+				int c = (unsigned char)*v;
+				if (c == '+') {
+					c = ' ';
+				} else if (c == '%' && end - v >= 3 && hexval(v[1]) >= 0 &&
+					   hexval(v[2]) >= 0) {
+					c = hexval(v[1]) * 16 + hexval(v[2]);
+					v += 2;
+				}
+				if (n + 1 >= outsz)
+					return -1;
+				out[n++] = (char)c;
+			}
+			out[n] = '\0';
+			return (int)n;
+		}
+		p = *end ? end + 1 : end;
+	}
+	*pos = (size_t)(p - query);
+	return -1;
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}

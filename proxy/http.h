@@ -1,0 +1,72 @@
+/* http.h -- incremental HTTP/1.1 request parser with ferry's limits.
+ * The only file that knows llhttp. Pure: bytes in, a request or an error
+ * status out; the connection (httpconn.c) does the I/O. */
+#ifndef FERRY_HTTP_H
+#define FERRY_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_limits {
+	size_t max_request_line; /* URL bytes; over -> 414 */
+	size_t max_header_bytes; /* all header names and values; over -> 431 */
+	unsigned max_headers;    /* header count; over -> 431 */
+	size_t max_body;         /* body bytes; over -> 413 */
+};
+
+struct http_header {
+	const char *name, *value; /* NUL-terminated, inside the request's arena */
+};
+
+struct http_request {
+	const char *method;  /* "GET", "POST", ... */
+	const char *url;     /* as sent: path and query */
+	const char *path;    /* url up to '?', NUL-terminated copy */
+	const char *query;   /* after '?', or "" */
+	int http_major, http_minor;
+	int keep_alive;      /* the client may send another request */
+	int upgrade;         /* Connection: upgrade with an Upgrade header */
+	struct http_header *headers;
+	unsigned nheaders;
+	char *body;          /* NUL-terminated for convenience; may contain NULs */
+	size_t body_len;
+};
+
+enum http_parse_result {
+	HTTP_PARSE_MORE,    /* all input consumed, request not complete */
+	HTTP_PARSE_REQUEST, /* a complete request is ready; bytes after it are not consumed */
+	HTTP_PARSE_ERROR,   /* http_parser_status() is the response status (400, 413, 414, 431) */
+};
+
+struct http_parser;
+
+struct http_parser *http_parser_new(const struct http_limits *limits);
+void http_parser_free(struct http_parser *p);
+
+/* Feed bytes. *consumed receives how many were used. After HTTP_PARSE_REQUEST the
+ * request stays valid until http_parser_next(); for an upgrade request the
+ * bytes after the headers belong to the new protocol and are not consumed. */
+enum http_parse_result http_parser_feed(struct http_parser *p, const char *data, size_t len,
+					size_t *consumed);
+
+/* Forget the current request and get ready for the next one (keep-alive). */
+void http_parser_next(struct http_parser *p);
+
+const struct http_request *http_parser_request(const struct http_parser *p);
+int http_parser_status(const struct http_parser *p);
+const char *http_parser_error(const struct http_parser *p);
+/* 1 once the first byte of a request has been seen and until it completes. */
+int http_parser_in_request(const struct http_parser *p);
+int http_parser_in_body(const struct http_parser *p);
+
+/* Case-insensitive header lookup; NULL if absent. */
+const char *http_request_header(const struct http_request *req, const char *name);
+
+/* Find the value of key in a query string, percent-decoding it into out.
+ * Iterate with *pos starting at 0 to get repeated keys. Returns the decoded
+ * length, or -1 when there is no further occurrence or it does not fit. */
+int http_query_next(const char *query, const char *key, size_t *pos, char *out, size_t outsz);
+
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,243 @@
+/* protocol.c -- JSON encoding and decoding of ferry's frames with jansson */
+#include "protocol.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int name_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || c == '.' || c == ':' || c == '@' || c == '/' || c == '=';
+}
+
+static int name_valid(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!name_char((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+int proto_channel_valid(const char *name, size_t len)
+{
+	return name_valid(name, len, PROTO_MAX_CHANNEL);
+}
+
+int proto_event_valid(const char *name, size_t len)
+{
+	return name_valid(name, len, PROTO_MAX_EVENT);
+}
+
+static const char *get_string(json_t *root, const char *key, size_t *len)
+{
+	json_t *v = json_object_get(root, key);
+	if (!json_is_string(v))
+		return NULL;
+	if (len)
+		*len = json_string_length(v);
+	return json_string_value(v);
+}
+
+int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **err)
+{
+	memset(op, 0, sizeof(*op));
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!root) {
+		*err = "frame is not valid JSON";
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		*err = "frame must be a JSON object";
+		goto fail;
+	}
+	json_t *ref = json_object_get(root, "ref");
+	if (ref) {
+		if (!json_is_integer(ref)) {
+			*err = "ref must be an integer";
+			goto fail;
+		}
+		op->ref = json_integer_value(ref);
+		op->has_ref = 1;
+	}
+	const char *type = get_string(root, "type", NULL);
+	if (!type) {
+		*err = "missing type";
+		goto fail;
+	}
+	if (strcmp(type, "ping") == 0) {
+		op->type = PROTO_PING;
+		op->json = root;
+		return 0;
+	}
+	if (strcmp(type, "subscribe") == 0)
+		op->type = PROTO_SUBSCRIBE;
+	else if (strcmp(type, "unsubscribe") == 0)
+		op->type = PROTO_UNSUBSCRIBE;
+	else if (strcmp(type, "publish") == 0)
+		op->type = PROTO_PUBLISH;
+	else {
+		*err = "unknown type";
+		goto fail;
+	}
+	size_t clen = 0;
+	op->channel = get_string(root, "channel", &clen);
+	if (!op->channel || !proto_channel_valid(op->channel, clen)) {
+		*err = "missing or invalid channel";
+		goto fail;
+	}
+	json_t *cursor = json_object_get(root, "cursor");
+	if (op->type == PROTO_SUBSCRIBE && cursor && !json_is_null(cursor)) {
+		size_t n = 0;
+		op->cursor = get_string(root, "cursor", &n);
+		if (!op->cursor || n == 0 || n > PROTO_MAX_CURSOR) {
+			*err = "cursor must be a message id string";
+			goto fail;
+		}
+	}
+	if (op->type == PROTO_PUBLISH) {
+		op->data = get_string(root, "data", &op->data_len);
+		if (!op->data) {
+			*err = "publish needs a string data";
+			goto fail;
+		}
+		json_t *event = json_object_get(root, "event");
+		if (event && !json_is_null(event)) {
+			size_t n = 0;
+			op->event = get_string(root, "event", &n);
+			if (!op->event || !proto_event_valid(op->event, n)) {
+				*err = "invalid event name";
+				goto fail;
+			}
+		}
+	}
+	op->json = root;
+	return 0;
+fail:
+	json_decref(root);
+	memset(op, 0, sizeof(*op));
+	return -1;
+}
+
+void proto_op_release(struct proto_op *op)
+{
+	json_decref(op->json);
+	op->json = NULL;
+}
+
+/* Serialize and free obj. */
+static char *dump(json_t *obj, size_t *len_out)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (!s)
+		abort(); /* only on allocation failure: all input was checked */
+	if (len_out)
+		*len_out = strlen(s);
+	return s;
+}
+
+static json_t *frame(const char *type)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "type", json_string(type));
+	return o;
+}
+
+static void set_ref(json_t *o, const long long *ref)
+{
+	if (ref)
+		json_object_set_new(o, "ref", json_integer(*ref));
+}
+
+static void set_str_or_null(json_t *o, const char *key, const char *v)
+{
+	json_object_set_new(o, key, v ? json_string(v) : json_null());
+}
+
+char *proto_message(const char *channel, const char *id, const char *event, const char *data,
+		    size_t data_len, size_t *len_out)
+{
+	json_t *o = frame("message");
+	json_object_set_new(o, "channel", json_string(channel));
+	json_object_set_new(o, "id", json_string(id));
+	if (event)
+		json_object_set_new(o, "event", json_string(event));
+	json_t *d = json_stringn(data, data_len);
+	if (!d) { /* not UTF-8: callers validate first, so this is a bug */
+		json_decref(o);
+		return NULL;
+	}
+	json_object_set_new(o, "data", d);
+	return dump(o, len_out);
+}
+
+char *proto_open(const char *session_id, unsigned heartbeat_s, size_t *len_out)
+{
+	json_t *o = frame("open");
+	json_object_set_new(o, "session", json_string(session_id));
+	json_object_set_new(o, "version", json_integer(1));
+	json_object_set_new(o, "heartbeat", json_integer(heartbeat_s));
+	return dump(o, len_out);
+}
+
+char *proto_subscribed(const char *channel, const char *cursor, const long long *ref,
+		       size_t *len_out)
+{
+	json_t *o = frame("subscribed");
+	json_object_set_new(o, "channel", json_string(channel));
+	set_str_or_null(o, "cursor", cursor);
+	set_ref(o, ref);
+	return dump(o, len_out);
+}
+
+char *proto_unsubscribed(const char *channel, const long long *ref, size_t *len_out)
+{
+	json_t *o = frame("unsubscribed");
+	json_object_set_new(o, "channel", json_string(channel));
+	set_ref(o, ref);
+	return dump(o, len_out);
+}
+
+char *proto_reset(const char *channel, const char *reason, const char *cursor, size_t *len_out)
+{
+	json_t *o = frame("reset");
+	json_object_set_new(o, "channel", json_string(channel));
+	json_object_set_new(o, "reason", json_string(reason));
+	set_str_or_null(o, "cursor", cursor);
+	return dump(o, len_out);
+}
+
+char *proto_ack(const long long *ref, const char *channel, const char *id, size_t *len_out)
+{
+	json_t *o = frame("ack");
+	set_ref(o, ref);
+	json_object_set_new(o, "channel", json_string(channel));
+	json_object_set_new(o, "id", json_string(id));
+	return dump(o, len_out);
+}
+
+char *proto_error(const long long *ref, const char *code, const char *message, size_t *len_out)
+{
+	json_t *o = frame("error");
+	set_ref(o, ref);
+	json_object_set_new(o, "code", json_string(code));
+	json_object_set_new(o, "message", json_string(message));
+	return dump(o, len_out);
+}
+
+char *proto_pong(const long long *ref, size_t *len_out)
+{
+	json_t *o = frame("pong");
+	set_ref(o, ref);
+	return dump(o, len_out);
+}
+
+char *proto_object1(const char *key, const char *value, size_t *len_out)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, key, json_string(value));
+	return dump(o, len_out);
+}

@@ -1,0 +1,54 @@
+/* protocol.h -- ferry's JSON protocol: client operations in, server frames
+ * out. The only file that knows jansson. Pure: no I/O. Every frame built here
+ * is a malloc'd NUL-terminated string the caller frees (or hands on). */
+#ifndef FERRY_PROTOCOL_H
+#define FERRY_PROTOCOL_H
+
+#include <stddef.h>
+
+#define PROTO_MAX_CHANNEL 128 /* bytes in a channel name */
+#define PROTO_MAX_EVENT 64    /* bytes in an event name */
+#define PROTO_MAX_CURSOR 64   /* bytes in a message id / cursor */
+
+enum proto_op_type { PROTO_SUBSCRIBE, PROTO_UNSUBSCRIBE, PROTO_PUBLISH, PROTO_PING };
+
+/* A decoded client operation. Strings point into storage owned by the op:
+ * valid until proto_op_release(). Absent optional fields are NULL. */
+struct proto_op {
+	enum proto_op_type type;
+	const char *channel; /* subscribe, unsubscribe, publish */
+	const char *cursor;  /* subscribe: resume after this message id */
+	const char *event;   /* publish */
+	const char *data;    /* publish */
+	size_t data_len;
+	long long ref;       /* client's correlation number, echoed in replies */
+	int has_ref;
+	void *json;
+};
+
+/* Decode one client frame. Returns 0, or -1 with *err a short static reason
+ * (the op then needs no release). */
+int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **err);
+void proto_op_release(struct proto_op *op);
+
+/* Channel names: 1-128 bytes of [A-Za-z0-9_.:@/=-] (URL-, header- and
+ * Redis-key-safe). Event names: 1-64 bytes of the same set. */
+int proto_channel_valid(const char *name, size_t len);
+int proto_event_valid(const char *name, size_t len);
+
+/* Server frames. len_out may be NULL. */
+char *proto_message(const char *channel, const char *id, const char *event, const char *data,
+		    size_t data_len, size_t *len_out);
+char *proto_open(const char *session_id, unsigned heartbeat_s, size_t *len_out);
+char *proto_subscribed(const char *channel, const char *cursor, const long long *ref,
+		       size_t *len_out);
+char *proto_unsubscribed(const char *channel, const long long *ref, size_t *len_out);
+char *proto_reset(const char *channel, const char *reason, const char *cursor, size_t *len_out);
+char *proto_ack(const long long *ref, const char *channel, const char *id, size_t *len_out);
+char *proto_error(const long long *ref, const char *code, const char *message, size_t *len_out);
+char *proto_pong(const long long *ref, size_t *len_out);
+
+/* A JSON object with one string member, for small HTTP bodies. */
+char *proto_object1(const char *key, const char *value, size_t *len_out);
+
+#endif
