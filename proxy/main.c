@@ -1,1 +1,126 @@
-int main(void){return 0;}
+/* main.c -- ferryd: configuration, the event loop, signals */
+#include "config.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "backend.h"
+#include "ferry.h"
+#include "hub.h"
+#include "listener.h"
+#include "log.h"
+
+extern char **environ;
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct ferry *f = arg;
+	log_info("received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	ferry_drain(f);
+}
+
+/* Take as many descriptors as the hard limit allows and keep
+ * --max-connections below it, leaving room for listeners and the backend. */
+static void fit_connections_to_fd_limit(struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	long usable = (long)rl.rlim_cur - 64;
+	if (rl.rlim_cur != RLIM_INFINITY && cfg->max_connections > usable) {
+		log_warn("--max-connections %d is over the open-files limit; using %ld",
+			 cfg->max_connections, usable);
+		cfg->max_connections = (int)(usable > 1 ? usable : 1);
+	}
+}
+
+static const struct timeval *common_timeout(struct event_base *base, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	return event_base_init_common_timeout(base, &tv);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	int rc = config_load(&cfg, argc, argv, environ);
+	if (rc != 0) {
+		config_free(&cfg);
+		return rc < 0 ? 2 : 0;
+	}
+	if (log_set_level_name(cfg.log_level) < 0) {
+		fprintf(stderr, "ferryd: unknown --log-level '%s'\n", cfg.log_level);
+		config_free(&cfg);
+		return 2;
+	}
+	if (cfg.redis_url) {
+		log_error("--redis: the Redis backend is not built yet; run without it for the "
+			  "embedded backend");
+		config_free(&cfg);
+		return 2;
+	}
+	if (cfg.upstream_url)
+		log_warn("--upstream is reserved: the reverse proxy is not built yet; ignoring it");
+	fit_connections_to_fd_limit(&cfg);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct ferry f;
+	memset(&f, 0, sizeof(f));
+	TAILQ_INIT(&f.clients);
+	TAILQ_INIT(&f.notified);
+	f.cfg = &cfg;
+	f.base = event_base_new();
+	if (!f.base) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	f.tv_ws_ping = common_timeout(f.base, cfg.ws_ping_ms);
+	f.tv_ws_pong = common_timeout(f.base, cfg.ws_pong_timeout_ms);
+	f.tv_close = common_timeout(f.base, 5000);
+
+	f.hub = hub_new(&f);
+	struct backend_events events;
+	hub_events(f.hub, &events);
+	f.backend = backend_memory_ops.create(f.base, &cfg, &events);
+
+	f.listener = listener_new(&f);
+	if (!f.listener) {
+		rc = 1;
+		goto out;
+	}
+	struct event *sigterm = evsignal_new(f.base, SIGTERM, signal_cb, &f);
+	struct event *sigint = evsignal_new(f.base, SIGINT, signal_cb, &f);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	log_info("ferryd %s ready: backend %s, prefix %s%s", PACKAGE_VERSION,
+		 f.backend->ops->name, cfg.prefix, cfg.echo ? ", echo on" : "");
+
+	event_base_dispatch(f.base);
+
+	log_info("ferryd stopped");
+	event_free(sigterm);
+	event_free(sigint);
+out:
+	/* Clients still open at exit are left to the kernel; free what we own. */
+	listener_free(f.listener);
+	if (f.drain_tick)
+		event_free(f.drain_tick);
+	if (f.drain_deadline)
+		event_free(f.drain_deadline);
+	if (f.nclients == 0) {
+		f.backend->ops->destroy(f.backend);
+		hub_free(f.hub);
+		event_base_free(f.base);
+	}
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,69 @@
+/* backend.h -- where messages get their ids and history: one interface,
+ * implemented by the embedded memory backend (and later Redis). The hub and
+ * the transports only ever see this. Callbacks may run synchronously, inside
+ * the call that requested them, or later from the event loop. */
+#ifndef FERRY_BACKEND_H
+#define FERRY_BACKEND_H
+
+#include <stddef.h>
+
+#include "message.h"
+
+struct event_base;
+struct config;
+
+enum history_status {
+	HISTORY_FRESH,    /* no cursor given: live from now */
+	HISTORY_CONTINUE, /* cursor known: msgs are exactly what came after it */
+	HISTORY_RESET,    /* cursor unusable (reason says why): msgs is all history kept */
+};
+
+struct history_result {
+	enum history_status status;
+	const char *reason;     /* HISTORY_RESET: "too_old", "epoch" or "invalid" */
+	struct message **msgs;  /* oldest first; borrowed for the callback's duration */
+	size_t nmsgs;
+	const char *cursor;     /* the channel's newest id: where the client is after replay */
+	struct msg_pos cursor_pos;
+	const char *error;      /* non-NULL: the backend could not answer */
+};
+
+typedef void (*backend_history_cb)(void *arg, const struct history_result *res);
+/* id is the new message's id, or NULL with err set when it was not stored. */
+typedef void (*backend_publish_cb)(void *arg, const char *id, const char *err);
+
+struct backend_events {
+	/* A message was published on a watched channel (by anyone). The backend
+	 * holds its own reference for the call; take one to keep it. */
+	void (*deliver)(void *arg, struct message *m);
+	void *arg;
+};
+
+struct backend;
+
+struct backend_ops {
+	const char *name;
+	struct backend *(*create)(struct event_base *base, const struct config *cfg,
+				  const struct backend_events *events);
+	void (*destroy)(struct backend *b);
+	/* data must be UTF-8; event NULL or a valid event name. cb may be NULL. */
+	void (*publish)(struct backend *b, const char *channel, const char *event, const char *data,
+			size_t len, backend_publish_cb cb, void *arg);
+	/* Messages after cursor (NULL: none, just the current position). */
+	void (*history)(struct backend *b, const char *channel, const char *cursor,
+			backend_history_cb cb, void *arg);
+	/* The first local subscriber arrived / the last one left. */
+	void (*watch)(struct backend *b, const char *channel);
+	void (*unwatch)(struct backend *b, const char *channel);
+	int (*healthy)(struct backend *b);
+	long (*channels)(struct backend *b);
+};
+
+/* Every implementation's struct starts with this. */
+struct backend {
+	const struct backend_ops *ops;
+};
+
+extern const struct backend_ops backend_memory_ops;
+
+#endif

@@ -1,0 +1,403 @@
+/* config.c -- one table of options serves the command line, FERRY_* variables,
+ * the config file and --help, so the four cannot drift apart. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "xmalloc.h"
+
+
+enum opt_type { OPT_STR, OPT_LIST, OPT_FLAG, OPT_INT, OPT_SIZE, OPT_DURATION };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t offset;       /* field in struct config */
+	size_t count_offset; /* OPT_LIST: its counter */
+	const char *def;     /* default, as it would be written on the command line */
+	const char *arg;     /* metavariable for --help */
+	const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+#define L(field, count) offsetof(struct config, field), offsetof(struct config, count)
+
+static const struct opt opts[] = {
+	{ "listen", OPT_LIST, L(listen, nlisten), "0.0.0.0:8080", "ADDR:PORT",
+	  "listen for HTTP on ADDR:PORT (repeatable)" },
+	{ "redis", OPT_STR, F(redis_url), 0, NULL, "URL",
+	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)" },
+	{ "upstream", OPT_STR, F(upstream_url), 0, NULL, "URL",
+	  "legacy app to reverse-proxy to (reserved; not implemented yet)" },
+	{ "prefix", OPT_STR, F(prefix), 0, "/ferry/", "PATH", "path prefix of ferry's routes" },
+	{ "publish-key", OPT_STR, F(publish_key), 0, NULL, "KEY",
+	  "secret required by the publish API (default: open)" },
+	{ "allow-origin", OPT_LIST, L(allow_origin, nallow_origin), NULL, "ORIGIN",
+	  "browser origin allowed to connect (repeatable; '*' for any; default: same host only)" },
+	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL, "serve PREFIXecho, a plain WebSocket echo endpoint" },
+	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
+	  "let WebSocket clients publish to channels" },
+	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug" },
+	{ "max-request-line", OPT_SIZE, F(max_request_line), 0, "8K", "BYTES",
+	  "longest request URI (over: 414)" },
+	{ "max-header-bytes", OPT_SIZE, F(max_header_bytes), 0, "16K", "BYTES",
+	  "total header bytes (over: 431)" },
+	{ "max-headers", OPT_INT, F(max_headers), 0, "64", "N", "header fields per request (over: 431)" },
+	{ "max-body", OPT_SIZE, F(max_body), 0, "1M", "BYTES", "request body bytes (over: 413)" },
+	{ "header-timeout", OPT_DURATION, F(header_timeout_ms), 0, "10s", "TIME",
+	  "time to send a request's headers (over: 408)" },
+	{ "body-timeout", OPT_DURATION, F(body_timeout_ms), 0, "30s", "TIME",
+	  "time to send a request's body (over: 408)" },
+	{ "idle-timeout", OPT_DURATION, F(idle_timeout_ms), 0, "60s", "TIME",
+	  "idle keep-alive connection lifetime" },
+	{ "max-connections", OPT_INT, F(max_connections), 0, "19000", "N",
+	  "open client connections in total (over: refused; capped by the open-files limit)" },
+	{ "ws-max-message", OPT_SIZE, F(ws_max_message), 0, "1M", "BYTES",
+	  "largest WebSocket message received (over: close 1009)" },
+	{ "ws-ping", OPT_DURATION, F(ws_ping_ms), 0, "25s", "TIME", "ping a silent WebSocket after" },
+	{ "ws-pong-timeout", OPT_DURATION, F(ws_pong_timeout_ms), 0, "15s", "TIME",
+	  "close a WebSocket that does not answer a ping within" },
+	{ "out-queue-max", OPT_SIZE, F(out_queue_max), 0, "1M", "BYTES",
+	  "bytes queued to one slow client before it is closed (4008)" },
+	{ "max-subscriptions", OPT_INT, F(max_subscriptions), 0, "64", "N", "channels per client" },
+	{ "history-size", OPT_INT, F(history_size), 0, "100", "N", "messages kept per channel" },
+	{ "history-ttl", OPT_DURATION, F(history_ttl_ms), 0, "300s", "TIME",
+	  "how long an idle channel's history is kept" },
+	{ "max-channels", OPT_INT, F(max_channels), 0, "100000", "N",
+	  "channels held by the embedded backend (over: publish refused with 503)" },
+	{ "drain-window", OPT_DURATION, F(drain_window_ms), 0, "10s", "TIME",
+	  "on SIGTERM, spread client closes over this window" },
+	{ "drain-timeout", OPT_DURATION, F(drain_timeout_ms), 0, "15s", "TIME",
+	  "on SIGTERM, exit after this even if clients remain" },
+	{ "reconnect-delay", OPT_DURATION, F(reconnect_delay_ms), 0, "5s", "TIME",
+	  "on drain, clients are told to reconnect after a random delay up to this" },
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+enum source { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_ARGV };
+
+struct loader {
+	struct config *cfg;
+	enum source list_source[NOPTS];
+	const char *origin; /* for error messages */
+};
+
+static const char *keep(struct config *cfg, const char *s)
+{
+	cfg->owned = xrealloc(cfg->owned, (size_t)(cfg->nowned + 1) * sizeof(char *));
+	return cfg->owned[cfg->nowned++] = xstrdup(s);
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': v <<= 10; end++; break;
+	case 'M': v <<= 20; end++; break;
+	case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (toupper((unsigned char)*end) == 'B' || toupper((unsigned char)*end) == 'I')
+		end++;
+	if (*end)
+		return -1;
+	*out = (size_t)v;
+	return 0;
+}
+
+/* "250ms", "10s", "2m"; a bare number is seconds. */
+static int parse_duration(const char *s, int *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		v *= 1000;
+	else if (strcmp(end, "m") == 0)
+		v *= 60000;
+	else
+		return -1;
+	if (v > 86400000.0 * 7)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int parse_flag(const char *s, int *out)
+{
+	if (!s || !strcasecmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") ||
+	    !strcasecmp(s, "on"))
+		*out = 1;
+	else if (!strcasecmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") ||
+		 !strcasecmp(s, "off"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int set_option(struct loader *ld, const struct opt *o, const char *value, enum source src)
+{
+	char *base = (char *)ld->cfg;
+	switch (o->type) {
+	case OPT_STR:
+		*(const char **)(base + o->offset) = keep(ld->cfg, value);
+		return 0;
+	case OPT_LIST: {
+		const char **list = (const char **)(base + o->offset);
+		int *count = (int *)(base + o->count_offset);
+		size_t idx = (size_t)(o - opts);
+		if (ld->list_source[idx] != src) { /* a later source replaces the list */
+			*count = 0;
+			ld->list_source[idx] = src;
+		}
+		/* environment lists are comma-separated */
+		char *copy = xstrdup(value), *save = NULL;
+		for (char *t = strtok_r(copy, src == SRC_ENV ? "," : "", &save); t;
+		     t = strtok_r(NULL, src == SRC_ENV ? "," : "", &save)) {
+			if (*count == CONFIG_MAX_LIST) {
+				free(copy);
+				fprintf(stderr, "ferryd: %s: at most %d values for --%s\n", ld->origin,
+					CONFIG_MAX_LIST, o->name);
+				return -1;
+			}
+			list[(*count)++] = keep(ld->cfg, t);
+		}
+		free(copy);
+		return 0;
+	}
+	case OPT_FLAG:
+		if (parse_flag(value, (int *)(base + o->offset)) == 0)
+			return 0;
+		break;
+	case OPT_INT: {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value && !*end && v >= 0 && v <= 100000000) {
+			*(int *)(base + o->offset) = (int)v;
+			return 0;
+		}
+		break;
+	}
+	case OPT_SIZE:
+		if (parse_size(value, (size_t *)(base + o->offset)) == 0)
+			return 0;
+		break;
+	case OPT_DURATION:
+		if (parse_duration(value, (int *)(base + o->offset)) == 0)
+			return 0;
+		break;
+	}
+	fprintf(stderr, "ferryd: %s: bad value '%s' for --%s\n", ld->origin, value, o->name);
+	return -1;
+}
+
+static const struct opt *find_opt(const char *name)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strcmp(opts[i].name, name) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static int load_file(struct loader *ld, const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	if (!fp) {
+		fprintf(stderr, "ferryd: cannot open config file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	char line[4096], where[512];
+	int lineno = 0, rc = 0;
+	while (rc == 0 && fgets(line, sizeof(line), fp)) {
+		lineno++;
+		char *p = line;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == '#' || *p == '\0')
+			continue;
+		char *end = p + strlen(p);
+		while (end > p && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		char *name = p;
+		while (*p && !isspace((unsigned char)*p) && *p != '=')
+			p++;
+		char *name_end = p;
+		while (isspace((unsigned char)*p) || *p == '=')
+			p++;
+		*name_end = '\0';
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		ld->origin = where;
+		const struct opt *o = find_opt(name);
+		if (!o) {
+			fprintf(stderr, "ferryd: %s: unknown setting '%s'\n", where, name);
+			rc = -1;
+		} else if (*p == '\0' && o->type != OPT_FLAG) {
+			fprintf(stderr, "ferryd: %s: '%s' needs a value\n", where, name);
+			rc = -1;
+		} else {
+			rc = set_option(ld, o, *p ? p : NULL, SRC_FILE);
+		}
+	}
+	fclose(fp);
+	return rc;
+}
+
+/* FERRY_ALLOW_ORIGIN for --allow-origin */
+static void env_name(const char *opt, char *out, size_t outsz)
+{
+	size_t n = (size_t)snprintf(out, outsz, "FERRY_");
+	for (; *opt && n + 1 < outsz; opt++)
+		out[n++] = *opt == '-' ? '_' : (char)toupper((unsigned char)*opt);
+	out[n] = '\0';
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+	size_t len = strlen(name);
+	for (char **e = envp; e && *e; e++)
+		if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+			return *e + len + 1;
+	return NULL;
+}
+
+void config_usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: ferryd [OPTION]...\n"
+		"Realtime transport proxy: WebSocket, SSE and long-polling channels.\n\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		fprintf(out, "  %-28s %s", left, o->help);
+		if (o->def && o->type != OPT_FLAG)
+			fprintf(out, " [%s]", o->def);
+		fputc('\n', out);
+	}
+	fprintf(out,
+		"  %-28s %s\n  %-28s %s\n  %-28s %s\n\n", "--config FILE",
+		"read settings from FILE (lines: NAME VALUE; '#' comments)", "-h, --help",
+		"print this help", "-V, --version", "print the version");
+	fprintf(out,
+		"Every setting can also come from the environment as FERRY_NAME (upper case,\n"
+		"'-' as '_'; lists comma-separated). Precedence: command line, environment,\n"
+		"config file, default. TIME takes ms, s or m (bare numbers are seconds);\n"
+		"BYTES takes K, M or G.\n");
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char **envp)
+{
+	struct loader ld = { .cfg = cfg };
+	memset(cfg, 0, sizeof(*cfg));
+
+	ld.origin = "default";
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].def && set_option(&ld, &opts[i], opts[i].def, SRC_DEFAULT) < 0)
+			return -1;
+
+	/* getopt_long's table: one entry per option plus config/help/version */
+	struct option *lo = xcalloc(NOPTS + 4, sizeof(*lo));
+	for (size_t i = 0; i < NOPTS; i++) {
+		lo[i].name = opts[i].name;
+		lo[i].has_arg = opts[i].type == OPT_FLAG ? optional_argument : required_argument;
+		lo[i].val = 256 + (int)i;
+	}
+	lo[NOPTS] = (struct option){ "config", required_argument, NULL, 'c' };
+	lo[NOPTS + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[NOPTS + 2] = (struct option){ "version", no_argument, NULL, 'V' };
+
+	/* The config file comes first in precedence order, so find it first. */
+	const char *config_path = env_get(envp, "FERRY_CONFIG");
+	int c, rc = 0;
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "hVc:", lo, NULL)) != -1) {
+		if (c == 'c')
+			config_path = optarg;
+		else if (c == 'h') {
+			config_usage(stdout);
+			rc = 1;
+			goto out;
+		} else if (c == 'V') {
+			printf("ferryd %s\n", PACKAGE_VERSION);
+			rc = 1;
+			goto out;
+		} else if (c == '?') {
+			fprintf(stderr, "Try 'ferryd --help'.\n");
+			rc = -1;
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ferryd: unexpected argument '%s'\nTry 'ferryd --help'.\n",
+			argv[optind]);
+		rc = -1;
+		goto out;
+	}
+	if (config_path && load_file(&ld, config_path) < 0) {
+		rc = -1;
+		goto out;
+	}
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		char name[64];
+		env_name(opts[i].name, name, sizeof(name));
+		const char *v = env_get(envp, name);
+		ld.origin = name;
+		if (v && set_option(&ld, &opts[i], v, SRC_ENV) < 0) {
+			rc = -1;
+			goto out;
+		}
+	}
+
+	optind = 1;
+	opterr = 0;
+	ld.origin = "command line";
+	while ((c = getopt_long(argc, argv, "hVc:", lo, NULL)) != -1) {
+		if (c >= 256 && set_option(&ld, &opts[c - 256], optarg, SRC_ARGV) < 0) {
+			rc = -1;
+			goto out;
+		}
+	}
+
+	size_t plen = strlen(cfg->prefix);
+	if (plen == 0 || cfg->prefix[0] != '/' || cfg->prefix[plen - 1] != '/') {
+		fprintf(stderr, "ferryd: --prefix must start and end with '/'\n");
+		rc = -1;
+	} else if (cfg->nlisten == 0) {
+		fprintf(stderr, "ferryd: nothing to listen on\n");
+		rc = -1;
+	} else if (cfg->history_size < 1 || cfg->max_headers < 1 || cfg->ws_ping_ms < 100) {
+		fprintf(stderr, "ferryd: --history-size and --max-headers must be at least 1, "
+				"--ws-ping at least 100ms\n");
+		rc = -1;
+	}
+out:
+	free(lo);
+	return rc;
+}
+
+void config_free(struct config *cfg)
+{
+	for (int i = 0; i < cfg->nowned; i++)
+		free(cfg->owned[i]);
+	free(cfg->owned);
+	cfg->owned = NULL;
+	cfg->nowned = 0;
+}

@@ -1,0 +1,68 @@
+/* ferry.h -- the one context every module is handed: the event loop, the
+ * read-only configuration, the hub, the backend, metrics and live clients. */
+#ifndef FERRY_FERRY_H
+#define FERRY_FERRY_H
+
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include "config.h"
+#include "metrics.h"
+
+struct event_base;
+struct event;
+struct hub;
+struct backend;
+struct listener;
+struct client_link;
+
+/* What ferry does with a live client when it drains (SIGTERM). */
+struct client_link_ops {
+	/* Tell the client to reconnect after retry_ms and close (or schedule
+	 * closing). Must not free the client synchronously. */
+	void (*drain)(struct client_link *link, int retry_ms);
+};
+
+/* Embedded in every client connection so ferry can find it to drain. */
+struct client_link {
+	const struct client_link_ops *ops;
+	int long_lived; /* streams and sockets: closes are spread over the drain window */
+	int notified;
+	TAILQ_ENTRY(client_link) entry;
+};
+
+TAILQ_HEAD(client_list, client_link);
+
+struct ferry {
+	struct event_base *base;
+	const struct config *cfg;
+	struct hub *hub;
+	struct backend *backend;
+	struct listener *listener;
+	struct metrics metrics;
+
+	struct client_list clients;   /* not yet told to go */
+	struct client_list notified;  /* told to go, still closing */
+	int nclients;
+	unsigned long next_client_id;
+
+	/* common timeouts (libevent keeps one queue per distinct value) */
+	const struct timeval *tv_ws_ping, *tv_ws_pong, *tv_close;
+
+	int draining;
+	int drain_total;              /* long-lived clients when the drain began */
+	int drain_closed;
+	struct timeval drain_start;
+	struct event *drain_tick, *drain_deadline;
+};
+
+void ferry_client_add(struct ferry *f, struct client_link *link, const struct client_link_ops *ops,
+		      int long_lived);
+void ferry_client_remove(struct ferry *f, struct client_link *link);
+
+/* Start draining: stop accepting, tell clients to go, exit within the bound. */
+void ferry_drain(struct ferry *f);
+/* Called when a client is gone; ends the loop when draining and none is left. */
+void ferry_client_gone(struct ferry *f);
+
+#endif

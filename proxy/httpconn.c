@@ -1,0 +1,290 @@
+/* httpconn.c -- HTTP/1.1 connections.
+ * Requests are handled one at a time in arrival order: the parser stops after
+ * each request, and the next one is parsed only once the current response
+ * has been queued. That is all pipelining needs. */
+#include "httpconn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry.h"
+#include "http.h"
+#include "log.h"
+#include "router.h"
+#include "xmalloc.h"
+
+/* Stop reading pipelined requests while this much output is waiting. */
+#define OUTPUT_PAUSE_BYTES (256 * 1024)
+
+enum phase { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_RESPONDING, PHASE_CLOSING };
+
+struct httpconn {
+	struct client_link link;
+	struct ferry *f;
+	struct bufferevent *bev;
+	struct http_parser *parser;
+	struct event *timer;
+	enum phase phase;
+	int refs;
+	int gone;        /* socket closed; waiting for holders to release */
+	int keep_alive;  /* of the current request */
+	int in_handler;  /* inside process(): do not recurse or free */
+	char peer[64];
+};
+
+static void process(struct httpconn *c);
+static void conn_free(struct httpconn *c);
+
+static void set_timer(struct httpconn *c, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_add(c->timer, &tv);
+}
+
+static void enter_phase(struct httpconn *c, enum phase p)
+{
+	if (c->phase == p)
+		return;
+	c->phase = p;
+	const struct config *cfg = c->f->cfg;
+	switch (p) {
+	case PHASE_IDLE:
+		set_timer(c, cfg->idle_timeout_ms);
+		break;
+	case PHASE_HEADERS:
+		set_timer(c, cfg->header_timeout_ms);
+		break;
+	case PHASE_BODY:
+		set_timer(c, cfg->body_timeout_ms);
+		break;
+	case PHASE_RESPONDING:
+		event_del(c->timer);
+		break;
+	case PHASE_CLOSING:
+		set_timer(c, 5000); /* flush bound for a client that stopped reading */
+		break;
+	}
+}
+
+/* Close the socket now; the struct lives on while someone holds it. */
+static void conn_close(struct httpconn *c)
+{
+	struct ferry *f = c->f;
+	if (c->gone)
+		return;
+	c->gone = 1;
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	event_del(c->timer);
+	ferry_client_remove(f, &c->link);
+	f->metrics.connections[TRANSPORT_HTTP]--;
+	httpconn_release(c); /* c may be freed here */
+	ferry_client_gone(f);
+}
+
+void httpconn_hold(struct httpconn *c)
+{
+	c->refs++;
+}
+
+void httpconn_release(struct httpconn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+int httpconn_gone(const struct httpconn *c)
+{
+	return c->gone;
+}
+
+static void conn_free(struct httpconn *c)
+{
+	http_parser_free(c->parser);
+	event_free(c->timer);
+	free(c);
+}
+
+const char *httpconn_peer(const struct httpconn *c)
+{
+	return c->peer;
+}
+
+struct ferry *httpconn_ferry(const struct httpconn *c)
+{
+	return c->f;
+}
+
+void httpconn_respond(struct httpconn *c, int status, const char *headers, const char *ctype,
+		      const void *body, size_t len)
+{
+	if (c->gone)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int close_after = !c->keep_alive || c->f->draining || status == 400 || status == 408 ||
+			  status == 413 || status == 414 || status == 431;
+	size_t before = evbuffer_get_length(out);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nServer: ferry\r\nContent-Type: %s\r\n"
+			    "Content-Length: %zu\r\n%s%s\r\n",
+			    status, http_status_text(status), ctype, len,
+			    close_after ? "Connection: close\r\n" : "", headers ? headers : "");
+	if (len)
+		evbuffer_add(out, body, len);
+	c->f->metrics.bytes_out += evbuffer_get_length(out) - before;
+	if (status >= 400)
+		c->f->metrics.errors[metrics_http_error(status)]++;
+	if (close_after) {
+		enter_phase(c, PHASE_CLOSING);
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	http_parser_next(c->parser);
+	enter_phase(c, PHASE_IDLE);
+	if (!c->in_handler)
+		process(c); /* a later answer: pipelined requests may be waiting */
+}
+
+void httpconn_error(struct httpconn *c, int status, const char *reason)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "%s\n", reason);
+	log_info("http %s: %d %s", c->peer, status, reason);
+	httpconn_respond(c, status, "", "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+struct bufferevent *httpconn_detach(struct httpconn *c)
+{
+	struct bufferevent *bev = c->bev;
+	c->bev = NULL;
+	c->gone = 1;
+	event_del(c->timer);
+	ferry_client_remove(c->f, &c->link);
+	c->f->metrics.connections[TRANSPORT_HTTP]--;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	httpconn_release(c); /* process() still holds one; freed when it returns */
+	return bev;
+}
+
+/* Parse and dispatch whatever input is buffered. */
+static void process(struct httpconn *c)
+{
+	httpconn_hold(c);
+	c->in_handler = 1;
+	while (!c->gone && (c->phase == PHASE_IDLE || c->phase == PHASE_HEADERS ||
+			    c->phase == PHASE_BODY)) {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES)
+			break; /* the write callback resumes us */
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		size_t used = 0;
+		enum http_parse_result rc = http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
+		evbuffer_drain(in, used);
+		if (rc == HTTP_PARSE_ERROR) {
+			c->keep_alive = 0;
+			httpconn_error(c, http_parser_status(c->parser), http_parser_error(c->parser));
+			break;
+		}
+		if (rc == HTTP_PARSE_MORE) {
+			if (http_parser_in_body(c->parser))
+				enter_phase(c, PHASE_BODY);
+			else if (http_parser_in_request(c->parser))
+				enter_phase(c, PHASE_HEADERS);
+			continue;
+		}
+		const struct http_request *req = http_parser_request(c->parser);
+		c->keep_alive = req->keep_alive && !req->upgrade;
+		enter_phase(c, PHASE_RESPONDING);
+		router_dispatch(c, req);
+	}
+	c->in_handler = 0;
+	httpconn_release(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct httpconn *c = arg;
+	c->f->metrics.bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
+	process(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct httpconn *c = arg;
+	if (c->phase == PHASE_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_close(c);
+		return;
+	}
+	process(c); /* output drained below the pause mark */
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct httpconn *c = arg;
+	if (what & BEV_EVENT_ERROR)
+		log_debug("http %s: socket error", c->peer);
+	conn_close(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpconn *c = arg;
+	switch (c->phase) {
+	case PHASE_HEADERS:
+		c->keep_alive = 0;
+		httpconn_error(c, 408, "request headers not received in time");
+		break;
+	case PHASE_BODY:
+		c->keep_alive = 0;
+		httpconn_error(c, 408, "request body not received in time");
+		break;
+	case PHASE_IDLE:
+	case PHASE_CLOSING:
+	case PHASE_RESPONDING:
+		conn_close(c);
+		break;
+	}
+}
+
+static void drain_cb(struct client_link *link, int retry_ms)
+{
+	struct httpconn *c = (struct httpconn *)link;
+	/* An idle keep-alive connection just closes; one mid-request is answered
+	 * with Connection: close (httpconn_respond checks draining). */
+	if (c->phase == PHASE_IDLE)
+		conn_close(c);
+}
+
+static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb };
+
+void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer)
+{
+	const struct config *cfg = f->cfg;
+	struct httpconn *c = xcalloc(1, sizeof(*c));
+	c->f = f;
+	c->bev = bev;
+	c->refs = 1;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	struct http_limits limits = {
+		.max_request_line = cfg->max_request_line,
+		.max_header_bytes = cfg->max_header_bytes,
+		.max_headers = (unsigned)cfg->max_headers,
+		.max_body = cfg->max_body,
+	};
+	c->parser = http_parser_new(&limits);
+	c->timer = evtimer_new(f->base, timer_cb, c);
+	c->phase = PHASE_RESPONDING; /* so enter_phase(IDLE) arms the timer */
+	enter_phase(c, PHASE_IDLE);
+	ferry_client_add(f, &c->link, &httpconn_link_ops, 0);
+	f->metrics.connections[TRANSPORT_HTTP]++;
+	f->metrics.connections_total[TRANSPORT_HTTP]++;
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}

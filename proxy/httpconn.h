@@ -1,0 +1,40 @@
+/* httpconn.h -- one HTTP/1.1 client connection on a bufferevent: parsing,
+ * limits and timeouts, keep-alive, pipelining, and writing responses. Each
+ * complete request goes to the router; a response is written with
+ * httpconn_respond(), now or later (the connection waits, in order). */
+#ifndef FERRY_HTTPCONN_H
+#define FERRY_HTTPCONN_H
+
+#include <stddef.h>
+
+struct ferry;
+struct httpconn;
+struct http_request;
+struct bufferevent;
+
+/* Take ownership of bev (a freshly accepted connection). */
+void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer);
+
+/* Write the response to the current request. headers is "" or lines each
+ * ending in "\r\n". The connection closes after it when the client asked to,
+ * when status is an error that leaves the stream in doubt, or when draining. */
+void httpconn_respond(struct httpconn *c, int status, const char *headers, const char *ctype,
+		      const void *body, size_t len);
+/* A short text/plain error body ("<reason>\n"), logged once at info. */
+void httpconn_error(struct httpconn *c, int status, const char *reason);
+
+/* For answers that come later (a backend callback): hold keeps the
+ * connection struct alive; release drops it. httpconn_gone() says whether
+ * the client disconnected meanwhile (then do not respond). */
+void httpconn_hold(struct httpconn *c);
+void httpconn_release(struct httpconn *c);
+int httpconn_gone(const struct httpconn *c);
+
+/* Leave HTTP (a protocol upgrade): returns the bufferevent, whose input still
+ * holds any bytes after the request; the httpconn is freed. */
+struct bufferevent *httpconn_detach(struct httpconn *c);
+
+const char *httpconn_peer(const struct httpconn *c);
+struct ferry *httpconn_ferry(const struct httpconn *c);
+
+#endif

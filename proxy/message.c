@@ -1,0 +1,68 @@
+/* message.c -- refcounted messages; strings live in the same allocation */
+#include "message.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmalloc.h"
+
+struct message *message_new(const char *channel, const char *id, struct msg_pos pos,
+			    const char *event, const char *data, size_t data_len)
+{
+	size_t clen = strlen(channel) + 1, ilen = strlen(id) + 1;
+	size_t elen = event ? strlen(event) + 1 : 0;
+	struct message *m = xcalloc(1, sizeof(*m) + clen + ilen + elen + data_len + 1);
+	char *p = (char *)(m + 1);
+	m->channel = memcpy(p, channel, clen);
+	p += clen;
+	m->id = memcpy(p, id, ilen);
+	p += ilen;
+	if (event) {
+		m->event = memcpy(p, event, elen);
+		p += elen;
+	}
+	memcpy(p, data, data_len);
+	p[data_len] = '\0';
+	m->data = p;
+	m->data_len = data_len;
+	m->pos = pos;
+	m->refs = 1;
+	return m;
+}
+
+struct message *message_ref(struct message *m)
+{
+	m->refs++;
+	return m;
+}
+
+void message_unref(struct message *m)
+{
+	if (!m || --m->refs > 0)
+		return;
+	for (int w = 0; w < WIRE_COUNT; w++)
+		free(m->wire[w].bytes);
+	free(m);
+}
+
+const char *message_wire(const struct message *m, enum wire w, size_t *len)
+{
+	*len = m->wire[w].len;
+	return m->wire[w].bytes;
+}
+
+void message_set_wire(struct message *m, enum wire w, char *bytes, size_t len)
+{
+	free(m->wire[w].bytes);
+	m->wire[w].bytes = bytes;
+	m->wire[w].len = len;
+}
+
+int msg_pos_cmp(struct msg_pos a, struct msg_pos b)
+{
+	if (a.major != b.major)
+		return a.major < b.major ? -1 : 1;
+	if (a.minor != b.minor)
+		return a.minor < b.minor ? -1 : 1;
+	return 0;
+}

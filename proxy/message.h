@@ -1,0 +1,45 @@
+/* message.h -- an immutable, refcounted channel message with its encodings.
+ * A message is encoded at most once per wire format; every subscriber's
+ * output buffer then holds a reference to those same bytes. */
+#ifndef FERRY_MESSAGE_H
+#define FERRY_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum wire { WIRE_WS, WIRE_SSE, WIRE_POLL, WIRE_COUNT };
+
+/* Position of a message within its channel's epoch: ordered by (major, minor).
+ * The memory backend uses (sequence, 0); a Redis stream id is (ms, seq). */
+struct msg_pos {
+	uint64_t major, minor;
+};
+
+struct message {
+	unsigned refs;
+	const char *channel;
+	const char *id; /* "<epoch>:<position>", opaque to clients */
+	struct msg_pos pos;
+	const char *event; /* NULL when the message names none */
+	const char *data;  /* UTF-8, NUL-terminated */
+	size_t data_len;
+	struct {
+		char *bytes;
+		size_t len;
+	} wire[WIRE_COUNT];
+};
+
+/* All strings are copied; the message starts with one reference. */
+struct message *message_new(const char *channel, const char *id, struct msg_pos pos,
+			    const char *event, const char *data, size_t data_len);
+struct message *message_ref(struct message *m);
+void message_unref(struct message *m);
+
+/* The cached encoding for a wire format, or NULL if not built yet. */
+const char *message_wire(const struct message *m, enum wire w, size_t *len);
+/* Store an encoding built by a transport; the message takes ownership of bytes (malloc'd). */
+void message_set_wire(struct message *m, enum wire w, char *bytes, size_t len);
+
+int msg_pos_cmp(struct msg_pos a, struct msg_pos b);
+
+#endif

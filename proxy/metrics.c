@@ -1,0 +1,62 @@
+/* metrics.c -- Prometheus text exposition of struct metrics */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+
+static const char *const error_names[ERR_COUNT] = {
+	"http_400", "http_403", "http_404", "http_405", "http_408", "http_413", "http_414",
+	"http_426", "http_431", "http_503", "http_other", "ws_protocol", "ws_bad_utf8",
+	"ws_too_big", "ws_refused_op", "ws_ping_timeout", "slow_consumer", "conn_refused",
+	"publish_failed",
+};
+
+static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket" };
+
+enum metric_error metrics_http_error(int status)
+{
+	switch (status) {
+	case 400: return ERR_HTTP_400;
+	case 403: return ERR_HTTP_403;
+	case 404: return ERR_HTTP_404;
+	case 405: return ERR_HTTP_405;
+	case 408: return ERR_HTTP_408;
+	case 413: return ERR_HTTP_413;
+	case 414: return ERR_HTTP_414;
+	case 426: return ERR_HTTP_426;
+	case 431: return ERR_HTTP_431;
+	case 503: return ERR_HTTP_503;
+	default: return ERR_HTTP_OTHER;
+	}
+}
+
+void metrics_render(const struct metrics *m, long channels, struct evbuffer *out)
+{
+	evbuffer_add_printf(out, "# HELP ferry_connections Open client connections by transport.\n"
+				 "# TYPE ferry_connections gauge\n");
+	for (int t = 0; t < TRANSPORT_COUNT; t++)
+		evbuffer_add_printf(out, "ferry_connections{transport=\"%s\"} %ld\n",
+				    transport_names[t], m->connections[t]);
+	evbuffer_add_printf(out, "# HELP ferry_connections_total Client connections accepted by transport.\n"
+				 "# TYPE ferry_connections_total counter\n");
+	for (int t = 0; t < TRANSPORT_COUNT; t++)
+		evbuffer_add_printf(out, "ferry_connections_total{transport=\"%s\"} %llu\n",
+				    transport_names[t], m->connections_total[t]);
+	evbuffer_add_printf(out,
+		"# HELP ferry_channels Channels held by this instance.\n"
+		"# TYPE ferry_channels gauge\nferry_channels %ld\n"
+		"# HELP ferry_messages_in_total Messages published into ferry.\n"
+		"# TYPE ferry_messages_in_total counter\nferry_messages_in_total %llu\n"
+		"# HELP ferry_messages_out_total Messages delivered to clients.\n"
+		"# TYPE ferry_messages_out_total counter\nferry_messages_out_total %llu\n"
+		"# HELP ferry_bytes_in_total Bytes received from clients.\n"
+		"# TYPE ferry_bytes_in_total counter\nferry_bytes_in_total %llu\n"
+		"# HELP ferry_bytes_out_total Bytes queued to clients.\n"
+		"# TYPE ferry_bytes_out_total counter\nferry_bytes_out_total %llu\n"
+		"# HELP ferry_drops_total Clients closed for falling behind (they resume from their cursor).\n"
+		"# TYPE ferry_drops_total counter\nferry_drops_total %llu\n"
+		"# HELP ferry_errors_total Errors by kind.\n# TYPE ferry_errors_total counter\n",
+		channels, m->messages_in, m->messages_out, m->bytes_in, m->bytes_out, m->drops);
+	for (int e = 0; e < ERR_COUNT; e++)
+		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
+				    m->errors[e]);
+}

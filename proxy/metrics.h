@@ -1,0 +1,38 @@
+/* metrics.h -- counters rendered as Prometheus text on PREFIXmetrics */
+#ifndef FERRY_METRICS_H
+#define FERRY_METRICS_H
+
+#include <stddef.h>
+
+struct evbuffer;
+
+enum metric_error {
+	ERR_HTTP_400, ERR_HTTP_403, ERR_HTTP_404, ERR_HTTP_405, ERR_HTTP_408, ERR_HTTP_413,
+	ERR_HTTP_414, ERR_HTTP_426, ERR_HTTP_431, ERR_HTTP_503, ERR_HTTP_OTHER,
+	ERR_WS_PROTOCOL,     /* close 1002 */
+	ERR_WS_BAD_DATA,     /* close 1007: invalid UTF-8 */
+	ERR_WS_TOO_BIG,      /* close 1009 */
+	ERR_WS_BAD_FRAME,    /* close 1008/1003: an operation ferry refuses */
+	ERR_WS_PING_TIMEOUT, /* no pong: connection dropped */
+	ERR_SLOW_CONSUMER,   /* outbound queue over its cap: close 4008 */
+	ERR_CONN_REFUSED,    /* over --max-connections */
+	ERR_PUBLISH,         /* a publish the backend refused */
+	ERR_COUNT
+};
+
+enum metric_transport { TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_COUNT };
+
+struct metrics {
+	long connections[TRANSPORT_COUNT];
+	unsigned long long connections_total[TRANSPORT_COUNT];
+	unsigned long long messages_in;   /* published into ferry */
+	unsigned long long messages_out;  /* deliveries to clients */
+	unsigned long long bytes_in, bytes_out;
+	unsigned long long drops;         /* clients dropped for falling behind */
+	unsigned long long errors[ERR_COUNT];
+};
+
+enum metric_error metrics_http_error(int status);
+void metrics_render(const struct metrics *m, long channels, struct evbuffer *out);
+
+#endif

@@ -1,0 +1,13 @@
+/* origin.h -- the Origin allowlist, for every transport */
+#ifndef FERRY_ORIGIN_H
+#define FERRY_ORIGIN_H
+
+struct config;
+
+/* 1 if a browser at origin may connect: origin is listed in --allow-origin
+ * ("*" allows any), or, with no list, it names the same host as the Host
+ * header (so a page can always reach the ferry that served it). A request
+ * without Origin does not come from a browser page and is allowed. */
+int origin_allowed(const struct config *cfg, const char *origin, const char *host);
+
+#endif

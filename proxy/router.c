@@ -1,0 +1,177 @@
+/* router.c -- ferry's routes under the configured prefix:
+ *   ws, echo          WebSocket endpoints (transports/websocket.c)
+ *   publish/NAME      POST a message to a channel
+ *   healthz, metrics  for load balancers and Prometheus
+ *   ferry.js, "" and demo   the browser client and the demo page
+ * Everything else is 404 until the reverse proxy lands. */
+#include "router.h"
+
+#include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "assets.h"
+#include "ferry.h"
+#include "http.h"
+#include "httpconn.h"
+#include "hub.h"
+#include "log.h"
+#include "protocol.h"
+#include "utf8.h"
+#include "websocket.h"
+
+static int method_is(const struct http_request *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+static void method_not_allowed(struct httpconn *c, const char *allow)
+{
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	httpconn_respond(c, 405, hdr, "text/plain; charset=utf-8", "method not allowed\n", 19);
+}
+
+static void serve_asset(struct httpconn *c, const struct http_request *req, const char *name)
+{
+	const struct asset *a = assets_find(name);
+	if (!a) {
+		httpconn_error(c, 404, "not found");
+		return;
+	}
+	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+		method_not_allowed(c, "GET, HEAD");
+		return;
+	}
+	httpconn_respond(c, 200, "Cache-Control: no-cache\r\n", a->content_type, a->data,
+			 method_is(req, "HEAD") ? 0 : a->len);
+}
+
+static void healthz(struct httpconn *c)
+{
+	struct ferry *f = httpconn_ferry(c);
+	int ok = f->backend->ops->healthy(f->backend) && !f->draining;
+	char body[160];
+	int n = snprintf(body, sizeof(body),
+			 "{\"status\":\"%s\",\"backend\":\"%s\",\"backend_healthy\":%s,\"draining\":%s}\n",
+			 ok ? "ok" : "unavailable", f->backend->ops->name,
+			 f->backend->ops->healthy(f->backend) ? "true" : "false",
+			 f->draining ? "true" : "false");
+	httpconn_respond(c, ok ? 200 : 503, "Cache-Control: no-store\r\n", "application/json", body,
+			 (size_t)n);
+}
+
+static void metrics(struct httpconn *c)
+{
+	struct ferry *f = httpconn_ferry(c);
+	struct evbuffer *buf = evbuffer_new();
+	metrics_render(&f->metrics, f->backend->ops->channels(f->backend), buf);
+	size_t len = evbuffer_get_length(buf);
+	httpconn_respond(c, 200, "Cache-Control: no-store\r\n", "text/plain; version=0.0.4",
+			 evbuffer_pullup(buf, -1), len);
+	evbuffer_free(buf);
+}
+
+/* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key: KEY". */
+static int publish_authorized(const struct config *cfg, const struct http_request *req)
+{
+	if (!cfg->publish_key)
+		return 1;
+	const char *key = http_request_header(req, "X-Ferry-Key");
+	const char *auth = http_request_header(req, "Authorization");
+	if (!key && auth && strncasecmp(auth, "Bearer ", 7) == 0)
+		key = auth + 7;
+	size_t want = strlen(cfg->publish_key);
+	return key && strlen(key) == want && CRYPTO_memcmp(key, cfg->publish_key, want) == 0;
+}
+
+static void publish_done(void *arg, const char *id, const char *err)
+{
+	struct httpconn *c = arg;
+	if (!httpconn_gone(c)) {
+		if (err) {
+			httpconn_ferry(c)->metrics.errors[ERR_PUBLISH]++;
+			httpconn_error(c, 503, err);
+		} else {
+			size_t len;
+			char *json = proto_object1("id", id, &len);
+			httpconn_respond(c, 200, "Cache-Control: no-store\r\n", "application/json",
+					 json, len);
+			free(json);
+		}
+	}
+	httpconn_release(c);
+}
+
+static void publish(struct httpconn *c, const struct http_request *req, const char *channel)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (!method_is(req, "POST")) {
+		method_not_allowed(c, "POST");
+		return;
+	}
+	if (!publish_authorized(f->cfg, req)) {
+		httpconn_error(c, f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
+							  http_request_header(req, "Authorization"))
+					  ? 403 : 401,
+			       "publish key missing or wrong");
+		return;
+	}
+	if (!proto_channel_valid(channel, strlen(channel))) {
+		httpconn_error(c, 400, "invalid channel name");
+		return;
+	}
+	char event[PROTO_MAX_EVENT + 2];
+	size_t pos = 0;
+	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
+	if (elen == 0 || (elen > 0 && !proto_event_valid(event, (size_t)elen)) ||
+	    (elen < 0 && strstr(req->query, "event="))) {
+		httpconn_error(c, 400, "invalid event name");
+		return;
+	}
+	if (!utf8_valid((const uint8_t *)req->body, req->body_len)) {
+		httpconn_error(c, 400, "body must be UTF-8 text");
+		return;
+	}
+	httpconn_hold(c);
+	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len,
+		    publish_done, c);
+}
+
+void router_dispatch(struct httpconn *c, const struct http_request *req)
+{
+	struct ferry *f = httpconn_ferry(c);
+	const char *prefix = f->cfg->prefix;
+	size_t plen = strlen(prefix);
+	const char *path = req->path;
+
+	if (strncmp(path, prefix, plen) != 0) {
+		if (strcmp(path, "/") == 0 && !f->cfg->upstream_url) {
+			char loc[300];
+			snprintf(loc, sizeof(loc), "Location: %s\r\n", prefix);
+			httpconn_respond(c, 302, loc, "text/plain; charset=utf-8", "", 0);
+			return;
+		}
+		httpconn_error(c, 404, "not found");
+		return;
+	}
+	const char *route = path + plen;
+	if (strcmp(route, "ws") == 0) {
+		websocket_upgrade(c, req, WS_MODE_FERRY);
+	} else if (strcmp(route, "echo") == 0 && f->cfg->echo) {
+		websocket_upgrade(c, req, WS_MODE_ECHO);
+	} else if (strncmp(route, "publish/", 8) == 0) {
+		publish(c, req, route + 8);
+	} else if (strcmp(route, "healthz") == 0) {
+		healthz(c);
+	} else if (strcmp(route, "metrics") == 0) {
+		metrics(c);
+	} else if (*route == '\0' || strcmp(route, "demo") == 0) {
+		serve_asset(c, req, "demo.html");
+	} else {
+		serve_asset(c, req, route);
+	}
+}

@@ -1,0 +1,43 @@
+/* session.h -- one client, whatever its transport: subscriptions with
+ * per-channel cursors, the protocol's operations, and the outbound byte cap. */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "transport.h"
+
+struct ferry;
+struct session;
+struct sub;
+struct message;
+
+/* The transport owns the session: it creates it and frees it when its
+ * connection is gone. t is handed back to ops. */
+struct session *session_new(struct ferry *f, const struct transport_ops *ops, void *t);
+/* Unsubscribe everything and drop the transport's reference; callbacks still
+ * pending (publish acknowledgements) find the session closed and do nothing. */
+void session_free(struct session *s);
+
+/* Send ferry's open frame. */
+void session_open(struct session *s);
+
+/* Subscribe to channel from cursor (NULL: live). Answers with frames. */
+void session_subscribe(struct session *s, const char *channel, const char *cursor,
+		       const long long *ref);
+
+/* Handle one text frame from the client. */
+void session_handle(struct session *s, const char *json, size_t len);
+
+/* Parse "NAME" or "NAME,CURSOR" (the ?ch= query form) and subscribe. Returns
+ * -1 when the channel name is not valid. */
+int session_subscribe_spec(struct session *s, const char *spec);
+
+/* Called by the hub. */
+void session_deliver(struct session *s, struct sub *sub, struct message *m);
+void session_replayed(struct session *s, struct sub *sub, const struct history_result *res);
+
+int session_subscriptions(const struct session *s);
+
+#endif

@@ -1,0 +1,575 @@
+/* websocket.c -- WebSocket connections: frame I/O on a bufferevent, the
+ * message-level rules of RFC 6455 (fragments, UTF-8, size), ping/pong, the
+ * close handshake, and ferry's JSON protocol through a session.
+ *
+ * Lifetime: a connection is freed only at the end of one of its own
+ * bufferevent callbacks (ws_reap), never from inside the hub's fan-out or a
+ * session call, so "close" anywhere else only changes the state. */
+#include "websocket.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry.h"
+#include "http.h"
+#include "httpconn.h"
+#include "log.h"
+#include "message.h"
+#include "origin.h"
+#include "protocol.h"
+#include "session.h"
+#include "transport.h"
+#include "utf8.h"
+#include "ws_frame.h"
+#include "ws_handshake.h"
+#include "xmalloc.h"
+
+/* A message buffer larger than this is released after use, so idle
+ * connections do not keep the memory of their biggest message. */
+#define MSG_BUF_KEEP 4096
+
+enum ws_state {
+	WS_OPEN,       /* frames both ways */
+	WS_CLOSE_SENT, /* our Close is out; waiting for the peer's (bounded) */
+	WS_FLUSHING,   /* writing what is queued, then closing the socket (bounded) */
+	WS_DEAD,       /* freed when the current callback returns */
+};
+
+struct ws_conn {
+	struct client_link link;
+	struct ferry *f;
+	struct bufferevent *bev;
+	enum ws_mode mode;
+	enum ws_state state;
+	struct ws_parser parser;
+	struct session *session; /* WS_MODE_FERRY only */
+
+	/* the data message being assembled from its fragments */
+	int msg_active;
+	uint8_t msg_opcode;
+	uint8_t *msg;
+	size_t msg_len, msg_cap;
+	struct utf8_validator utf8;
+
+	/* the control frame being assembled (interleaving is allowed) */
+	uint8_t ctl[125];
+	size_t ctl_len;
+
+	int awaiting_pong;
+	int in_callback;
+	char peer[64];
+};
+
+static const char *const ferry_protocols[] = { "ferry.v1", NULL };
+
+static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, size_t len)
+{
+	uint8_t hdr[10];
+	size_t hlen = ws_frame_header(hdr, op, 1, len);
+	struct evbuffer *out = bufferevent_get_output(w->bev);
+	evbuffer_add(out, hdr, hlen);
+	if (len)
+		evbuffer_add(out, payload, len);
+	w->f->metrics.bytes_out += hlen + len;
+}
+
+static void send_close_frame(struct ws_conn *w, int code, const char *reason)
+{
+	uint8_t payload[125];
+	size_t rlen = strlen(reason);
+	if (rlen > sizeof(payload) - 2)
+		rlen = sizeof(payload) - 2; /* reasons are ours and short; never cut UTF-8 */
+	payload[0] = (uint8_t)(code >> 8);
+	payload[1] = (uint8_t)code;
+	memcpy(payload + 2, reason, rlen);
+	ws_send(w, WS_OP_CLOSE, payload, 2 + rlen);
+}
+
+/* Write what is queued, then close the socket. */
+static void start_flushing(struct ws_conn *w)
+{
+	w->state = WS_FLUSHING;
+	bufferevent_disable(w->bev, EV_READ);
+	bufferevent_set_timeouts(w->bev, NULL, w->f->tv_close);
+	if (evbuffer_get_length(bufferevent_get_output(w->bev)) == 0)
+		w->state = WS_DEAD;
+}
+
+/* Fail the connection (RFC 6455 7.1.7): Close with a code, then hang up. */
+static void ws_fail(struct ws_conn *w, int code, const char *reason, enum metric_error kind)
+{
+	if (w->state != WS_OPEN && w->state != WS_CLOSE_SENT)
+		return;
+	log_info("ws %s: closing %d: %s", w->peer, code, reason);
+	w->f->metrics.errors[kind]++;
+	if (w->state == WS_OPEN)
+		send_close_frame(w, code, reason);
+	start_flushing(w);
+}
+
+/* Start the closing handshake: Close out, wait for the peer's Close. */
+static void ws_close(struct ws_conn *w, int code, const char *reason)
+{
+	if (w->state != WS_OPEN)
+		return;
+	send_close_frame(w, code, reason);
+	w->state = WS_CLOSE_SENT;
+	bufferevent_set_timeouts(w->bev, w->f->tv_close, w->f->tv_close);
+}
+
+static void ws_destroy(struct ws_conn *w)
+{
+	struct ferry *f = w->f;
+	if (w->session)
+		session_free(w->session);
+	bufferevent_free(w->bev);
+	ferry_client_remove(f, &w->link);
+	f->metrics.connections[TRANSPORT_WS]--;
+	free(w->msg);
+	free(w);
+	ferry_client_gone(f);
+}
+
+/* Every callback ends here: free the connection if it died meanwhile. */
+static void ws_reap(struct ws_conn *w)
+{
+	if (--w->in_callback == 0 && w->state == WS_DEAD)
+		ws_destroy(w);
+}
+
+/* transport_ops for the session */
+
+static void release_message(const void *data, size_t len, void *arg)
+{
+	message_unref(arg);
+}
+
+static void t_send_message(void *t, struct message *m)
+{
+	struct ws_conn *w = t;
+	size_t len;
+	const char *frame = message_wire(m, WIRE_WS, &len);
+	if (!frame) { /* first subscriber to see this message: encode it once */
+		size_t jlen;
+		char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len, &jlen);
+		if (!json)
+			return;
+		uint8_t hdr[10];
+		size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
+		char *bytes = xmalloc(hlen + jlen);
+		memcpy(bytes, hdr, hlen);
+		memcpy(bytes + hlen, json, jlen);
+		free(json);
+		message_set_wire(m, WIRE_WS, bytes, hlen + jlen);
+		frame = message_wire(m, WIRE_WS, &len);
+	}
+	evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
+			       message_ref(m));
+	w->f->metrics.bytes_out += len;
+}
+
+static void t_send_frame(void *t, char *json, size_t len)
+{
+	struct ws_conn *w = t;
+	if (w->state == WS_OPEN)
+		ws_send(w, WS_OP_TEXT, json, len);
+	free(json);
+}
+
+static size_t t_queued(void *t)
+{
+	struct ws_conn *w = t;
+	return evbuffer_get_length(bufferevent_get_output(w->bev));
+}
+
+static void t_close(void *t, int code, const char *reason)
+{
+	ws_close(t, code, reason);
+}
+
+static const struct transport_ops ws_transport = {
+	.name = "websocket",
+	.send_message = t_send_message,
+	.send_frame = t_send_frame,
+	.queued = t_queued,
+	.close = t_close,
+};
+
+/* frame handling */
+
+static void on_close_frame(struct ws_conn *w)
+{
+	unsigned code = WS_CLOSE_NO_STATUS;
+	if (w->ctl_len == 1) {
+		ws_fail(w, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload", ERR_WS_PROTOCOL);
+		return;
+	}
+	if (w->ctl_len >= 2) {
+		code = (unsigned)(w->ctl[0] << 8 | w->ctl[1]);
+		if (!ws_close_code_valid(code)) {
+			ws_fail(w, WS_CLOSE_PROTOCOL, "invalid close code", ERR_WS_PROTOCOL);
+			return;
+		}
+		if (!utf8_valid(w->ctl + 2, w->ctl_len - 2)) {
+			ws_fail(w, WS_CLOSE_BAD_DATA, "close reason is not UTF-8", ERR_WS_BAD_DATA);
+			return;
+		}
+	}
+	if (w->state == WS_OPEN) {
+		/* Echo the code (RFC 6455 5.5.1); then the server hangs up first. */
+		if (code == WS_CLOSE_NO_STATUS)
+			ws_send(w, WS_OP_CLOSE, NULL, 0);
+		else
+			send_close_frame(w, (int)code, "");
+	}
+	start_flushing(w);
+}
+
+static void on_control_end(struct ws_conn *w, unsigned opcode)
+{
+	switch (opcode) {
+	case WS_OP_PING:
+		if (w->state == WS_OPEN)
+			ws_send(w, WS_OP_PONG, w->ctl, w->ctl_len);
+		break;
+	case WS_OP_PONG:
+		break; /* liveness is any input (see read_cb) */
+	case WS_OP_CLOSE:
+		on_close_frame(w);
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_message(struct ws_conn *w)
+{
+	if (w->state != WS_OPEN)
+		return; /* after our Close, data is ignored */
+	switch (w->mode) {
+	case WS_MODE_ECHO:
+		ws_send(w, (enum ws_opcode)w->msg_opcode, w->msg, w->msg_len);
+		if (evbuffer_get_length(bufferevent_get_output(w->bev)) > w->f->cfg->out_queue_max) {
+			w->f->metrics.drops++;
+			ws_fail(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer", ERR_SLOW_CONSUMER);
+		}
+		break;
+	case WS_MODE_FERRY:
+		if (w->msg_opcode == WS_OP_BINARY) {
+			ws_fail(w, WS_CLOSE_UNSUPPORTED, "ferry's protocol is JSON text",
+				ERR_WS_BAD_FRAME);
+			return;
+		}
+		session_handle(w->session, (const char *)w->msg, w->msg_len);
+		break;
+	}
+}
+
+static void on_header(struct ws_conn *w)
+{
+	struct ws_parser *p = &w->parser;
+	if (ws_opcode_is_control(p->opcode)) {
+		w->ctl_len = 0;
+		return;
+	}
+	if (p->opcode == WS_OP_CONT && !w->msg_active) {
+		ws_fail(w, WS_CLOSE_PROTOCOL, "continuation frame without a message", ERR_WS_PROTOCOL);
+		return;
+	}
+	if (p->opcode != WS_OP_CONT && w->msg_active) {
+		ws_fail(w, WS_CLOSE_PROTOCOL, "new message inside a fragmented one", ERR_WS_PROTOCOL);
+		return;
+	}
+	if (p->opcode != WS_OP_CONT) {
+		w->msg_active = 1;
+		w->msg_opcode = p->opcode;
+		w->msg_len = 0;
+		utf8_init(&w->utf8);
+	}
+	if (p->length > w->f->cfg->ws_max_message - w->msg_len) {
+		ws_fail(w, WS_CLOSE_TOO_BIG, "message too big", ERR_WS_TOO_BIG);
+		return;
+	}
+	if (w->msg_len + p->length > w->msg_cap) {
+		size_t cap = w->msg_cap ? w->msg_cap : 256;
+		while (cap < w->msg_len + p->length)
+			cap *= 2;
+		w->msg = xrealloc(w->msg, cap);
+		w->msg_cap = cap;
+	}
+}
+
+static void on_data(struct ws_conn *w, const struct ws_event *ev)
+{
+	struct ws_parser *p = &w->parser;
+	if (ws_opcode_is_control(p->opcode)) {
+		ws_unmask(p, w->ctl + w->ctl_len, ev->data, ev->len, ev->offset);
+		w->ctl_len += ev->len;
+		return;
+	}
+	uint8_t *dst = w->msg + w->msg_len;
+	ws_unmask(p, dst, ev->data, ev->len, ev->offset);
+	w->msg_len += ev->len;
+	/* Fail fast: at the first invalid byte, not at the end of the message. */
+	if (w->msg_opcode == WS_OP_TEXT && utf8_feed(&w->utf8, dst, ev->len, NULL) < 0)
+		ws_fail(w, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", ERR_WS_BAD_DATA);
+}
+
+static void on_frame_end(struct ws_conn *w)
+{
+	struct ws_parser *p = &w->parser;
+	if (ws_opcode_is_control(p->opcode)) {
+		on_control_end(w, p->opcode);
+		return;
+	}
+	if (!p->fin)
+		return;
+	w->msg_active = 0;
+	if (w->msg_opcode == WS_OP_TEXT && !utf8_complete(&w->utf8)) {
+		ws_fail(w, WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence",
+			ERR_WS_BAD_DATA);
+		return;
+	}
+	on_message(w);
+	if (w->msg_cap > MSG_BUF_KEEP) {
+		free(w->msg);
+		w->msg = NULL;
+		w->msg_cap = 0;
+	}
+}
+
+static void parse_error(struct ws_conn *w, int err)
+{
+	switch (err) {
+	case WS_ERR_TOO_BIG:
+		ws_fail(w, WS_CLOSE_TOO_BIG, "frame too big", ERR_WS_TOO_BIG);
+		break;
+	case WS_ERR_RSV:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "reserved bits set", ERR_WS_PROTOCOL);
+		break;
+	case WS_ERR_OPCODE:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "reserved opcode", ERR_WS_PROTOCOL);
+		break;
+	case WS_ERR_UNMASKED:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "client frames must be masked", ERR_WS_PROTOCOL);
+		break;
+	case WS_ERR_CONTROL_FRAG:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "fragmented control frame", ERR_WS_PROTOCOL);
+		break;
+	case WS_ERR_CONTROL_LEN:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "control frame over 125 bytes", ERR_WS_PROTOCOL);
+		break;
+	default:
+		ws_fail(w, WS_CLOSE_PROTOCOL, "bad frame length", ERR_WS_PROTOCOL);
+		break;
+	}
+}
+
+static int reading(const struct ws_conn *w)
+{
+	return w->state == WS_OPEN || w->state == WS_CLOSE_SENT;
+}
+
+static void process_input(struct ws_conn *w)
+{
+	struct evbuffer *in = bufferevent_get_input(w->bev);
+	while (reading(w)) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		const uint8_t *data = v.iov_base;
+		size_t off = 0;
+		while (reading(w)) {
+			struct ws_event ev;
+			ssize_t n = ws_parser_feed(&w->parser, data + off, v.iov_len - off, &ev);
+			if (n < 0) {
+				parse_error(w, (int)n);
+				break;
+			}
+			off += (size_t)n;
+			if (ev.type == WS_EV_NONE)
+				break;
+			if (ev.type == WS_EV_HEADER)
+				on_header(w);
+			else if (ev.type == WS_EV_DATA)
+				on_data(w, &ev);
+			else
+				on_frame_end(w);
+		}
+		evbuffer_drain(in, off);
+		w->f->metrics.bytes_in += off;
+	}
+	if (w->state == WS_FLUSHING || w->state == WS_DEAD)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* bufferevent callbacks */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ws_conn *w = arg;
+	w->in_callback++;
+	if (w->awaiting_pong && w->state == WS_OPEN) {
+		w->awaiting_pong = 0; /* any input proves the peer is alive */
+		bufferevent_set_timeouts(w->bev, w->f->tv_ws_ping, NULL);
+	}
+	process_input(w);
+	ws_reap(w);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct ws_conn *w = arg;
+	w->in_callback++;
+	if (w->state == WS_FLUSHING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		w->state = WS_DEAD;
+	ws_reap(w);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct ws_conn *w = arg;
+	w->in_callback++;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && w->state == WS_OPEN) {
+		if (!w->awaiting_pong) {
+			w->awaiting_pong = 1;
+			ws_send(w, WS_OP_PING, "ferry", 5);
+			bufferevent_set_timeouts(w->bev, w->f->tv_ws_pong, NULL);
+			bufferevent_enable(w->bev, EV_READ);
+		} else {
+			log_info("ws %s: no pong, dropping", w->peer);
+			w->f->metrics.errors[ERR_WS_PING_TIMEOUT]++;
+			w->state = WS_DEAD;
+		}
+	} else {
+		if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && w->state == WS_OPEN)
+			log_debug("ws %s: connection lost", w->peer);
+		w->state = WS_DEAD;
+	}
+	ws_reap(w);
+}
+
+/* Draining: Close 1012 (Service Restart) with a reason the client can parse,
+ * "retry=<ms>", the jittered delay before it should reconnect. */
+static void drain_cb(struct client_link *link, int retry_ms)
+{
+	struct ws_conn *w = (struct ws_conn *)link;
+	char reason[48];
+	snprintf(reason, sizeof(reason), "retry=%d", retry_ms);
+	ws_close(w, WS_CLOSE_RESTART, reason);
+}
+
+static const struct client_link_ops ws_link_ops = { .drain = drain_cb };
+
+/* The handshake */
+
+static void refuse(struct httpconn *c, int status, const char *headers, const char *reason)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "%s\n", reason);
+	log_info("ws %s: handshake refused %d: %s", httpconn_peer(c), status, reason);
+	httpconn_respond(c, status, headers, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+/* Check the ?ch= subscriptions before switching protocols, so a bad name is
+ * a 400 rather than a socket that closes at once. */
+static int channels_valid(const struct config *cfg, const char *query)
+{
+	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
+	size_t pos = 0;
+	int n = 0, len;
+	while ((len = http_query_next(query, "ch", &pos, spec, sizeof(spec))) >= 0) {
+		const char *comma = strchr(spec, ',');
+		size_t clen = comma ? (size_t)(comma - spec) : (size_t)len;
+		if (!proto_channel_valid(spec, clen) || ++n > cfg->max_subscriptions)
+			return 0;
+	}
+	/* an over-long value makes http_query_next stop early: catch it */
+	return pos >= strlen(query) || strstr(query + pos, "ch=") == NULL;
+}
+
+void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum ws_mode mode)
+{
+	struct ferry *f = httpconn_ferry(c);
+	const struct config *cfg = f->cfg;
+
+	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
+			    http_request_header(req, "Host"))) {
+		refuse(c, 403, "", "origin not allowed");
+		return;
+	}
+	struct ws_handshake_request hreq = {
+		.is_get = strcmp(req->method, "GET") == 0,
+		.http11 = req->http_major > 1 || (req->http_major == 1 && req->http_minor >= 1),
+		.upgrade = http_request_header(req, "Upgrade"),
+		.connection = http_request_header(req, "Connection"),
+		.key = http_request_header(req, "Sec-WebSocket-Key"),
+		.version = http_request_header(req, "Sec-WebSocket-Version"),
+		.protocols = http_request_header(req, "Sec-WebSocket-Protocol"),
+	};
+	struct ws_handshake_result res;
+	ws_handshake_check(&hreq, mode == WS_MODE_FERRY ? ferry_protocols : NULL, &res);
+	if (res.status == 426) {
+		refuse(c, 426, "Sec-WebSocket-Version: 13\r\n", res.error);
+		return;
+	}
+	if (res.status != 101) {
+		refuse(c, res.status, "", res.error);
+		return;
+	}
+	if (mode == WS_MODE_FERRY && !channels_valid(cfg, req->query)) {
+		refuse(c, 400, "", "invalid ch= parameter (channel name, or too many)");
+		return;
+	}
+	if (f->draining) {
+		char hdr[48];
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
+		refuse(c, 503, hdr, "server is restarting");
+		return;
+	}
+
+	struct ws_conn *w = xcalloc(1, sizeof(*w));
+	w->f = f;
+	w->mode = mode;
+	snprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
+	ws_parser_init(&w->parser, cfg->ws_max_message);
+
+	/* Copy what we still need from the request: detaching frees it. */
+	char *query = xstrdup(req->query);
+	w->bev = httpconn_detach(c);
+
+	struct evbuffer *out = bufferevent_get_output(w->bev);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+			    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+			    res.accept);
+	if (res.protocol)
+		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n", res.protocol);
+	evbuffer_add(out, "\r\n", 2);
+
+	ferry_client_add(f, &w->link, &ws_link_ops, 1);
+	f->metrics.connections[TRANSPORT_WS]++;
+	f->metrics.connections_total[TRANSPORT_WS]++;
+	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);
+	bufferevent_set_timeouts(w->bev, f->tv_ws_ping, NULL);
+	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
+	log_debug("ws %s: open (%s)", w->peer, mode == WS_MODE_ECHO ? "echo" : "ferry");
+
+	w->in_callback++;
+	if (mode == WS_MODE_FERRY) {
+		w->session = session_new(f, &ws_transport, w);
+		session_open(w->session);
+		char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
+		size_t pos = 0;
+		while (http_query_next(query, "ch", &pos, spec, sizeof(spec)) >= 0)
+			session_subscribe_spec(w->session, spec);
+	}
+	free(query);
+	/* Frames the client sent right behind its handshake. */
+	process_input(w);
+	ws_reap(w);
+}
