@@ -277,6 +277,7 @@ void http_parser_next(struct http_parser *p)
 {
 	free((char *)p->req.path);
 	p->req.path = NULL;
+	p->req.method = NULL;
 	p->req.nheaders = 0;
 	p->req.body_len = 0;
 	p->arena_len = p->url_len = p->header_bytes = 0;

@@ -133,7 +133,8 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 			    "Content-Length: %zu\r\n%s%s\r\n",
 			    status, http_status_text(status), ctype, len,
 			    close_after ? "Connection: close\r\n" : "", headers ? headers : "");
-	if (len)
+	const struct http_request *req = http_parser_request(c->parser);
+	if (len && !(req->method && strcmp(req->method, "HEAD") == 0))
 		evbuffer_add(out, body, len);
 	c->f->metrics.bytes_out += evbuffer_get_length(out) - before;
 	if (status >= 400)
@@ -186,6 +187,7 @@ static void process(struct httpconn *c)
 		size_t used = 0;
 		enum http_parse_result rc = http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
+		c->f->metrics.bytes_in += used;
 		if (rc == HTTP_PARSE_ERROR) {
 			c->keep_alive = 0;
 			httpconn_error(c, http_parser_status(c->parser), http_parser_error(c->parser));
@@ -210,7 +212,6 @@ static void process(struct httpconn *c)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct httpconn *c = arg;
-	c->f->metrics.bytes_in += evbuffer_get_length(bufferevent_get_input(bev));
 	process(c);
 }
 

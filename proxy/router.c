@@ -46,8 +46,7 @@ static void serve_asset(struct httpconn *c, const struct http_request *req, cons
 		method_not_allowed(c, "GET, HEAD");
 		return;
 	}
-	httpconn_respond(c, 200, "Cache-Control: no-cache\r\n", a->content_type, a->data,
-			 method_is(req, "HEAD") ? 0 : a->len);
+	httpconn_respond(c, 200, "Cache-Control: no-cache\r\n", a->content_type, a->data, a->len);
 }
 
 static void healthz(struct httpconn *c)
