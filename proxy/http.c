@@ -140,6 +140,10 @@ static int on_header_value_complete(llhttp_t *ll)
 	struct http_parser *p = parser_of(ll);
 	if (p->offs[p->noffs].value == UINT32_MAX) /* empty value: no data callback */
 		p->offs[p->noffs].value = (uint32_t)p->arena_len;
+	/* llhttp drops leading whitespace but keeps trailing (RFC 9110 5.5 OWS) */
+	while (p->arena_len > p->offs[p->noffs].value &&
+	       (p->arena[p->arena_len - 1] == ' ' || p->arena[p->arena_len - 1] == '\t'))
+		p->arena_len--;
 	arena_end_string(p);
 	p->noffs++;
 	p->span = SPAN_NONE;
@@ -193,6 +197,7 @@ static int on_message_complete(llhttp_t *ll)
 	struct http_parser *p = parser_of(ll);
 	p->req.keep_alive = llhttp_should_keep_alive(ll);
 	p->complete = 1;
+	p->in_request = 0;
 	/* Stop after each request so pipelined requests are answered in order;
 	 * an upgrade stops by itself with HPE_PAUSED_UPGRADE. */
 	return ll->upgrade ? 0 : HPE_PAUSED;
@@ -284,7 +289,12 @@ void http_parser_next(struct http_parser *p)
 	p->noffs = 0;
 	p->span = SPAN_NONE;
 	p->in_request = p->in_body = p->complete = 0;
-	llhttp_resume(&p->ll);
+	/* A declined upgrade (h2c, or websocket on a plain route) is answered
+	 * as HTTP, and what follows is the next request. */
+	if (llhttp_get_errno(&p->ll) == HPE_PAUSED_UPGRADE)
+		llhttp_resume_after_upgrade(&p->ll);
+	else
+		llhttp_resume(&p->ll);
 }
 
 const struct http_request *http_parser_request(const struct http_parser *p)

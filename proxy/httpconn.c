@@ -201,7 +201,7 @@ static void process(struct httpconn *c)
 			continue;
 		}
 		const struct http_request *req = http_parser_request(c->parser);
-		c->keep_alive = req->keep_alive && !req->upgrade;
+		c->keep_alive = req->keep_alive;
 		enter_phase(c, PHASE_RESPONDING);
 		router_dispatch(c, req);
 	}

@@ -117,7 +117,10 @@ int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **
 	return 0;
 fail:
 	json_decref(root);
-	memset(op, 0, sizeof(*op));
+	/* keep ref and has_ref, so the error can name the request */
+	op->channel = op->cursor = op->event = op->data = NULL;
+	op->data_len = 0;
+	op->json = NULL;
 	return -1;
 }
 

@@ -27,7 +27,8 @@ struct proto_op {
 };
 
 /* Decode one client frame. Returns 0, or -1 with *err a short static reason
- * (the op then needs no release). */
+ * (the op then needs no release; its ref/has_ref are still set when the
+ * frame was a JSON object with an integer ref). */
 int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **err);
 void proto_op_release(struct proto_op *op);
 

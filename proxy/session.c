@@ -170,10 +170,6 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m)
 		return;
 	if (sub->has_last && msg_pos_cmp(m->pos, sub->last) <= 0)
 		return; /* already sent by the replay */
-	sub->last = m->pos;
-	sub->has_last = 1;
-	s->ops->send_message(s->t, m);
-	s->f->metrics.messages_out++;
 	if (s->ops->queued(s->t) > s->f->cfg->out_queue_max) {
 		/* Closing keeps memory bounded; the client resumes from its cursor. */
 		s->f->metrics.drops++;
@@ -182,7 +178,12 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m)
 			 s->f->cfg->out_queue_max);
 		s->closed = 1;
 		s->ops->close(s->t, WS_CLOSE_SLOW_CONSUMER, "slow consumer: resume from your cursor");
+		return;
 	}
+	sub->last = m->pos;
+	sub->has_last = 1;
+	s->ops->send_message(s->t, m);
+	s->f->metrics.messages_out++;
 }
 
 struct publish_ctx {
@@ -230,7 +231,7 @@ void session_handle(struct session *s, const char *json, size_t len)
 	struct proto_op op;
 	const char *err;
 	if (proto_decode(json, len, &op, &err) < 0) {
-		send_error(s, NULL, "bad_request", err);
+		send_error(s, op.has_ref ? &op.ref : NULL, "bad_request", err);
 		return;
 	}
 	const long long *ref = op.has_ref ? &op.ref : NULL;

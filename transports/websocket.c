@@ -252,11 +252,14 @@ static void on_message(struct ws_conn *w)
 		return; /* after our Close, data is ignored */
 	switch (w->mode) {
 	case WS_MODE_ECHO:
-		ws_send(w, (enum ws_opcode)w->msg_opcode, w->msg, w->msg_len);
+		/* What is still queued from earlier messages says whether the peer
+		 * keeps up; a single large echo is fine. */
 		if (evbuffer_get_length(bufferevent_get_output(w->bev)) > w->f->cfg->out_queue_max) {
 			w->f->metrics.drops++;
 			ws_fail(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer", ERR_SLOW_CONSUMER);
+			return;
 		}
+		ws_send(w, (enum ws_opcode)w->msg_opcode, w->msg, w->msg_len);
 		break;
 	case WS_MODE_FERRY:
 		if (w->msg_opcode == WS_OP_BINARY) {

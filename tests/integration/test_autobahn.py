@@ -7,7 +7,6 @@ masked-frame encoder and frame reader), so every byte on the wire is ours.
 Each assertion message carries the Autobahn case id it mirrors.
 """
 import base64
-import errno
 import hashlib
 import os
 import select
@@ -18,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, http_request, run  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -300,6 +299,30 @@ def quick_echo(port, case):
         ws.expect_close(1000)
 
 
+def metrics(port):
+    """/ferry/metrics as {'name{labels}': value}."""
+    raw = http_request(port, b"GET /ferry/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    out = {}
+    for ln in body.decode().splitlines():
+        if ln and not ln.startswith("#"):
+            k, _, v = ln.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def expect_no_ws_left(port, case):
+    """Every WebSocket of the group is gone from ferryd's gauge (bounded wait)."""
+    deadline = time.monotonic() + 5
+    while True:
+        n = metrics(port).get('ferry_connections{transport="websocket"}')
+        if n == 0:
+            return
+        assert time.monotonic() < deadline, "[%s] ferryd still counts %r websockets" % (case, n)
+        time.sleep(0.05)
+
+
 def text_of(n):
     """n bytes of valid UTF-8 with 1-4 byte characters (padded with ASCII)."""
     unit = "ferry ✓ κόσμε 😀 ß ".encode()
@@ -349,6 +372,7 @@ def test_1_framing():
             for op, p in msgs:
                 ws.expect_message(op, p)
         quick_echo(f.port, "1.x-survive")
+        expect_no_ws_left(f.port, "1.x-no-leak")
 
 
 # ---------------------------------------------------------------- 2.x --------
@@ -413,6 +437,7 @@ def test_2_pings_pongs():
             ws.expect_message(OP_TEXT, "a")
             ws.expect_message(OP_TEXT, "b")
         quick_echo(p, "2.x-survive")
+        expect_no_ws_left(p, "2.x-no-leak")
 
 
 # ---------------------------------------------------------------- 3.x --------
@@ -453,6 +478,7 @@ def test_3_reserved_bits():
             ws.send_frame(OP_CONT, "ment", rsv=4)
             ws.expect_close(1002)
         quick_echo(p, "3.x-survive")
+        expect_no_ws_left(p, "3.x-no-leak")
 
 
 # ---------------------------------------------------------------- 4.x --------
@@ -485,6 +511,7 @@ def test_4_opcodes():
             ws.expect_message(OP_TEXT, "Hello, world!")
             ws.expect_close(1002, allow_reset=True)
         quick_echo(p, "4.x-survive")
+        expect_no_ws_left(p, "4.x-no-leak")
 
 
 # ---------------------------------------------------------------- 5.x --------
@@ -567,6 +594,7 @@ def test_5_fragmentation():
             ws.send(data, chunk=1)
             ws.expect_message(OP_TEXT, whole)
         quick_echo(p, "5.x-survive")
+        expect_no_ws_left(p, "5.x-no-leak")
 
 
 # ---------------------------------------------------------------- 6.x --------
@@ -656,6 +684,12 @@ def test_6_utf8():
             ws.send(wire[:4 + 4 + 1 + 1])
             ws.expect_close(1007)
         quick_echo(p, "6.x-survive")
+        m = metrics(p)
+        n_bad = 2 * len(INVALID_UTF8) + 4
+        assert m['ferry_errors_total{kind="ws_bad_utf8"}'] == n_bad, \
+            "[6.x-metrics] ws_bad_utf8 %r, expected %d" % (m['ferry_errors_total{kind="ws_bad_utf8"}'], n_bad)
+        assert m['ferry_errors_total{kind="ws_protocol"}'] == 0, "[6.x-metrics] %r" % m
+        expect_no_ws_left(p, "6.x-no-leak")
 
 
 # ---------------------------------------------------------------- 7.x --------
@@ -731,6 +765,7 @@ def test_7_close():
             ws.send_frame(OP_TEXT, "not masked", mask=False)
             ws.expect_close(1002)
         quick_echo(p, "7.x-survive")
+        expect_no_ws_left(p, "7.x-no-leak")
 
 
 # ---------------------------------------------------------------- 9.x --------
@@ -770,30 +805,52 @@ def _hdr(op, n, fin, key):
 
 
 def test_9_limits_performance():
+    """Big messages echoed exactly. Every case runs (a failed case gets a new
+    connection), and all failures are reported together."""
     sizes = [("64K", 1 << 16), ("256K", 1 << 18), ("1M", 1 << 20), ("4M", 1 << 22), ("16M", 1 << 24)]
+    failures = []
+    texts = {n: text_of(n) for _, n in sizes}
+    bins = {n: os.urandom(n) for _, n in sizes}
+    cases = []
+    for sub, op, src in (("9.1", OP_TEXT, texts), ("9.2", OP_BIN, bins)):
+        for i, (label, n) in enumerate(sizes, 1):
+            cases.append(("%s.%d (%s %s single frame)" % (sub, i, label, "text" if op == OP_TEXT else "binary"),
+                          op, src[n], None))
+    for sub, op, src in (("9.3", OP_TEXT, texts), ("9.4", OP_BIN, bins)):
+        for i, (label, n) in enumerate(sizes, 1):
+            for frag in (1 << 16, 1 << 12):
+                cases.append(("%s.%d (%s %s in %dK fragments)" % (
+                    sub, i, label, "text" if op == OP_TEXT else "binary", frag >> 10), op, src[n], frag))
     with Ferry(*FERRY_ARGS) as f:
-        texts = {n: text_of(n) for _, n in sizes}
-        bins = {n: os.urandom(n) for _, n in sizes}
-        with ws_case(f.port, "9.x") as ws:
-            for sub, op, src in (("9.1", OP_TEXT, texts), ("9.2", OP_BIN, bins)):
-                for i, (label, n) in enumerate(sizes, 1):
-                    _big(ws, op, src[n], None, "%s.%d (%s single frame)" % (sub, i, label))
-            for sub, op, src in (("9.3", OP_TEXT, texts), ("9.4", OP_BIN, bins)):
-                for label, n in sizes:
-                    for frag in (1 << 16, 1 << 12):
-                        _big(ws, op, src[n], frag, "%s (%s in %dK fragments)" % (sub, label, frag >> 10))
-            ws.send_frame(OP_CLOSE, close_payload(1000))
-            ws.case = "9.x-close"
-            ws.expect_close(1000)
+        ws = None
+        for case, op, payload, frag in cases:
+            if ws is None:
+                ws = ws_case(f.port, case)
+            try:
+                _big(ws, op, payload, frag, case)
+            except (AssertionError, OSError, EOFError) as e:
+                failures.append(str(e))
+                ws.close()
+                ws = None
+        if ws is None:
+            ws = ws_case(f.port, "9.x-close")
+        ws.send_frame(OP_CLOSE, close_payload(1000))
+        ws.case = "9.x-close"
+        ws.expect_close(1000)
+        ws.close()
+        quick_echo(f.port, "9.x-survive")
     with Ferry("--echo", "--ws-max-message", "1M", "--drain-window", "100ms") as f:
         limit = 1 << 20
         with ws_case(f.port, "9.x-limit-exact") as ws:
-            _big(ws, OP_BIN, os.urandom(limit), None, "9.x-limit-exact (1M single frame)")
-            _big(ws, OP_TEXT, text_of(limit), 1 << 16, "9.x-limit-exact (1M text fragmented)")
-        for case, op, frag in (("9.x-limit+1 text single", OP_TEXT, None),
-                               ("9.x-limit+1 binary single", OP_BIN, None),
-                               ("9.x-limit+1 text 64K fragments", OP_TEXT, 1 << 16),
-                               ("9.x-limit+1 binary 4K fragments", OP_BIN, 1 << 12)):
+            # exactly the limit is allowed (one message per connection: these
+            # cases test the size limit; 9.1-9.4 test several on one)
+            _big(ws, OP_TEXT, text_of(limit), 1 << 16, "9.x-limit-exact (1M text in 64K fragments)")
+        with ws_case(f.port, "9.x-limit-exact") as ws:
+            _big(ws, OP_BIN, os.urandom(limit), None, "9.x-limit-exact (1M binary single frame)")
+        for case, op, frag in (("9.x-limit+1 text single frame", OP_TEXT, None),
+                               ("9.x-limit+1 binary single frame", OP_BIN, None),
+                               ("9.x-limit+1 text in 64K fragments", OP_TEXT, 1 << 16),
+                               ("9.x-limit+1 binary in 4K fragments", OP_BIN, 1 << 12)):
             with ws_case(f.port, case) as ws:
                 payload = text_of(limit + 1) if op == OP_TEXT else os.urandom(limit + 1)
                 key = os.urandom(4)
@@ -807,7 +864,13 @@ def test_9_limits_performance():
                 t = ws.send_async(wire)   # may fail: the server may close before reading it all
                 ws.expect_close(1009, timeout=TIMEOUT, allow_reset=True)
                 t.join(TIMEOUT)
-        quick_echo(f.port, "9.x-survive")
+        quick_echo(f.port, "9.x-limit-survive")
+        m = metrics(f.port)
+        assert m['ferry_errors_total{kind="ws_too_big"}'] == 4, "[9.x-metrics] ws_too_big %r" % (
+            m['ferry_errors_total{kind="ws_too_big"}'])
+        expect_no_ws_left(f.port, "9.x-no-leak")
+    assert not failures, "%d of %d 9.x cases failed:\n  %s" % (
+        len(failures), len(cases), "\n  ".join(failures))
 
 
 if __name__ == "__main__":
