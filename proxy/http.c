@@ -116,9 +116,26 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
 	return 0;
 }
 
+/* RFC 9110 5.1: a field name is a token. llhttp as Debian builds it (not in
+ * strict mode) lets "Name :" and ": v" through; refuse them here. */
+static int is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 static int on_header_field_complete(llhttp_t *ll)
 {
-	arena_end_string(parser_of(ll));
+	struct http_parser *p = parser_of(ll);
+	if (p->span != SPAN_FIELD) /* no name bytes at all */
+		return fail(p, 400, "empty header name");
+	size_t start = p->offs[p->noffs].name;
+	if (p->arena_len == start)
+		return fail(p, 400, "empty header name");
+	for (size_t i = start; i < p->arena_len; i++)
+		if (!is_tchar((unsigned char)p->arena[i]))
+			return fail(p, 400, "invalid header name");
+	arena_end_string(p);
 	return 0;
 }
 
@@ -126,6 +143,8 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
 	if (p->span != SPAN_VALUE) {
+		if (p->span != SPAN_FIELD) /* a value with no name before it */
+			return fail(p, 400, "empty header name");
 		p->offs[p->noffs].value = (uint32_t)p->arena_len;
 		p->span = SPAN_VALUE;
 	}
@@ -138,6 +157,8 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *ll)
 {
 	struct http_parser *p = parser_of(ll);
+	if (p->span == SPAN_NONE)
+		return fail(p, 400, "empty header name");
 	if (p->offs[p->noffs].value == UINT32_MAX) /* empty value: no data callback */
 		p->offs[p->noffs].value = (uint32_t)p->arena_len;
 	/* llhttp drops leading whitespace but keeps trailing (RFC 9110 5.5 OWS) */

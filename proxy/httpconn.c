@@ -13,6 +13,7 @@
 
 #include "ferry.h"
 #include "http.h"
+#include "linger.h"
 #include "log.h"
 #include "router.h"
 #include "xmalloc.h"
@@ -20,7 +21,7 @@
 /* Stop reading pipelined requests while this much output is waiting. */
 #define OUTPUT_PAUSE_BYTES (256 * 1024)
 
-enum phase { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_RESPONDING, PHASE_CLOSING };
+enum phase { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_RESPONDING };
 
 struct httpconn {
 	struct client_link link;
@@ -63,9 +64,6 @@ static void enter_phase(struct httpconn *c, enum phase p)
 		break;
 	case PHASE_RESPONDING:
 		event_del(c->timer);
-		break;
-	case PHASE_CLOSING:
-		set_timer(c, 5000); /* flush bound for a client that stopped reading */
 		break;
 	}
 }
@@ -140,8 +138,8 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 	if (status >= 400)
 		c->f->metrics.errors[metrics_http_error(status)]++;
 	if (close_after) {
-		enter_phase(c, PHASE_CLOSING);
-		bufferevent_disable(c->bev, EV_READ);
+		struct ferry *f = c->f;
+		linger_close(f, httpconn_detach(c)); /* c may be freed here */
 		return;
 	}
 	http_parser_next(c->parser);
@@ -217,13 +215,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-	struct httpconn *c = arg;
-	if (c->phase == PHASE_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_close(c);
-		return;
-	}
-	process(c); /* output drained below the pause mark */
+	process(arg); /* output drained below the pause mark */
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -247,7 +239,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		httpconn_error(c, 408, "request body not received in time");
 		break;
 	case PHASE_IDLE:
-	case PHASE_CLOSING:
 	case PHASE_RESPONDING:
 		conn_close(c);
 		break;

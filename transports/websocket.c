@@ -16,6 +16,7 @@
 
 #include "ferry.h"
 #include "http.h"
+#include "linger.h"
 #include "httpconn.h"
 #include "log.h"
 #include "message.h"
@@ -35,7 +36,6 @@
 enum ws_state {
 	WS_OPEN,       /* frames both ways */
 	WS_CLOSE_SENT, /* our Close is out; waiting for the peer's (bounded) */
-	WS_FLUSHING,   /* writing what is queued, then closing the socket (bounded) */
 	WS_DEAD,       /* freed when the current callback returns */
 };
 
@@ -89,14 +89,14 @@ static void send_close_frame(struct ws_conn *w, int code, const char *reason)
 	ws_send(w, WS_OP_CLOSE, payload, 2 + rlen);
 }
 
-/* Write what is queued, then close the socket. */
+/* Write what is queued, then close the socket (lingering, see linger.h);
+ * the connection itself is done. */
 static void start_flushing(struct ws_conn *w)
 {
-	w->state = WS_FLUSHING;
-	bufferevent_disable(w->bev, EV_READ);
-	bufferevent_set_timeouts(w->bev, NULL, w->f->tv_close);
-	if (evbuffer_get_length(bufferevent_get_output(w->bev)) == 0)
-		w->state = WS_DEAD;
+	struct bufferevent *bev = w->bev;
+	w->bev = NULL;
+	w->state = WS_DEAD;
+	linger_close(w->f, bev);
 }
 
 /* Fail the connection (RFC 6455 7.1.7): Close with a code, then hang up. */
@@ -126,7 +126,8 @@ static void ws_destroy(struct ws_conn *w)
 	struct ferry *f = w->f;
 	if (w->session)
 		session_free(w->session);
-	bufferevent_free(w->bev);
+	if (w->bev)
+		bufferevent_free(w->bev);
 	ferry_client_remove(f, &w->link);
 	f->metrics.connections[TRANSPORT_WS]--;
 	free(w->msg);
@@ -151,6 +152,8 @@ static void release_message(const void *data, size_t len, void *arg)
 static void t_send_message(void *t, struct message *m)
 {
 	struct ws_conn *w = t;
+	if (w->state != WS_OPEN)
+		return;
 	size_t len;
 	const char *frame = message_wire(m, WIRE_WS, &len);
 	if (!frame) { /* first subscriber to see this message: encode it once */
@@ -183,7 +186,7 @@ static void t_send_frame(void *t, char *json, size_t len)
 static size_t t_queued(void *t)
 {
 	struct ws_conn *w = t;
-	return evbuffer_get_length(bufferevent_get_output(w->bev));
+	return w->bev ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
 }
 
 static void t_close(void *t, int code, const char *reason)
@@ -406,8 +409,6 @@ static void process_input(struct ws_conn *w)
 		evbuffer_drain(in, off);
 		w->f->metrics.bytes_in += off;
 	}
-	if (w->state == WS_FLUSHING || w->state == WS_DEAD)
-		evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 /* bufferevent callbacks */
@@ -421,15 +422,6 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		bufferevent_set_timeouts(w->bev, w->f->tv_ws_ping, NULL);
 	}
 	process_input(w);
-	ws_reap(w);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-	struct ws_conn *w = arg;
-	w->in_callback++;
-	if (w->state == WS_FLUSHING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		w->state = WS_DEAD;
 	ws_reap(w);
 }
 
@@ -557,7 +549,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	ferry_client_add(f, &w->link, &ws_link_ops, 1);
 	f->metrics.connections[TRANSPORT_WS]++;
 	f->metrics.connections_total[TRANSPORT_WS]++;
-	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);
+	bufferevent_setcb(w->bev, read_cb, NULL, event_cb, w);
 	bufferevent_set_timeouts(w->bev, f->tv_ws_ping, NULL);
 	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
 	log_debug("ws %s: open (%s)", w->peer, mode == WS_MODE_ECHO ? "echo" : "ferry");

@@ -6,13 +6,14 @@ Routes, keep-alive, pipelining, HTTP/1.0 close, every request limit
 counters in /ferry/metrics, and that ferryd stays healthy through all of it.
 """
 import json
+import os
 import re
 import socket
 import sys
 import threading
 import time
 
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Ferry, run  # noqa: E402
 
 # Longest body we accept for an error response: "short text/plain".
