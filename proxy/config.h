@@ -1,0 +1,60 @@
+/* config.h -- ferryd's settings: defaults, then --config FILE, then FERRY_*
+ * environment variables, then the command line, each overriding the last. */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_LIST 16
+
+struct config {
+	const char *listen[CONFIG_MAX_LIST]; /* ADDR:PORT */
+	int nlisten;
+	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
+	int nallow_origin;
+	const char *redis_url;    /* NULL: embedded memory backend */
+	const char *upstream_url; /* reserved for the reverse proxy */
+	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
+	const char *publish_key;  /* NULL: the publish API is open */
+	const char *log_level;
+	int echo;                 /* serve PREFIX echo */
+	int client_publish;       /* WebSocket clients may publish */
+
+	size_t max_request_line;
+	size_t max_header_bytes;
+	int max_headers;
+	size_t max_body;
+	int header_timeout_ms;
+	int body_timeout_ms;
+	int idle_timeout_ms;
+	int max_connections;
+
+	size_t ws_max_message;
+	int ws_ping_ms;
+	int ws_pong_timeout_ms;
+	size_t out_queue_max;     /* bytes queued to one client before it is closed */
+	int max_subscriptions;    /* channels per client */
+
+	int history_size;         /* messages kept per channel */
+	int history_ttl_ms;       /* idle channel kept this long after its last message */
+	int max_channels;
+
+	int drain_window_ms;      /* closes spread over this window on SIGTERM */
+	int drain_timeout_ms;     /* exit bound after SIGTERM */
+	int reconnect_delay_ms;   /* clients told to wait up to this (jittered) */
+
+	char **owned;             /* strings the config allocated */
+	int nowned;
+};
+
+/* Fill cfg from defaults, the config file, the environment and argv.
+ * Returns 0 to run, 1 when --help/--version was printed, -1 on error (with
+ * a message on stderr). Strings in cfg live until config_free(). */
+int config_load(struct config *cfg, int argc, char **argv, char **envp);
+void config_free(struct config *cfg);
+
+/* The --help text (also the reference in docs/CONFIGURATION.md). */
+void config_usage(FILE *out);
+
+#endif
