@@ -70,6 +70,17 @@ static const struct opt opts[] = {
 	  "how long an idle channel's history is kept" },
 	{ "max-channels", OPT_INT, F(max_channels), 0, "100000", "N",
 	  "channels held by the embedded backend (over: publish refused with 503)" },
+	{ "transports", OPT_LIST, L(transports, ntransports), "websocket,sse,poll", "LIST",
+	  "transports offered, in order of preference" },
+	{ "heartbeat", OPT_DURATION, F(heartbeat_ms), 0, "25s", "TIME",
+	  "SSE heartbeat event period" },
+	{ "sse-recycle-bytes", OPT_SIZE, F(sse_recycle_bytes), 0, "1M", "BYTES",
+	  "a padded SSE stream (read by XHR) ends after this many bytes" },
+	{ "poll-timeout", OPT_DURATION, F(poll_timeout_ms), 0, "25s", "TIME",
+	  "a long-poll with nothing to deliver is answered empty after" },
+	{ "poll-max-bytes", OPT_SIZE, F(poll_max_bytes), 0, "256K", "BYTES",
+	  "messages in one long-poll answer, at most (the next poll gets the rest)" },
+	{ "jsonp", OPT_FLAG, F(jsonp), 0, "0", NULL, "answer long-polls with callback=NAME as JSONP" },
 	{ "drain-window", OPT_DURATION, F(drain_window_ms), 0, "10s", "TIME",
 	  "on SIGTERM, spread client closes over this window" },
 	{ "drain-timeout", OPT_DURATION, F(drain_timeout_ms), 0, "15s", "TIME",
@@ -165,10 +176,9 @@ static int set_option(struct loader *ld, const struct opt *o, const char *value,
 			*count = 0;
 			ld->list_source[idx] = src;
 		}
-		/* environment lists are comma-separated */
+		/* values may be comma-separated (the only way in the environment) */
 		char *copy = xstrdup(value), *save = NULL;
-		for (char *t = strtok_r(copy, src == SRC_ENV ? "," : "", &save); t;
-		     t = strtok_r(NULL, src == SRC_ENV ? "," : "", &save)) {
+		for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 			if (*count == CONFIG_MAX_LIST) {
 				free(copy);
 				fprintf(stderr, "ferryd: %s: at most %d values for --%s\n", ld->origin,
@@ -296,9 +306,34 @@ void config_usage(FILE *out)
 		"print this help", "-V, --version", "print the version");
 	fprintf(out,
 		"Every setting can also come from the environment as FERRY_NAME (upper case,\n"
-		"'-' as '_'; lists comma-separated). Precedence: command line, environment,\n"
+		"'-' as '_'). Lists take comma-separated values. Precedence: command line, environment,\n"
 		"config file, default. TIME takes ms, s or m (bare numbers are seconds);\n"
 		"BYTES takes K, M or G.\n");
+}
+
+static const char *const known_transports[] = { "websocket", "sse", "poll", NULL };
+
+static int config_check_transports(const struct config *cfg)
+{
+	for (int i = 0; i < cfg->ntransports; i++) {
+		int ok = 0;
+		for (const char *const *k = known_transports; *k; k++)
+			ok |= strcmp(*k, cfg->transports[i]) == 0;
+		if (!ok) {
+			fprintf(stderr, "ferryd: unknown transport '%s' (websocket, sse, poll)\n",
+				cfg->transports[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int config_transport_enabled(const struct config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->ntransports; i++)
+		if (strcmp(cfg->transports[i], name) == 0)
+			return 1;
+	return 0;
 }
 
 int config_load(struct config *cfg, int argc, char **argv, char **envp)
@@ -382,6 +417,8 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp)
 		rc = -1;
 	} else if (cfg->nlisten == 0) {
 		fprintf(stderr, "ferryd: nothing to listen on\n");
+		rc = -1;
+	} else if (config_check_transports(cfg) < 0) {
 		rc = -1;
 	} else if (cfg->history_size < 1 || cfg->max_headers < 1 || cfg->ws_ping_ms < 100) {
 		fprintf(stderr, "ferryd: --history-size and --max-headers must be at least 1, "

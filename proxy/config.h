@@ -40,6 +40,14 @@ struct config {
 	int history_ttl_ms;       /* idle channel kept this long after its last message */
 	int max_channels;
 
+	const char *transports[CONFIG_MAX_LIST]; /* offered: websocket, sse, poll */
+	int ntransports;
+	int heartbeat_ms;         /* SSE heartbeat event period */
+	size_t sse_recycle_bytes; /* padded (XHR-read) streams end after this */
+	int poll_timeout_ms;      /* a poll with nothing to say is held this long */
+	size_t poll_max_bytes;    /* messages per poll answer, in bytes */
+	int jsonp;                /* long-poll answers as JSONP when asked */
+
 	int drain_window_ms;      /* closes spread over this window on SIGTERM */
 	int drain_timeout_ms;     /* exit bound after SIGTERM */
 	int reconnect_delay_ms;   /* clients told to wait up to this (jittered) */
@@ -53,6 +61,9 @@ struct config {
  * a message on stderr). Strings in cfg live until config_free(). */
 int config_load(struct config *cfg, int argc, char **argv, char **envp);
 void config_free(struct config *cfg);
+
+/* 1 if --transports offers name ("websocket", "sse", "poll"). */
+int config_transport_enabled(const struct config *cfg, const char *name);
 
 /* The --help text (also the reference in docs/CONFIGURATION.md). */
 void config_usage(FILE *out);

@@ -113,3 +113,11 @@ void ferry_drain(struct ferry *f)
 	drain_tick(-1, 0, f);
 	ferry_client_gone(f);
 }
+
+void ferry_close_all(struct ferry *f)
+{
+	struct client_link *link;
+	f->draining = 0; /* no loop to break any more */
+	while ((link = TAILQ_FIRST(&f->clients)) != NULL || (link = TAILQ_FIRST(&f->notified)) != NULL)
+		link->ops->destroy(link);
+}

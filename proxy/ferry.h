@@ -15,12 +15,16 @@ struct hub;
 struct backend;
 struct listener;
 struct client_link;
+struct dict;
 
 /* What ferry does with a live client when it drains (SIGTERM). */
 struct client_link_ops {
 	/* Tell the client to reconnect after retry_ms and close (or schedule
 	 * closing). Must not free the client synchronously. */
 	void (*drain)(struct client_link *link, int retry_ms);
+	/* Free the client now (at exit, after the drain bound). Called from
+	 * the top of the loop, never from inside a callback. */
+	void (*destroy)(struct client_link *link);
 };
 
 /* Embedded in every client connection so ferry can find it to drain. */
@@ -40,6 +44,9 @@ struct ferry {
 	struct backend *backend;
 	struct listener *listener;
 	struct metrics metrics;
+	struct dict *polls;           /* client id -> its held long-poll */
+	struct dict *senders;         /* client id -> newest send seq seen */
+	struct event *senders_sweep;
 
 	struct client_list clients;   /* not yet told to go */
 	struct client_list notified;  /* told to go, still closing */
@@ -47,7 +54,7 @@ struct ferry {
 	unsigned long next_client_id;
 
 	/* common timeouts (libevent keeps one queue per distinct value) */
-	const struct timeval *tv_ws_ping, *tv_ws_pong, *tv_close;
+	const struct timeval *tv_ws_ping, *tv_ws_pong, *tv_close, *tv_heartbeat, *tv_poll;
 
 	int draining;
 	int drain_total;              /* long-lived clients when the drain began */
@@ -62,6 +69,9 @@ void ferry_client_remove(struct ferry *f, struct client_link *link);
 
 /* Start draining: stop accepting, tell clients to go, exit within the bound. */
 void ferry_drain(struct ferry *f);
+/* At exit: destroy every client that is left. */
+void ferry_close_all(struct ferry *f);
+
 /* Called when a client is gone; ends the loop when draining and none is left. */
 void ferry_client_gone(struct ferry *f);
 

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "linger.h"
 #include "log.h"
+#include "origin.h"
 #include "router.h"
 #include "xmalloc.h"
 
@@ -34,6 +35,8 @@ struct httpconn {
 	int gone;        /* socket closed; waiting for holders to release */
 	int keep_alive;  /* of the current request */
 	int in_handler;  /* inside process(): do not recurse or free */
+	const struct httpconn_waiter_ops *waiter;
+	void *waiter_arg;
 	char peer[64];
 };
 
@@ -68,20 +71,46 @@ static void enter_phase(struct httpconn *c, enum phase p)
 	}
 }
 
+static void tell_waiter_gone(struct httpconn *c)
+{
+	const struct httpconn_waiter_ops *w = c->waiter;
+	c->waiter = NULL;
+	if (w)
+		w->gone(c->waiter_arg);
+}
+
 /* Close the socket now; the struct lives on while someone holds it. */
 static void conn_close(struct httpconn *c)
 {
 	struct ferry *f = c->f;
 	if (c->gone)
 		return;
+	httpconn_hold(c);
+	tell_waiter_gone(c);
 	c->gone = 1;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_del(c->timer);
 	ferry_client_remove(f, &c->link);
 	f->metrics.connections[TRANSPORT_HTTP]--;
+	httpconn_release(c);
 	httpconn_release(c); /* c may be freed here */
 	ferry_client_gone(f);
+}
+
+void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg)
+{
+	c->waiter = ops;
+	c->waiter_arg = arg;
+}
+
+const char *httpconn_cors_origin(const struct httpconn *c)
+{
+	const struct http_request *req = http_parser_request(c->parser);
+	const char *origin = http_request_header(req, "Origin");
+	if (!origin || !origin_allowed(c->f->cfg, origin, http_request_header(req, "Host")))
+		return NULL;
+	return origin_same_host(origin, http_request_header(req, "Host")) ? NULL : origin;
 }
 
 void httpconn_hold(struct httpconn *c)
@@ -117,11 +146,12 @@ struct ferry *httpconn_ferry(const struct httpconn *c)
 	return c->f;
 }
 
-void httpconn_respond(struct httpconn *c, int status, const char *headers, const char *ctype,
-		      const void *body, size_t len)
+static void respond(struct httpconn *c, int status, const char *headers, const char *ctype,
+		    const void *body, size_t len, struct evbuffer *body_buf)
 {
 	if (c->gone)
 		return;
+	c->waiter = NULL;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	int close_after = !c->keep_alive || c->f->draining || status == 400 || status == 408 ||
 			  status == 413 || status == 414 || status == 431;
@@ -132,7 +162,11 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 			    status, http_status_text(status), ctype, len,
 			    close_after ? "Connection: close\r\n" : "", headers ? headers : "");
 	const struct http_request *req = http_parser_request(c->parser);
-	if (len && !(req->method && strcmp(req->method, "HEAD") == 0))
+	if (req->method && strcmp(req->method, "HEAD") == 0)
+		len = 0;
+	if (body_buf && len)
+		evbuffer_add_buffer(out, body_buf);
+	else if (len)
 		evbuffer_add(out, body, len);
 	c->f->metrics.bytes_out += evbuffer_get_length(out) - before;
 	if (status >= 400)
@@ -146,6 +180,18 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 	enter_phase(c, PHASE_IDLE);
 	if (!c->in_handler)
 		process(c); /* a later answer: pipelined requests may be waiting */
+}
+
+void httpconn_respond(struct httpconn *c, int status, const char *headers, const char *ctype,
+		      const void *body, size_t len)
+{
+	respond(c, status, headers, ctype, body, len, NULL);
+}
+
+void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers,
+			     const char *ctype, struct evbuffer *body)
+{
+	respond(c, status, headers, ctype, NULL, evbuffer_get_length(body), body);
 }
 
 void httpconn_error(struct httpconn *c, int status, const char *reason)
@@ -249,12 +295,22 @@ static void drain_cb(struct client_link *link, int retry_ms)
 {
 	struct httpconn *c = (struct httpconn *)link;
 	/* An idle keep-alive connection just closes; one mid-request is answered
-	 * with Connection: close (httpconn_respond checks draining). */
-	if (c->phase == PHASE_IDLE)
+	 * with Connection: close (httpconn_respond checks draining); a held
+	 * request is told to answer now. */
+	if (c->phase == PHASE_IDLE) {
 		conn_close(c);
+	} else if (c->waiter) {
+		const struct httpconn_waiter_ops *w = c->waiter;
+		w->drain(c->waiter_arg);
+	}
 }
 
-static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb };
+static void destroy_cb(struct client_link *link)
+{
+	conn_close((struct httpconn *)link);
+}
+
+static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer)
 {

@@ -11,6 +11,7 @@ struct ferry;
 struct httpconn;
 struct http_request;
 struct bufferevent;
+struct evbuffer;
 
 /* Take ownership of bev (a freshly accepted connection). */
 void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer);
@@ -29,6 +30,23 @@ void httpconn_error(struct httpconn *c, int status, const char *reason);
 void httpconn_hold(struct httpconn *c);
 void httpconn_release(struct httpconn *c);
 int httpconn_gone(const struct httpconn *c);
+
+/* Answer with a body already in an evbuffer (its chains, references
+ * included, are moved, not copied; body is left empty). */
+void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers,
+			     const char *ctype, struct evbuffer *body);
+
+/* A request whose answer waits (a held long-poll) registers who to tell
+ * when the client goes away or ferry drains; cleared by responding. */
+struct httpconn_waiter_ops {
+	void (*gone)(void *arg);  /* the client disconnected: do not respond */
+	void (*drain)(void *arg); /* ferry is draining: respond now */
+};
+void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg);
+
+/* The request's Origin, if it is allowed and not the request's own host:
+ * the value for Access-Control-Allow-Origin, else NULL. */
+const char *httpconn_cors_origin(const struct httpconn *c);
 
 /* Leave HTTP (a protocol upgrade): returns the bufferevent, whose input still
  * holds any bytes after the request; the httpconn is freed. */

@@ -58,7 +58,12 @@ static void drain_cb(struct client_link *link, int retry_ms)
 	/* already closing, within its own bound */
 }
 
-static const struct client_link_ops linger_link_ops = { .drain = drain_cb };
+static void destroy_cb(struct client_link *link)
+{
+	linger_free((struct lingering *)link);
+}
+
+static const struct client_link_ops linger_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 void linger_close(struct ferry *f, struct bufferevent *bev)
 {

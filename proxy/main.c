@@ -13,6 +13,8 @@
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "longpoll.h"
+#include "send.h"
 
 extern char **environ;
 
@@ -86,11 +88,15 @@ int main(int argc, char **argv)
 	f.tv_ws_ping = common_timeout(f.base, cfg.ws_ping_ms);
 	f.tv_ws_pong = common_timeout(f.base, cfg.ws_pong_timeout_ms);
 	f.tv_close = common_timeout(f.base, 5000);
+	f.tv_heartbeat = common_timeout(f.base, cfg.heartbeat_ms);
+	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
 	f.hub = hub_new(&f);
 	struct backend_events events;
 	hub_events(f.hub, &events);
 	f.backend = backend_memory_ops.create(f.base, &cfg, &events);
+	longpoll_init(&f);
+	send_init(&f);
 
 	f.listener = listener_new(&f);
 	if (!f.listener) {
@@ -110,17 +116,17 @@ int main(int argc, char **argv)
 	event_free(sigterm);
 	event_free(sigint);
 out:
-	/* Clients still open at exit are left to the kernel; free what we own. */
 	listener_free(f.listener);
 	if (f.drain_tick)
 		event_free(f.drain_tick);
 	if (f.drain_deadline)
 		event_free(f.drain_deadline);
-	if (f.nclients == 0) {
-		f.backend->ops->destroy(f.backend);
-		hub_free(f.hub);
-		event_base_free(f.base);
-	}
+	ferry_close_all(&f);
+	send_free(&f);
+	longpoll_free(&f);
+	f.backend->ops->destroy(f.backend);
+	hub_free(f.hub);
+	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;
 }

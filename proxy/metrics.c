@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <event2/buffer.h>
+#include <string.h>
 
 static const char *const error_names[ERR_COUNT] = {
 	"http_400", "http_403", "http_404", "http_405", "http_408", "http_413", "http_414",
@@ -10,7 +11,22 @@ static const char *const error_names[ERR_COUNT] = {
 	"publish_failed",
 };
 
-static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket" };
+static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
+								"poll" };
+
+/* Why ferry.js left a transport; the last entry catches the rest. */
+static const char *const fallback_reasons[8] = {
+	"ws_unsupported", "ws_failed", "ws_no_data", "sse_unsupported",
+	"sse_failed", "sse_no_data", "forced", "other",
+};
+
+void metrics_fallback(struct metrics *m, const char *reason)
+{
+	int i = 0;
+	while (i < 7 && strcmp(fallback_reasons[i], reason) != 0)
+		i++;
+	m->fallbacks[i]++;
+}
 
 enum metric_error metrics_http_error(int status)
 {
@@ -59,4 +75,9 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int e = 0; e < ERR_COUNT; e++)
 		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
 				    m->errors[e]);
+	evbuffer_add_printf(out, "# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"
+				 "# TYPE ferry_fallbacks_total counter\n");
+	for (int i = 0; i < 8; i++)
+		evbuffer_add_printf(out, "ferry_fallbacks_total{reason=\"%s\"} %llu\n",
+				    fallback_reasons[i], m->fallbacks[i]);
 }

@@ -20,7 +20,7 @@ enum metric_error {
 	ERR_COUNT
 };
 
-enum metric_transport { TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_COUNT };
+enum metric_transport { TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_SSE, TRANSPORT_POLL, TRANSPORT_COUNT };
 
 struct metrics {
 	long connections[TRANSPORT_COUNT];
@@ -30,7 +30,11 @@ struct metrics {
 	unsigned long long bytes_in, bytes_out;
 	unsigned long long drops;         /* clients dropped for falling behind */
 	unsigned long long errors[ERR_COUNT];
+	unsigned long long fallbacks[8];  /* by reason, see metrics.c */
 };
+
+/* Count a client's fallback; unknown reasons are counted as "other". */
+void metrics_fallback(struct metrics *m, const char *reason);
 
 enum metric_error metrics_http_error(int status);
 void metrics_render(const struct metrics *m, long channels, struct evbuffer *out);

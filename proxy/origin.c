@@ -8,7 +8,7 @@
 
 /* Compare "host[:port]" of an origin with a Host header, treating the
  * scheme's default port as absent on either side. */
-static int same_host(const char *origin, const char *host)
+int origin_same_host(const char *origin, const char *host)
 {
 	const char *default_port;
 	if (strncasecmp(origin, "http://", 7) == 0) {
@@ -33,7 +33,7 @@ int origin_allowed(const struct config *cfg, const char *origin, const char *hos
 	if (!origin)
 		return 1;
 	if (cfg->nallow_origin == 0)
-		return host && same_host(origin, host);
+		return host && origin_same_host(origin, host);
 	for (int i = 0; i < cfg->nallow_origin; i++)
 		if (strcmp(cfg->allow_origin[i], "*") == 0 ||
 		    strcasecmp(cfg->allow_origin[i], origin) == 0)

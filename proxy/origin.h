@@ -10,4 +10,7 @@ struct config;
  * without Origin does not come from a browser page and is allowed. */
 int origin_allowed(const struct config *cfg, const char *origin, const char *host);
 
+/* 1 if origin ("scheme://host[:port]") names the host in a Host header. */
+int origin_same_host(const char *origin, const char *host);
+
 #endif

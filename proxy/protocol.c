@@ -107,7 +107,7 @@ int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **
 		if (event && !json_is_null(event)) {
 			size_t n = 0;
 			op->event = get_string(root, "event", &n);
-			if (!op->event || !proto_event_valid(op->event, n)) {
+			if (!op->event || !proto_event_publishable(op->event, n)) {
 				*err = "invalid event name";
 				goto fail;
 			}
@@ -243,4 +243,143 @@ char *proto_object1(const char *key, const char *value, size_t *len_out)
 	json_t *o = json_object();
 	json_object_set_new(o, key, json_string(value));
 	return dump(o, len_out);
+}
+
+char *proto_event_json(const struct proto_event *ev, size_t *len_out)
+{
+	switch (ev->type) {
+	case PEV_OPEN:
+		return proto_open(ev->session, ev->heartbeat, len_out);
+	case PEV_SUBSCRIBED:
+		return proto_subscribed(ev->channel, ev->cursor, ev->ref, len_out);
+	case PEV_RESET:
+		return proto_reset(ev->channel, ev->reason, ev->cursor, len_out);
+	case PEV_UNSUBSCRIBED:
+		return proto_unsubscribed(ev->channel, ev->ref, len_out);
+	case PEV_ACK:
+		return proto_ack(ev->ref, ev->channel, ev->id, len_out);
+	case PEV_ERROR:
+		return proto_error(ev->ref, ev->code, ev->message, len_out);
+	case PEV_PONG:
+		return proto_pong(ev->ref, len_out);
+	}
+	abort(); /* every type is handled above */
+}
+
+int proto_event_publishable(const char *name, size_t len)
+{
+	if (!proto_event_valid(name, len))
+		return 0;
+	return !(len >= 5 && memcmp(name, "ferry", 5) == 0 && (len == 5 || name[5] == '.'));
+}
+
+int proto_client_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > PROTO_MAX_CLIENT_ID)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+char *proto_poll_tail(const char *const *channels, const char *const *ids, int n,
+		      const char *const *reset_channels, const char *const *reset_reasons,
+		      int nresets, int more, size_t *len_out)
+{
+	json_t *cursors = json_object();
+	for (int i = 0; i < n; i++)
+		json_object_set_new(cursors, channels[i], ids[i] ? json_string(ids[i]) : json_null());
+	json_t *resets = json_array();
+	for (int i = 0; i < nresets; i++) {
+		json_t *r = json_object();
+		json_object_set_new(r, "channel", json_string(reset_channels[i]));
+		json_object_set_new(r, "reason", json_string(reset_reasons[i]));
+		json_array_append_new(resets, r);
+	}
+	char *c = json_dumps(cursors, JSON_COMPACT);
+	char *r = json_dumps(resets, JSON_COMPACT);
+	json_decref(cursors);
+	json_decref(resets);
+	if (!c || !r)
+		abort();
+	size_t cap = strlen(c) + strlen(r) + 64;
+	char *out = malloc(cap);
+	if (!out)
+		abort();
+	int len = snprintf(out, cap, "],\"cursors\":%s,\"resets\":%s,\"more\":%s}", c, r,
+			   more ? "true" : "false");
+	free(c);
+	free(r);
+	if (len_out)
+		*len_out = (size_t)len;
+	return out;
+}
+
+int proto_decode_send(const char *buf, size_t len, struct proto_send *out, const char **err)
+{
+	memset(out, 0, sizeof(*out));
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!root) {
+		*err = "body is not valid JSON";
+		return -1;
+	}
+	json_t *ops = json_object_get(root, "ops");
+	out->client = get_string(root, "client", NULL);
+	if (!json_is_object(root) || !out->client || !proto_client_id_valid(out->client)) {
+		*err = "missing or invalid client";
+		goto fail;
+	}
+	if (!json_is_array(ops) || json_array_size(ops) > PROTO_MAX_SEND_OPS) {
+		*err = "ops must be an array of at most 100 operations";
+		goto fail;
+	}
+	long long prev = 0;
+	for (size_t i = 0; i < json_array_size(ops); i++) {
+		json_t *o = json_array_get(ops, i);
+		struct proto_send_op *op = &out->ops[i];
+		json_t *seq = json_object_get(o, "seq");
+		const char *type = get_string(o, "type", NULL);
+		size_t clen = 0, elen = 0;
+		if (!json_is_integer(seq) || json_integer_value(seq) <= prev) {
+			*err = "seq must be an increasing positive integer";
+			goto fail;
+		}
+		op->seq = prev = json_integer_value(seq);
+		if (!type || strcmp(type, "publish") != 0) {
+			*err = "only publish operations can be sent";
+			goto fail;
+		}
+		op->channel = get_string(o, "channel", &clen);
+		op->data = get_string(o, "data", &op->data_len);
+		if (!op->channel || !proto_channel_valid(op->channel, clen) || !op->data) {
+			*err = "publish needs a valid channel and a string data";
+			goto fail;
+		}
+		json_t *ev = json_object_get(o, "event");
+		if (ev && !json_is_null(ev)) {
+			op->event = get_string(o, "event", &elen);
+			if (!op->event || !proto_event_publishable(op->event, elen)) {
+				*err = "invalid event name";
+				goto fail;
+			}
+		}
+	}
+	out->nops = json_array_size(ops);
+	out->json = root;
+	return 0;
+fail:
+	json_decref(root);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+void proto_send_release(struct proto_send *s)
+{
+	json_decref(s->json);
+	s->json = NULL;
 }

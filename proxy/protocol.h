@@ -49,6 +49,65 @@ char *proto_ack(const long long *ref, const char *channel, const char *id, size_
 char *proto_error(const long long *ref, const char *code, const char *message, size_t *len_out);
 char *proto_pong(const long long *ref, size_t *len_out);
 
+/* Everything ferry tells a client besides channel messages, as data: each
+ * transport encodes it its own way (WebSocket: proto_event_json as a text
+ * frame; SSE: the same JSON in an event named "ferry"; long-poll: fields of
+ * its batch). Unused fields are NULL. */
+enum proto_event_type {
+	PEV_OPEN,         /* session, heartbeat */
+	PEV_SUBSCRIBED,   /* channel, cursor, ref */
+	PEV_RESET,        /* channel, reason, cursor */
+	PEV_UNSUBSCRIBED, /* channel, ref */
+	PEV_ACK,          /* ref, channel, id */
+	PEV_ERROR,        /* ref, code, message */
+	PEV_PONG,         /* ref */
+};
+
+struct proto_event {
+	enum proto_event_type type;
+	const char *session;
+	unsigned heartbeat;
+	const char *channel, *cursor, *reason, *id, *code, *message;
+	const long long *ref;
+};
+
+char *proto_event_json(const struct proto_event *ev, size_t *len_out);
+
+/* The end of a long-poll answer, after its messages array is opened and
+ * filled: `],"cursors":{CH:ID,...},"resets":[{"channel":CH,"reason":R}...],
+ * "more":BOOL}`. */
+char *proto_poll_tail(const char *const *channels, const char *const *ids, int n,
+		      const char *const *reset_channels, const char *const *reset_reasons,
+		      int nresets, int more, size_t *len_out);
+
+/* POST PREFIXsend: {"client":"ID","ops":[{"seq":N,"type":"publish",
+ * "channel":CH,"data":STR,"event":EV?}...]}; seq strictly increasing. */
+#define PROTO_MAX_SEND_OPS 100
+#define PROTO_MAX_CLIENT_ID 64
+
+struct proto_send_op {
+	long long seq;
+	const char *channel, *event, *data;
+	size_t data_len;
+};
+
+struct proto_send {
+	const char *client;
+	struct proto_send_op ops[PROTO_MAX_SEND_OPS];
+	size_t nops;
+	void *json;
+};
+
+int proto_decode_send(const char *buf, size_t len, struct proto_send *out, const char **err);
+void proto_send_release(struct proto_send *s);
+
+/* Client ids: 1-64 bytes of [A-Za-z0-9_-]. */
+int proto_client_id_valid(const char *id);
+
+/* Event names a publisher may use: valid, and not "ferry" or "ferry.*",
+ * which SSE uses for ferry's own events. */
+int proto_event_publishable(const char *name, size_t len);
+
 /* A JSON object with one string member, for small HTTP bodies. */
 char *proto_object1(const char *key, const char *value, size_t *len_out);
 

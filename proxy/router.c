@@ -1,5 +1,8 @@
 /* router.c -- ferry's routes under the configured prefix:
  *   ws, echo          WebSocket endpoints (transports/websocket.c)
+ *   sse, poll         Server-Sent Events and long-polling (transports/)
+ *   send              messages from SSE and long-poll clients
+ *   negotiate         what this server offers, for ferry.js
  *   publish/NAME      POST a message to a channel
  *   healthz, metrics  for load balancers and Prometheus
  *   ferry.js, "" and demo   the browser client and the demo page
@@ -7,6 +10,8 @@
 #include "router.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/util.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +24,10 @@
 #include "httpconn.h"
 #include "hub.h"
 #include "log.h"
+#include "longpoll.h"
 #include "protocol.h"
+#include "send.h"
+#include "sse.h"
 #include "utf8.h"
 #include "websocket.h"
 
@@ -126,7 +134,7 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 	char event[PROTO_MAX_EVENT + 2];
 	size_t pos = 0;
 	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
-	if (elen == 0 || (elen > 0 && !proto_event_valid(event, (size_t)elen)) ||
+	if (elen == 0 || (elen > 0 && !proto_event_publishable(event, (size_t)elen)) ||
 	    (elen < 0 && strstr(req->query, "event="))) {
 		httpconn_error(c, 400, "invalid event name");
 		return;
@@ -138,6 +146,56 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 	httpconn_hold(c);
 	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len,
 		    publish_done, c);
+}
+
+static void negotiate(struct httpconn *c)
+{
+	struct ferry *f = httpconn_ferry(c);
+	const struct config *cfg = f->cfg;
+	unsigned char rnd[12];
+	char client[25];
+	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
+	for (int i = 0; i < 12; i++)
+		snprintf(client + 2 * i, 3, "%02x", rnd[i]);
+	struct evbuffer *body = evbuffer_new();
+	evbuffer_add_printf(body, "{\"version\":1,\"transports\":[");
+	for (int i = 0; i < cfg->ntransports; i++)
+		evbuffer_add_printf(body, "%s\"%s\"", i ? "," : "", cfg->transports[i]);
+	struct timeval now;
+	event_base_gettimeofday_cached(f->base, &now);
+	evbuffer_add_printf(body,
+			    "],\"client\":\"%s\",\"ws_ping\":%d,\"heartbeat\":%d,"
+			    "\"poll_timeout\":%d,\"sse_recycle_bytes\":%zu,\"client_publish\":%s,"
+			    "\"time\":%lld}\n",
+			    client, cfg->ws_ping_ms, cfg->heartbeat_ms, cfg->poll_timeout_ms,
+			    cfg->sse_recycle_bytes, cfg->client_publish ? "true" : "false",
+			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
+	char headers[300] = "Cache-Control: no-store\r\n";
+	const char *cors = httpconn_cors_origin(c);
+	if (cors)
+		snprintf(headers, sizeof(headers),
+			 "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+			 cors);
+	httpconn_respond_buffer(c, 200, headers, "application/json", body);
+	evbuffer_free(body);
+}
+
+/* ferry.js says why it fell back (fb=REASON on the first request of the
+ * lower transport): counted so operators learn where networks break things. */
+static void count_fallback(struct ferry *f, const struct http_request *req)
+{
+	char reason[32];
+	size_t pos = 0;
+	if (http_query_next(req->query, "fb", &pos, reason, sizeof(reason)) > 0)
+		metrics_fallback(&f->metrics, reason);
+}
+
+static int offered(struct httpconn *c, const char *transport)
+{
+	if (config_transport_enabled(httpconn_ferry(c)->cfg, transport))
+		return 1;
+	httpconn_error(c, 404, "transport not offered (--transports)");
+	return 0;
 }
 
 void router_dispatch(struct httpconn *c, const struct http_request *req)
@@ -159,7 +217,20 @@ void router_dispatch(struct httpconn *c, const struct http_request *req)
 	}
 	const char *route = path + plen;
 	if (strcmp(route, "ws") == 0) {
-		websocket_upgrade(c, req, WS_MODE_FERRY);
+		if (offered(c, "websocket"))
+			websocket_upgrade(c, req, WS_MODE_FERRY);
+	} else if (strcmp(route, "sse") == 0) {
+		count_fallback(f, req);
+		if (offered(c, "sse"))
+			sse_start(c, req);
+	} else if (strcmp(route, "poll") == 0) {
+		count_fallback(f, req);
+		if (offered(c, "poll"))
+			longpoll_start(c, req);
+	} else if (strcmp(route, "send") == 0) {
+		send_handle(c, req);
+	} else if (strcmp(route, "negotiate") == 0) {
+		negotiate(c);
 	} else if (strcmp(route, "echo") == 0 && f->cfg->echo) {
 		websocket_upgrade(c, req, WS_MODE_ECHO);
 	} else if (strncmp(route, "publish/", 8) == 0) {

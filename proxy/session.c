@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "ferry.h"
 #include "hub.h"
 #include "log.h"
@@ -57,27 +58,28 @@ void session_free(struct session *s)
 	session_release(s);
 }
 
-static void send_frame(struct session *s, char *json, size_t len)
+static void send_event(struct session *s, const struct proto_event *ev)
 {
-	if (s->closed) {
-		free(json);
-		return;
-	}
-	s->ops->send_frame(s->t, json, len);
+	if (!s->closed)
+		s->ops->send_event(s->t, ev);
 }
 
 static void send_error(struct session *s, const long long *ref, const char *code, const char *msg)
 {
-	size_t len;
-	char *json = proto_error(ref, code, msg, &len);
-	send_frame(s, json, len);
+	struct proto_event ev = { .type = PEV_ERROR, .ref = ref, .code = code, .message = msg };
+	send_event(s, &ev);
 }
 
-void session_open(struct session *s)
+void session_open(struct session *s, int heartbeat_ms)
 {
-	size_t len;
-	char *json = proto_open(s->id, (unsigned)(s->f->cfg->ws_ping_ms / 1000), &len);
-	send_frame(s, json, len);
+	struct proto_event ev = { .type = PEV_OPEN, .session = s->id,
+				  .heartbeat = (unsigned)(heartbeat_ms / 1000) };
+	send_event(s, &ev);
+}
+
+const char *session_id(const struct session *s)
+{
+	return s->id;
 }
 
 int session_subscriptions(const struct session *s)
@@ -113,17 +115,10 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 
 int session_subscribe_spec(struct session *s, const char *spec)
 {
-	char channel[PROTO_MAX_CHANNEL + 1];
-	const char *comma = strchr(spec, ',');
-	size_t len = comma ? (size_t)(comma - spec) : strlen(spec);
-	if (!proto_channel_valid(spec, len))
+	struct cursor c;
+	if (cursor_parse(spec, strlen(spec), &c) < 0)
 		return -1;
-	memcpy(channel, spec, len);
-	channel[len] = '\0';
-	const char *cursor = comma && comma[1] ? comma + 1 : NULL;
-	if (cursor && strlen(cursor) > PROTO_MAX_CURSOR)
-		return -1;
-	session_subscribe(s, channel, cursor, NULL);
+	session_subscribe(s, c.channel, c.id[0] ? c.id : NULL, NULL);
 	return 0;
 }
 
@@ -136,15 +131,13 @@ static void unsubscribe(struct session *s, const char *channel, const long long 
 	}
 	hub_unsubscribe(s->f->hub, sub);
 	s->nsubs--;
-	size_t len;
-	char *json = proto_unsubscribed(channel, ref, &len);
-	send_frame(s, json, len);
+	struct proto_event ev = { .type = PEV_UNSUBSCRIBED, .channel = channel, .ref = ref };
+	send_event(s, &ev);
 }
 
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res)
 {
 	const long long *ref = sub->has_ref ? &sub->ref : NULL;
-	size_t len;
 	if (res->error) {
 		log_warn("session %s: cannot subscribe to %s: %s", s->id, sub->name, res->error);
 		send_error(s, ref, "unavailable", res->error);
@@ -152,11 +145,13 @@ void session_replayed(struct session *s, struct sub *sub, const struct history_r
 		s->nsubs--;
 		return;
 	}
-	char *json = proto_subscribed(sub->name, res->cursor, ref, &len);
-	send_frame(s, json, len);
+	struct proto_event ev = { .type = PEV_SUBSCRIBED, .channel = sub->name,
+				  .cursor = res->cursor, .ref = ref };
+	send_event(s, &ev);
 	if (res->status == HISTORY_RESET) {
-		json = proto_reset(sub->name, res->reason, res->cursor, &len);
-		send_frame(s, json, len);
+		struct proto_event reset = { .type = PEV_RESET, .channel = sub->name,
+					     .reason = res->reason, .cursor = res->cursor };
+		send_event(s, &reset);
 	}
 	for (size_t i = 0; i < res->nmsgs && !s->closed; i++)
 		session_deliver(s, sub, res->msgs[i]);
@@ -198,13 +193,13 @@ static void publish_done(void *arg, const char *id, const char *err)
 	struct publish_ctx *pc = arg;
 	struct session *s = pc->s;
 	const long long *ref = pc->has_ref ? &pc->ref : NULL;
-	size_t len;
 	if (err) {
 		s->f->metrics.errors[ERR_PUBLISH]++;
 		send_error(s, ref, "publish_failed", err);
 	} else {
-		char *json = proto_ack(ref, pc->channel, id, &len);
-		send_frame(s, json, len);
+		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = pc->channel,
+					  .id = id };
+		send_event(s, &ev);
 	}
 	session_release(s);
 	free(pc);
@@ -235,7 +230,6 @@ void session_handle(struct session *s, const char *json, size_t len)
 		return;
 	}
 	const long long *ref = op.has_ref ? &op.ref : NULL;
-	size_t n;
 	switch (op.type) {
 	case PROTO_SUBSCRIBE:
 		session_subscribe(s, op.channel, op.cursor, ref);
@@ -247,8 +241,8 @@ void session_handle(struct session *s, const char *json, size_t len)
 		publish(s, &op);
 		break;
 	case PROTO_PING: {
-		char *pong = proto_pong(ref, &n);
-		send_frame(s, pong, n);
+		struct proto_event ev = { .type = PEV_PONG, .ref = ref };
+		send_event(s, &ev);
 		break;
 	}
 	}

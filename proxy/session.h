@@ -20,8 +20,8 @@ struct session *session_new(struct ferry *f, const struct transport_ops *ops, vo
  * pending (publish acknowledgements) find the session closed and do nothing. */
 void session_free(struct session *s);
 
-/* Send ferry's open frame. */
-void session_open(struct session *s);
+/* Send ferry's open frame, announcing the transport's heartbeat period. */
+void session_open(struct session *s, int heartbeat_ms);
 
 /* Subscribe to channel from cursor (NULL: live). Answers with frames. */
 void session_subscribe(struct session *s, const char *channel, const char *cursor,
@@ -39,5 +39,6 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m);
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res);
 
 int session_subscriptions(const struct session *s);
+const char *session_id(const struct session *s);
 
 #endif

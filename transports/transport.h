@@ -6,13 +6,14 @@
 #include <stddef.h>
 
 struct message;
+struct proto_event;
 
 struct transport_ops {
 	const char *name;
 	/* Queue a channel message, encoded once per wire format and shared. */
 	void (*send_message)(void *t, struct message *m);
-	/* Queue a protocol frame; takes ownership of json (malloc'd). */
-	void (*send_frame)(void *t, char *json, size_t len);
+	/* Queue a protocol event (subscribed, reset, ack, error...). */
+	void (*send_event)(void *t, const struct proto_event *ev);
 	/* Bytes queued and not yet written to the socket. */
 	size_t (*queued)(void *t);
 	/* Close with a reason (a WebSocket close code; other transports map it).

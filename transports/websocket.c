@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "ferry.h"
 #include "http.h"
 #include "linger.h"
@@ -175,11 +176,14 @@ static void t_send_message(void *t, struct message *m)
 	w->f->metrics.bytes_out += len;
 }
 
-static void t_send_frame(void *t, char *json, size_t len)
+static void t_send_event(void *t, const struct proto_event *ev)
 {
 	struct ws_conn *w = t;
-	if (w->state == WS_OPEN)
-		ws_send(w, WS_OP_TEXT, json, len);
+	if (w->state != WS_OPEN)
+		return;
+	size_t len;
+	char *json = proto_event_json(ev, &len);
+	ws_send(w, WS_OP_TEXT, json, len);
 	free(json);
 }
 
@@ -197,7 +201,7 @@ static void t_close(void *t, int code, const char *reason)
 static const struct transport_ops ws_transport = {
 	.name = "websocket",
 	.send_message = t_send_message,
-	.send_frame = t_send_frame,
+	.send_event = t_send_event,
 	.queued = t_queued,
 	.close = t_close,
 };
@@ -458,7 +462,12 @@ static void drain_cb(struct client_link *link, int retry_ms)
 	ws_close(w, WS_CLOSE_RESTART, reason);
 }
 
-static const struct client_link_ops ws_link_ops = { .drain = drain_cb };
+static void destroy_cb(struct client_link *link)
+{
+	ws_destroy((struct ws_conn *)link);
+}
+
+static const struct client_link_ops ws_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 /* The handshake */
 
@@ -477,10 +486,9 @@ static int channels_valid(const struct config *cfg, const char *query)
 	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 	size_t pos = 0;
 	int n = 0, len;
+	struct cursor c;
 	while ((len = http_query_next(query, "ch", &pos, spec, sizeof(spec))) >= 0) {
-		const char *comma = strchr(spec, ',');
-		size_t clen = comma ? (size_t)(comma - spec) : (size_t)len;
-		if (!proto_channel_valid(spec, clen) || ++n > cfg->max_subscriptions)
+		if (cursor_parse(spec, (size_t)len, &c) < 0 || ++n > cfg->max_subscriptions)
 			return 0;
 	}
 	/* an over-long value makes http_query_next stop early: catch it */
@@ -557,7 +565,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	w->in_callback++;
 	if (mode == WS_MODE_FERRY) {
 		w->session = session_new(f, &ws_transport, w);
-		session_open(w->session);
+		session_open(w->session, cfg->ws_ping_ms);
 		char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 		size_t pos = 0;
 		while (http_query_next(query, "ch", &pos, spec, sizeof(spec)) >= 0)

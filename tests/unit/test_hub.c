@@ -18,6 +18,7 @@
 #include "ferry.h"
 #include "hub.h"
 #include "message.h"
+#include "protocol.h"
 #include "session.h"
 #include "transport.h"
 #include "ws_frame.h"
@@ -38,9 +39,11 @@ static void rec_send_message(void *t, struct message *m)
 	r->msgs[r->nmsgs++] = message_ref(m);
 }
 
-static void rec_send_frame(void *t, char *json, size_t len)
+static void rec_send_event(void *t, const struct proto_event *ev)
 {
 	struct recorder *r = t;
+	size_t len;
+	char *json = proto_event_json(ev, &len);
 	json_t *v = json_loadb(json, len, 0, NULL);
 	assert_non_null(v);
 	json_array_append_new(r->frames, v);
@@ -62,7 +65,7 @@ static void rec_close(void *t, int code, const char *reason)
 static const struct transport_ops rec_ops = {
 	.name = "recorder",
 	.send_message = rec_send_message,
-	.send_frame = rec_send_frame,
+	.send_event = rec_send_event,
 	.queued = rec_queued,
 	.close = rec_close,
 };

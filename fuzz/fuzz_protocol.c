@@ -1,0 +1,186 @@
+/* fuzz_protocol.c -- libFuzzer target for the JSON protocol: decode the input
+ * as a client frame; what is accepted must obey the header's rules, survive
+ * being written back as a client frame and decoded again, and re-encode into
+ * server frames that parse. The input is also published as message data:
+ * proto_message() must accept exactly the inputs utf8_valid() accepts. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol.h"
+#include "utf8.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static json_t *parse_back(char *s, size_t len)
+{
+	if (!s || strlen(s) != len)
+		abort();
+	json_t *root = json_loadb(s, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	free(s);
+	if (!json_is_object(root))
+		abort();
+	return root;
+}
+
+static void expect_string(json_t *root, const char *key, const char *want, size_t want_len)
+{
+	json_t *v = json_object_get(root, key);
+	if (!want) {
+		if (v && !json_is_null(v))
+			abort();
+		return;
+	}
+	if (!json_is_string(v) || json_string_length(v) != want_len ||
+	    memcmp(json_string_value(v), want, want_len) != 0)
+		abort();
+}
+
+static void expect_ref(json_t *root, const struct proto_op *op)
+{
+	json_t *v = json_object_get(root, "ref");
+	if (op->has_ref != (v != NULL))
+		abort();
+	if (v && (!json_is_integer(v) || json_integer_value(v) != op->ref))
+		abort();
+}
+
+static void check_op(const struct proto_op *op)
+{
+	if (op->type == PROTO_PING) {
+		if (op->channel || op->cursor || op->event || op->data)
+			abort();
+		return;
+	}
+	if (!op->channel || !proto_channel_valid(op->channel, strlen(op->channel)))
+		abort();
+	if (op->cursor && (op->type != PROTO_SUBSCRIBE || !*op->cursor ||
+			   strlen(op->cursor) > PROTO_MAX_CURSOR))
+		abort();
+	if (op->type == PROTO_PUBLISH) {
+		if (!op->data || op->data[op->data_len] != '\0')
+			abort();
+		if (op->event && !proto_event_valid(op->event, strlen(op->event)))
+			abort();
+	} else if (op->event || op->data) {
+		abort();
+	}
+}
+
+/* Write the op back as a client frame and decode it again. */
+static void check_rewrite(const struct proto_op *op)
+{
+	static const char *const types[] = { "subscribe", "unsubscribe", "publish", "ping" };
+	json_t *o = json_object();
+	json_object_set_new(o, "type", json_string(types[op->type]));
+	if (op->channel)
+		json_object_set_new(o, "channel", json_string(op->channel));
+	if (op->cursor)
+		json_object_set_new(o, "cursor", json_string(op->cursor));
+	if (op->event)
+		json_object_set_new(o, "event", json_string(op->event));
+	if (op->data)
+		json_object_set_new(o, "data", json_stringn(op->data, op->data_len));
+	if (op->has_ref)
+		json_object_set_new(o, "ref", json_integer(op->ref));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		abort();
+
+	struct proto_op again;
+	const char *err = NULL;
+	if (proto_decode(s, strlen(s), &again, &err) != 0)
+		abort();
+	free(s);
+	if (again.type != op->type || again.has_ref != op->has_ref || again.ref != op->ref ||
+	    again.data_len != op->data_len)
+		abort();
+	static const size_t offsets[] = { offsetof(struct proto_op, channel),
+					  offsetof(struct proto_op, cursor),
+					  offsetof(struct proto_op, event) };
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		const char *a = *(const char *const *)((const char *)op + offsets[i]);
+		const char *b = *(const char *const *)((const char *)&again + offsets[i]);
+		if (!a != !b || (a && strcmp(a, b) != 0))
+			abort();
+	}
+	if (op->data && memcmp(op->data, again.data, op->data_len) != 0)
+		abort();
+	proto_op_release(&again);
+}
+
+static void check_encoders(const struct proto_op *op)
+{
+	const long long *ref = op->has_ref ? &op->ref : NULL;
+	size_t len = 0;
+	json_t *root;
+	switch (op->type) {
+	case PROTO_SUBSCRIBE:
+		root = parse_back(proto_subscribed(op->channel, op->cursor, ref, &len), len);
+		expect_string(root, "channel", op->channel, strlen(op->channel));
+		expect_string(root, "cursor", op->cursor, op->cursor ? strlen(op->cursor) : 0);
+		expect_ref(root, op);
+		json_decref(root);
+		root = parse_back(proto_reset(op->channel, "gap", op->cursor, &len), len);
+		expect_string(root, "cursor", op->cursor, op->cursor ? strlen(op->cursor) : 0);
+		json_decref(root);
+		break;
+	case PROTO_UNSUBSCRIBE:
+		root = parse_back(proto_unsubscribed(op->channel, ref, &len), len);
+		expect_string(root, "channel", op->channel, strlen(op->channel));
+		expect_ref(root, op);
+		json_decref(root);
+		break;
+	case PROTO_PUBLISH:
+		/* what was published is delivered byte for byte */
+		root = parse_back(proto_message(op->channel, "1-0", op->event, op->data,
+						op->data_len, &len),
+				  len);
+		expect_string(root, "channel", op->channel, strlen(op->channel));
+		expect_string(root, "event", op->event, op->event ? strlen(op->event) : 0);
+		expect_string(root, "data", op->data, op->data_len);
+		json_decref(root);
+		root = parse_back(proto_ack(ref, op->channel, "1-0", &len), len);
+		expect_ref(root, op);
+		json_decref(root);
+		break;
+	case PROTO_PING:
+		root = parse_back(proto_pong(ref, &len), len);
+		expect_ref(root, op);
+		json_decref(root);
+		break;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct proto_op op;
+	const char *err = NULL;
+	if (proto_decode((const char *)data, size, &op, &err) == 0) {
+		check_op(&op);
+		check_rewrite(&op);
+		check_encoders(&op);
+		proto_op_release(&op);
+	} else {
+		if (!err || op.json)
+			abort();
+		size_t len = 0;
+		json_t *root = parse_back(proto_error(NULL, "bad_request", err, &len), len);
+		expect_string(root, "message", err, strlen(err));
+		json_decref(root);
+	}
+
+	/* arbitrary bytes as message data: refused exactly when not UTF-8 */
+	size_t len = 0;
+	char *s = proto_message("c", "1-0", NULL, (const char *)data, size, &len);
+	if (!s != !utf8_valid(data, size))
+		abort();
+	if (s) {
+		json_t *root = parse_back(s, len);
+		expect_string(root, "data", (const char *)data, size);
+		json_decref(root);
+	}
+	return 0;
+}

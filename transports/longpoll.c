@@ -1,0 +1,393 @@
+/* longpoll.c -- long-polling.
+ *
+ * A poll is a short-lived session: it subscribes to its channels from the
+ * request's cursors and collects what the replay and the live fan-out bring,
+ * up to --poll-max-bytes. It answers as soon as it has something (one loop
+ * turn later, so a burst goes out as one batch), at once on a first poll
+ * (no cursor: the answer gives the position), or empty after --poll-timeout.
+ *
+ * The answer is JSON with Content-Length:
+ *   {"messages":[<the same envelope the WebSocket sends>...],
+ *    "cursors":{"news":"9d41b7a0:17"},"resets":[...],"more":false}
+ * Each envelope is encoded once per message and referenced, not copied.
+ *
+ * With client=ID, a newer poll from the same client completes the older one
+ * (empty): an aborted request can linger behind a proxy, and the newest is
+ * the one the browser still listens to. */
+#include "longpoll.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cursor.h"
+#include "dict.h"
+#include "ferry.h"
+#include "http.h"
+#include "httpconn.h"
+#include "log.h"
+#include "message.h"
+#include "origin.h"
+#include "protocol.h"
+#include "session.h"
+#include "transport.h"
+#include "xmalloc.h"
+
+struct poll_req {
+	struct ferry *f;
+	struct httpconn *c;
+	struct session *session;
+	struct cursor *cursors;
+	int ncursors;
+	int awaiting;        /* subscriptions not answered yet */
+	int answer_now;      /* a first poll or a reset: do not hold */
+	struct message **msgs;
+	size_t nmsgs, cap, bytes;
+	int more;            /* messages were left for the next poll */
+	char (*reset_ch)[PROTO_MAX_CHANNEL + 1];
+	const char **reset_reason;
+	int nresets;
+	struct event *timer, *flush;
+	char client[PROTO_MAX_CLIENT_ID + 1];
+	char callback[65];
+	char cors[200];
+	int done;
+};
+
+void longpoll_init(struct ferry *f)
+{
+	f->polls = dict_new();
+}
+
+void longpoll_free(struct ferry *f)
+{
+	dict_free(f->polls);
+	f->polls = NULL;
+}
+
+static void poll_free(struct poll_req *p)
+{
+	if (p->session)
+		session_free(p->session);
+	for (size_t i = 0; i < p->nmsgs; i++)
+		message_unref(p->msgs[i]);
+	free(p->msgs);
+	free(p->cursors);
+	free(p->reset_ch);
+	free(p->reset_reason);
+	event_free(p->timer);
+	event_free(p->flush);
+	if (p->client[0] && dict_get(p->f->polls, p->client) == p)
+		dict_del(p->f->polls, p->client);
+	p->f->metrics.connections[TRANSPORT_POLL]--;
+	httpconn_release(p->c);
+	free(p);
+}
+
+static void release_message(const void *data, size_t len, void *arg)
+{
+	message_unref(arg);
+}
+
+static const char *envelope(struct message *m, size_t *len)
+{
+	const char *bytes = message_wire(m, WIRE_POLL, len);
+	if (!bytes) { /* first poll to carry this message: encode it once */
+		char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len, len);
+		message_set_wire(m, WIRE_POLL, json, *len);
+		bytes = json;
+	}
+	return bytes;
+}
+
+static void answer(struct poll_req *p)
+{
+	if (p->done)
+		return;
+	p->done = 1;
+	struct ferry *f = p->f;
+	struct evbuffer *body = evbuffer_new();
+	int jsonp = p->callback[0] != 0;
+	if (jsonp)
+		evbuffer_add_printf(body, "/**/%s(", p->callback);
+	evbuffer_add(body, "{\"messages\":[", 13);
+	for (size_t i = 0; i < p->nmsgs; i++) {
+		size_t len;
+		const char *env = envelope(p->msgs[i], &len);
+		if (i)
+			evbuffer_add(body, ",", 1);
+		evbuffer_add_reference(body, env, len, release_message, message_ref(p->msgs[i]));
+	}
+	f->metrics.messages_out += p->nmsgs;
+	const char *chans[64], *ids[64];
+	int n = p->ncursors < 64 ? p->ncursors : 64;
+	for (int i = 0; i < n; i++) {
+		chans[i] = p->cursors[i].channel;
+		ids[i] = p->cursors[i].id[0] ? p->cursors[i].id : NULL;
+	}
+	const char *rch[64];
+	for (int i = 0; i < p->nresets; i++)
+		rch[i] = p->reset_ch[i];
+	size_t tlen;
+	char *tail = proto_poll_tail(chans, ids, n, rch, p->reset_reason, p->nresets, p->more, &tlen);
+	evbuffer_add(body, tail, tlen);
+	free(tail);
+	if (jsonp)
+		evbuffer_add(body, ");", 2);
+
+	char headers[600];
+	size_t hl = (size_t)snprintf(headers, sizeof(headers),
+				     "Cache-Control: no-store, no-cache, must-revalidate\r\n"
+				     "Pragma: no-cache\r\nExpires: 0\r\n");
+	if (p->cors[0])
+		hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl,
+				       "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", p->cors);
+	for (int i = 0; i < p->nresets && hl < sizeof(headers); i++)
+		hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl, "%s%s=%s%s",
+				       i ? "" : "Ferry-Reset: ", p->reset_ch[i], p->reset_reason[i],
+				       i + 1 < p->nresets ? ", " : "\r\n");
+	httpconn_respond_buffer(p->c, 200, headers,
+				jsonp ? "application/javascript; charset=utf-8"
+				      : "application/json; charset=utf-8",
+				body);
+	evbuffer_free(body);
+	poll_free(p);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	answer(arg);
+}
+
+/* Answer from a callback of our own: the hub may be mid fan-out now. */
+static void answer_soon(struct poll_req *p)
+{
+	if (!p->done)
+		event_active(p->flush, EV_TIMEOUT, 0);
+}
+
+static void subscription_answered(struct poll_req *p)
+{
+	if (--p->awaiting > 0)
+		return;
+	if (p->nmsgs || p->answer_now)
+		answer_soon(p);
+	else
+		event_add(p->timer, p->f->tv_poll);
+}
+
+/* transport_ops */
+
+static void t_send_message(void *t, struct message *m)
+{
+	struct poll_req *p = t;
+	if (p->done || p->more)
+		return;
+	size_t len;
+	envelope(m, &len);
+	if (p->nmsgs && p->bytes + len > p->f->cfg->poll_max_bytes) {
+		p->more = 1; /* the next poll, from the cursors below, gets the rest */
+		answer_soon(p);
+		return;
+	}
+	if (p->nmsgs == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 16;
+		p->msgs = xrealloc(p->msgs, p->cap * sizeof(*p->msgs));
+	}
+	p->msgs[p->nmsgs++] = message_ref(m);
+	p->bytes += len + 1;
+	struct cursor *c = cursor_find(p->cursors, p->ncursors, m->channel);
+	if (c)
+		snprintf(c->id, sizeof(c->id), "%s", m->id);
+	if (p->awaiting == 0)
+		answer_soon(p);
+}
+
+static void t_send_event(void *t, const struct proto_event *ev)
+{
+	struct poll_req *p = t;
+	if (p->done)
+		return;
+	switch (ev->type) {
+	case PEV_SUBSCRIBED: {
+		struct cursor *c = cursor_find(p->cursors, p->ncursors, ev->channel);
+		if (c && !c->id[0] && ev->cursor) {
+			snprintf(c->id, sizeof(c->id), "%s", ev->cursor);
+			p->answer_now = 1; /* a first poll learns its position at once */
+		}
+		subscription_answered(p);
+		break;
+	}
+	case PEV_RESET:
+		if (p->nresets < p->ncursors) {
+			snprintf(p->reset_ch[p->nresets], PROTO_MAX_CHANNEL + 1, "%s", ev->channel);
+			p->reset_reason[p->nresets++] = ev->reason;
+			/* the replay restarts from the oldest kept message: the cursor
+			 * follows what this answer carries, or the newest if nothing */
+			struct cursor *c = cursor_find(p->cursors, p->ncursors, ev->channel);
+			if (c)
+				snprintf(c->id, sizeof(c->id), "%s", ev->cursor ? ev->cursor : "");
+			p->answer_now = 1;
+		}
+		break;
+	case PEV_ERROR:
+		if (ev->code && strcmp(ev->code, "unavailable") == 0)
+			subscription_answered(p);
+		break;
+	default:
+		break;
+	}
+}
+
+static size_t t_queued(void *t)
+{
+	return 0; /* bounded by --poll-max-bytes instead */
+}
+
+static void t_close(void *t, int code, const char *reason)
+{
+	answer_soon(t);
+}
+
+static const struct transport_ops poll_transport = {
+	.name = "poll",
+	.send_message = t_send_message,
+	.send_event = t_send_event,
+	.queued = t_queued,
+	.close = t_close,
+};
+
+/* httpconn waiter */
+
+static void waiter_gone(void *arg)
+{
+	struct poll_req *p = arg;
+	p->done = 1;
+	poll_free(p);
+}
+
+static void waiter_drain(void *arg)
+{
+	struct poll_req *p = arg;
+	if (p->done)
+		return;
+	p->done = 1;
+	uint32_t r;
+	evutil_secure_rng_get_bytes(&r, sizeof(r));
+	int max = p->f->cfg->reconnect_delay_ms / 1000;
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (max > 0 ? (int)(r % (uint32_t)max) : 0));
+	httpconn_respond(p->c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
+	poll_free(p);
+}
+
+static const struct httpconn_waiter_ops poll_waiter = {
+	.gone = waiter_gone,
+	.drain = waiter_drain,
+};
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	answer(arg); /* nothing came: an empty batch, the client polls again */
+}
+
+static int callback_valid(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '.' || *s == '$'))
+			return 0;
+	return 1;
+}
+
+void longpoll_start(struct httpconn *c, const struct http_request *req)
+{
+	struct ferry *f = httpconn_ferry(c);
+	const struct config *cfg = f->cfg;
+	if (strcmp(req->method, "GET") != 0) {
+		httpconn_respond(c, 405, "Allow: GET\r\n", "text/plain; charset=utf-8",
+				 "method not allowed\n", 19);
+		return;
+	}
+	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
+			    http_request_header(req, "Host"))) {
+		httpconn_error(c, 403, "origin not allowed");
+		return;
+	}
+	if (f->draining) {
+		char hdr[48];
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
+		httpconn_respond(c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
+		return;
+	}
+	struct poll_req *p = xcalloc(1, sizeof(*p));
+	p->cursors = xcalloc((size_t)cfg->max_subscriptions, sizeof(*p->cursors));
+	int n = 0, len;
+	size_t pos = 0;
+	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
+	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) >= 0) {
+		if (n == cfg->max_subscriptions || cursor_parse(spec, (size_t)len, &p->cursors[n]) < 0 ||
+		    cursor_find(p->cursors, n, p->cursors[n].channel))
+			goto bad;
+		n++;
+	}
+	if (n == 0 || pos < strlen(req->query))
+		goto bad;
+	pos = 0;
+	char value[80];
+	if (http_query_next(req->query, "client", &pos, value, sizeof(value)) >= 0) {
+		if (!proto_client_id_valid(value))
+			goto bad;
+		strcpy(p->client, value);
+	}
+	pos = 0;
+	if (http_query_next(req->query, "callback", &pos, value, sizeof(value)) >= 0) {
+		if (!cfg->jsonp || strlen(value) >= sizeof(p->callback) || !callback_valid(value)) {
+			free(p->cursors);
+			free(p);
+			httpconn_error(c, 400, cfg->jsonp ? "invalid callback" : "JSONP is not enabled");
+			return;
+		}
+		strcpy(p->callback, value);
+	}
+
+	p->f = f;
+	p->c = c;
+	p->ncursors = n;
+	p->awaiting = n;
+	p->reset_ch = xcalloc((size_t)n, sizeof(*p->reset_ch));
+	p->reset_reason = xcalloc((size_t)n, sizeof(*p->reset_reason));
+	p->timer = evtimer_new(f->base, timer_cb, p);
+	p->flush = event_new(f->base, -1, 0, flush_cb, p);
+	const char *cors = httpconn_cors_origin(c);
+	if (cors && strlen(cors) < sizeof(p->cors))
+		strcpy(p->cors, cors);
+	httpconn_hold(c);
+	httpconn_wait(c, &poll_waiter, p);
+	f->metrics.connections[TRANSPORT_POLL]++;
+	f->metrics.connections_total[TRANSPORT_POLL]++;
+
+	if (p->client[0]) {
+		struct poll_req *older = dict_get(f->polls, p->client);
+		if (older) {
+			dict_del(f->polls, p->client);
+			older->client[0] = '\0';
+			answer(older); /* newest wins */
+		}
+		dict_put(f->polls, p->client, p);
+	}
+	p->session = session_new(f, &poll_transport, p);
+	for (int i = 0; i < n; i++)
+		session_subscribe(p->session, p->cursors[i].channel,
+				  p->cursors[i].id[0] ? p->cursors[i].id : NULL, NULL);
+	return;
+bad:
+	free(p->cursors);
+	free(p);
+	httpconn_error(c, 400, "invalid, repeated or too many ch= (or client=) parameters");
+}

@@ -1,0 +1,400 @@
+/* sse.c -- Server-Sent Events.
+ *
+ * The stream is a plain text/event-stream that a bare EventSource reads:
+ *   message   "id: <cursors>\n" + [event: NAME] + data: lines; the event/data
+ *             part is encoded once per message and shared by reference; the
+ *             id line is per client, because it carries the client's cursor
+ *             in every channel it reads ("news,9d41b7a0:17 chat,0c3e...:4"),
+ *             so the browser's automatic Last-Event-ID resumes all of them.
+ *   control   an event named "ferry" whose data is the same JSON the
+ *             WebSocket sends (open, subscribed, reset, heartbeat, reconnect).
+ * The response headers wait until every subscription has answered, so a
+ * reset can also be announced in a Ferry-Reset header.
+ * Streams end with the connection (no chunking): Connection: close. */
+#include "sse.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cursor.h"
+#include "ferry.h"
+#include "http.h"
+#include "httpconn.h"
+#include "linger.h"
+#include "log.h"
+#include "message.h"
+#include "origin.h"
+#include "protocol.h"
+#include "session.h"
+#include "sse_format.h"
+#include "transport.h"
+#include "ws_frame.h"
+#include "xmalloc.h"
+
+#define SSE_PADDING 2048
+#define SSE_RETRY_MS 2000
+
+enum sse_state { SSE_STARTING, SSE_OPEN, SSE_DEAD };
+
+struct sse_conn {
+	struct client_link link;
+	struct ferry *f;
+	struct bufferevent *bev;
+	struct session *session;
+	enum sse_state state;
+	struct evbuffer *early;  /* output before the headers are written */
+	int awaiting;            /* subscriptions not answered yet */
+	int padded;              /* an XHR reader: recycle after a byte budget */
+	size_t sent;
+	char resets[256];        /* for the Ferry-Reset header */
+	char cors[200];          /* Access-Control-Allow-Origin value, or "" */
+	struct cursor *cursors;
+	int ncursors;
+	int in_callback;
+	struct event *reaper;    /* frees a stream that ended outside its callbacks */
+	char peer[64];
+};
+
+static struct evbuffer *out(struct sse_conn *s)
+{
+	return s->state == SSE_STARTING ? s->early : bufferevent_get_output(s->bev);
+}
+
+static void account(struct sse_conn *s, size_t n)
+{
+	s->sent += n;
+	s->f->metrics.bytes_out += n;
+}
+
+static void send_control(struct sse_conn *s, const char *json, size_t len)
+{
+	size_t n;
+	char *ev = sse_event("ferry", json, len, &n);
+	evbuffer_add(out(s), ev, n);
+	account(s, n);
+	free(ev);
+}
+
+static void send_event_json(struct sse_conn *s, const struct proto_event *ev)
+{
+	size_t len;
+	char *json = proto_event_json(ev, &len);
+	send_control(s, json, len);
+	free(json);
+}
+
+static void sse_destroy(struct sse_conn *s);
+
+static void reap_later(evutil_socket_t fd, short what, void *arg)
+{
+	sse_destroy(arg);
+}
+
+/* The stream is over. Freed at the end of the current callback of this
+ * connection, or, when we are in someone else's (the hub's fan-out), from a
+ * one-shot event of its own: never under the caller's feet. */
+static void mark_dead(struct sse_conn *s)
+{
+	if (s->state == SSE_DEAD)
+		return;
+	s->state = SSE_DEAD;
+	if (s->in_callback == 0) {
+		s->reaper = evtimer_new(s->f->base, reap_later, s);
+		event_active(s->reaper, EV_TIMEOUT, 0);
+	}
+}
+
+/* Hand the socket to a lingering close, which writes what is queued. */
+static void finish(struct sse_conn *s)
+{
+	if (s->state == SSE_DEAD)
+		return;
+	struct bufferevent *bev = s->bev;
+	s->bev = NULL;
+	if (bev)
+		linger_close(s->f, bev);
+	mark_dead(s);
+}
+
+static void write_headers(struct sse_conn *s)
+{
+	struct evbuffer *o = bufferevent_get_output(s->bev);
+	evbuffer_add_printf(o,
+			    "HTTP/1.1 200 OK\r\nServer: ferry\r\n"
+			    "Content-Type: text/event-stream; charset=utf-8\r\n"
+			    "Cache-Control: no-store, no-cache, no-transform\r\n"
+			    "X-Accel-Buffering: no\r\nConnection: close\r\n");
+	if (s->resets[0])
+		evbuffer_add_printf(o, "Ferry-Reset: %s\r\n", s->resets);
+	if (s->cors[0])
+		evbuffer_add_printf(o, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", s->cors);
+	evbuffer_add(o, "\r\n", 2);
+	evbuffer_add_buffer(o, s->early);
+	evbuffer_free(s->early);
+	s->early = NULL;
+	s->state = SSE_OPEN;
+}
+
+static void subscription_answered(struct sse_conn *s)
+{
+	if (s->state == SSE_STARTING && --s->awaiting == 0)
+		write_headers(s);
+}
+
+/* transport_ops */
+
+static void release_message(const void *data, size_t len, void *arg)
+{
+	message_unref(arg);
+}
+
+static void t_send_message(void *t, struct message *m)
+{
+	struct sse_conn *s = t;
+	if (s->state == SSE_DEAD)
+		return;
+	struct cursor *c = cursor_find(s->cursors, s->ncursors, m->channel);
+	if (c)
+		snprintf(c->id, sizeof(c->id), "%s", m->id);
+	char idline[PROTO_MAX_CHANNEL * 2 + 16];
+	size_t cap = (size_t)s->ncursors * (PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2) + 8;
+	char *ids = cap <= sizeof(idline) ? idline : xmalloc(cap);
+	memcpy(ids, "id: ", 4);
+	size_t n = 4 + cursor_format_list(s->cursors, s->ncursors, ids + 4, cap - 6);
+	ids[n++] = '\n';
+	evbuffer_add(out(s), ids, n);
+	if (ids != idline)
+		free(ids);
+
+	size_t len;
+	const char *bytes = message_wire(m, WIRE_SSE, &len);
+	if (!bytes) { /* first SSE subscriber to see this message: encode it once */
+		char *enc = sse_event(m->event, m->data, m->data_len, &len);
+		message_set_wire(m, WIRE_SSE, enc, len);
+		bytes = enc;
+	}
+	evbuffer_add_reference(out(s), bytes, len, release_message, message_ref(m));
+	account(s, n + len);
+	/* A padded stream read by XHR keeps every byte: end it in time. */
+	if (s->state == SSE_OPEN && s->padded && s->sent > s->f->cfg->sse_recycle_bytes) {
+		send_control(s, "{\"type\":\"recycle\"}", 18);
+		finish(s);
+	}
+}
+
+static void t_send_event(void *t, const struct proto_event *ev)
+{
+	struct sse_conn *s = t;
+	if (s->state == SSE_DEAD)
+		return;
+	if (ev->type == PEV_SUBSCRIBED) {
+		struct cursor *c = cursor_find(s->cursors, s->ncursors, ev->channel);
+		/* a fresh client starts at the newest message; a resuming one keeps its
+		 * cursor until the replay moves it */
+		if (c && !c->id[0] && ev->cursor)
+			snprintf(c->id, sizeof(c->id), "%s", ev->cursor);
+	} else if (ev->type == PEV_RESET) {
+		size_t used = strlen(s->resets);
+		snprintf(s->resets + used, sizeof(s->resets) - used, "%s%s=%s", used ? ", " : "",
+			 ev->channel, ev->reason);
+	}
+	send_event_json(s, ev);
+	if (ev->type == PEV_SUBSCRIBED ||
+	    (ev->type == PEV_ERROR && ev->code && strcmp(ev->code, "unavailable") == 0))
+		subscription_answered(s);
+}
+
+static size_t t_queued(void *t)
+{
+	struct sse_conn *s = t;
+	return s->state == SSE_OPEN ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0;
+}
+
+/* Draining (1012): say when to come back, in the stream's own terms
+ * (retry:) and in ferry's, then end the stream. A slow consumer (4008) is
+ * cut at once: the browser reconnects with Last-Event-ID. */
+static void t_close(void *t, int code, const char *reason)
+{
+	struct sse_conn *s = t;
+	if (s->state != SSE_OPEN)
+		return;
+	if (code == WS_CLOSE_RESTART) {
+		int retry = atoi(reason + (strncmp(reason, "retry=", 6) == 0 ? 6 : 0));
+		evbuffer_add_printf(out(s), "retry: %d\n\n", retry);
+		char json[80];
+		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}", retry);
+		send_control(s, json, (size_t)n);
+		finish(s);
+	} else {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+		mark_dead(s);
+	}
+}
+
+static const struct transport_ops sse_transport = {
+	.name = "sse",
+	.send_message = t_send_message,
+	.send_event = t_send_event,
+	.queued = t_queued,
+	.close = t_close,
+};
+
+static void sse_destroy(struct sse_conn *s)
+{
+	struct ferry *f = s->f;
+	if (s->session)
+		session_free(s->session);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (s->early)
+		evbuffer_free(s->early);
+	if (s->reaper)
+		event_free(s->reaper);
+	ferry_client_remove(f, &s->link);
+	f->metrics.connections[TRANSPORT_SSE]--;
+	free(s->cursors);
+	free(s);
+	ferry_client_gone(f);
+}
+
+static void reap(struct sse_conn *s)
+{
+	if (--s->in_callback == 0 && s->state == SSE_DEAD)
+		sse_destroy(s);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	/* An SSE client has nothing to say; what it sends is dropped. */
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct sse_conn *s = arg;
+	s->in_callback++;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->state == SSE_OPEN) {
+		/* The read timeout is the heartbeat tick: clients never write. An
+		 * event, not a comment: some proxies swallow comment-only traffic. */
+		send_control(s, "{\"type\":\"heartbeat\"}", 20);
+		bufferevent_enable(bev, EV_READ);
+	} else {
+		mark_dead(s);
+	}
+	reap(s);
+}
+
+static void drain_cb(struct client_link *link, int retry_ms)
+{
+	struct sse_conn *s = (struct sse_conn *)link;
+	char reason[32];
+	snprintf(reason, sizeof(reason), "retry=%d", retry_ms);
+	s->in_callback++;
+	t_close(s, WS_CLOSE_RESTART, reason);
+	reap(s);
+}
+
+static void destroy_cb(struct client_link *link)
+{
+	sse_destroy((struct sse_conn *)link);
+}
+
+static const struct client_link_ops sse_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+
+void sse_start(struct httpconn *c, const struct http_request *req)
+{
+	struct ferry *f = httpconn_ferry(c);
+	const struct config *cfg = f->cfg;
+	if (strcmp(req->method, "GET") != 0) {
+		httpconn_respond(c, 405, "Allow: GET\r\n", "text/plain; charset=utf-8",
+				 "method not allowed\n", 19);
+		return;
+	}
+	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
+			    http_request_header(req, "Host"))) {
+		httpconn_error(c, 403, "origin not allowed");
+		return;
+	}
+	if (f->draining) {
+		char hdr[48];
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
+		httpconn_respond(c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
+		return;
+	}
+
+	/* Channels from the query; Last-Event-ID (the browser's reconnect)
+	 * overrides their cursors. */
+	struct cursor *cursors = xcalloc((size_t)cfg->max_subscriptions, sizeof(*cursors));
+	int n = 0, len;
+	size_t pos = 0;
+	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
+	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) >= 0) {
+		if (n == cfg->max_subscriptions || cursor_parse(spec, (size_t)len, &cursors[n]) < 0 ||
+		    cursor_find(cursors, n, cursors[n].channel)) {
+			free(cursors);
+			httpconn_error(c, 400, "invalid, repeated or too many ch= parameters");
+			return;
+		}
+		n++;
+	}
+	if (n == 0 || pos < strlen(req->query)) {
+		free(cursors);
+		httpconn_error(c, 400, "no valid ch= parameter");
+		return;
+	}
+	const char *last = http_request_header(req, "Last-Event-ID");
+	if (last && *last) {
+		struct cursor seen[16];
+		int m = cursor_parse_list(last, seen, 16);
+		for (int i = 0; i < m; i++) {
+			struct cursor *cur = cursor_find(cursors, n, seen[i].channel);
+			if (cur)
+				memcpy(cur->id, seen[i].id, sizeof(cur->id));
+		}
+	}
+	char pad[8];
+	size_t ppos = 0;
+	int padded = http_query_next(req->query, "pad", &ppos, pad, sizeof(pad)) > 0 &&
+		     strcmp(pad, "0") != 0;
+
+	struct sse_conn *s = xcalloc(1, sizeof(*s));
+	s->f = f;
+	s->cursors = cursors;
+	s->ncursors = n;
+	s->padded = padded;
+	s->early = evbuffer_new();
+	s->awaiting = n;
+	const char *cors = httpconn_cors_origin(c);
+	if (cors && strlen(cors) < sizeof(s->cors))
+		strcpy(s->cors, cors);
+	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
+	s->bev = httpconn_detach(c); /* req is gone from here on */
+
+	ferry_client_add(f, &s->link, &sse_link_ops, 1);
+	f->metrics.connections[TRANSPORT_SSE]++;
+	f->metrics.connections_total[TRANSPORT_SSE]++;
+	bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
+	bufferevent_set_timeouts(s->bev, f->tv_heartbeat, NULL);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+
+	s->in_callback++;
+	if (padded) {
+		char *p = sse_padding(SSE_PADDING);
+		evbuffer_add(s->early, p, SSE_PADDING);
+		free(p);
+	}
+	evbuffer_add_printf(s->early, "retry: %d\n\n", SSE_RETRY_MS);
+	s->session = session_new(f, &sse_transport, s);
+	session_open(s->session, cfg->heartbeat_ms); /* the first event: the stream flows */
+	for (int i = 0; i < n && s->state != SSE_DEAD; i++)
+		session_subscribe(s->session, cursors[i].channel,
+				  cursors[i].id[0] ? cursors[i].id : NULL, NULL);
+	log_debug("sse %s: open, %d channels%s", s->peer, n, padded ? ", padded" : "");
+	reap(s);
+}
