@@ -1,7 +1,9 @@
 /* fuzz_http.c -- libFuzzer target for the HTTP request parser: the input is
  * parsed as a keep-alive stream twice, whole and in two pieces split at a
  * point taken from the data, and both runs must agree.
- * Input: byte 0 picks the split, byte 1 picks the limits, the rest is wire. */
+ * Input: byte 0 picks the split; byte 1 bit 0 picks the limits and bit 1
+ * whether upgrades are declined (answered as HTTP, parsing goes on) or taken
+ * (the rest belongs to another protocol); the rest is wire. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +99,8 @@ static uint64_t check_request(const struct http_request *r, const struct http_li
 }
 
 static void parse_stream(const uint8_t *in, size_t len, size_t split,
-			 const struct http_limits *lim, struct stream_result *res)
+			 const struct http_limits *lim, int decline_upgrades,
+			 struct stream_result *res)
 {
 	struct http_parser *p = http_parser_new(lim);
 	const char *buf = (const char *)in;
@@ -126,8 +129,7 @@ static void parse_stream(const uint8_t *in, size_t len, size_t split,
 			res->nrequests++;
 			if (res->nrequests > (int)len + 1)
 				abort(); /* requests that take no bytes */
-			if (req->upgrade) {
-				/* the rest belongs to another protocol */
+			if (req->upgrade && !decline_upgrades) {
 				res->upgraded = 1;
 				break;
 			}
@@ -154,8 +156,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t split = len ? (size_t)data[0] * len / 255 : 0;
 
 	struct stream_result whole, pieces;
-	parse_stream(wire, len, len, lim, &whole);
-	parse_stream(wire, len, split, lim, &pieces);
+	int decline = (data[1] & 2) != 0;
+	parse_stream(wire, len, len, lim, decline, &whole);
+	parse_stream(wire, len, split, lim, decline, &pieces);
 
 	/* A request both runs completed has the same content. */
 	int n = whole.nrequests < pieces.nrequests ? whole.nrequests : pieces.nrequests;

@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum wire { WIRE_WS, WIRE_SSE, WIRE_POLL, WIRE_COUNT };
+/* WIRE_SSE: event/data lines for a bare EventSource; WIRE_SSE_JSON: the
+ * protocol envelope as data (ferry.js); WIRE_POLL: the envelope alone. */
+enum wire { WIRE_WS, WIRE_SSE, WIRE_SSE_JSON, WIRE_POLL, WIRE_COUNT };
 
 /* Position of a message within its channel's epoch: ordered by (major, minor).
  * The memory backend uses (sequence, 0); a Redis stream id is (ms, seq). */

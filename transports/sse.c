@@ -49,6 +49,7 @@ struct sse_conn {
 	struct evbuffer *early;  /* output before the headers are written */
 	int awaiting;            /* subscriptions not answered yet */
 	int padded;              /* an XHR reader: recycle after a byte budget */
+	int json;                /* format=json: data is the protocol envelope */
 	size_t sent;
 	char resets[256];        /* for the Ferry-Reset header */
 	char cors[200];          /* Access-Control-Allow-Origin value, or "" */
@@ -171,10 +172,20 @@ static void t_send_message(void *t, struct message *m)
 		free(ids);
 
 	size_t len;
-	const char *bytes = message_wire(m, WIRE_SSE, &len);
-	if (!bytes) { /* first SSE subscriber to see this message: encode it once */
-		char *enc = sse_event(m->event, m->data, m->data_len, &len);
-		message_set_wire(m, WIRE_SSE, enc, len);
+	enum wire w = s->json ? WIRE_SSE_JSON : WIRE_SSE;
+	const char *bytes = message_wire(m, w, &len);
+	if (!bytes) { /* first such subscriber to see this message: encode it once */
+		char *enc;
+		if (s->json) {
+			size_t jlen;
+			char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len,
+						   &jlen);
+			enc = sse_event(NULL, json, jlen, &len);
+			free(json);
+		} else {
+			enc = sse_event(m->event, m->data, m->data_len, &len);
+		}
+		message_set_wire(m, w, enc, len);
 		bytes = enc;
 	}
 	evbuffer_add_reference(out(s), bytes, len, release_message, message_ref(m));
@@ -362,12 +373,16 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	size_t ppos = 0;
 	int padded = http_query_next(req->query, "pad", &ppos, pad, sizeof(pad)) > 0 &&
 		     strcmp(pad, "0") != 0;
+	ppos = 0;
+	int json = http_query_next(req->query, "format", &ppos, pad, sizeof(pad)) > 0 &&
+		   strcmp(pad, "json") == 0;
 
 	struct sse_conn *s = xcalloc(1, sizeof(*s));
 	s->f = f;
 	s->cursors = cursors;
 	s->ncursors = n;
 	s->padded = padded;
+	s->json = json;
 	s->early = evbuffer_new();
 	s->awaiting = n;
 	const char *cors = httpconn_cors_origin(c);

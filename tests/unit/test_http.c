@@ -203,12 +203,19 @@ static void test_headers(void **state)
 	assert_null(http_request_header(r, "Content"));
 	assert_null(http_request_header(r, "Content-Type-X"));
 	http_parser_free(p);
+
+	/* every token character of RFC 9110 5.6.2 may appear in a name */
+	static const char tchars[] = "GET / HTTP/1.1\r\nAz09!#$%&'*+-.^_`|~: v\r\n\r\n";
+	const struct expected_request want_tchars = {
+		"GET", "/", "/", "", 1, 1, 1, 0, 1, { { "Az09!#$%&'*+-.^_`|~", "v" } }, "", 0,
+		sizeof(tchars) - 1,
+	};
+	expect_everywhere(S(tchars), &want_tchars, 1);
 }
 
 /* RFC 9110 section 5.5: a field value excludes leading and trailing
- * whitespace, so "Sec-WebSocket-Version: 13 " must read as "13".
- * KNOWN CODEC BUG (reported, not fixed here): proxy/http.c keeps the
- * trailing spaces and tabs that llhttp passes through in on_header_value. */
+ * whitespace, so "Sec-WebSocket-Version: 13 " must read as "13". llhttp
+ * passes trailing whitespace through; this test found http.c keeping it. */
 static void test_header_value_whitespace(void **state)
 {
 	static const char req[] = "GET / HTTP/1.1\r\n"
@@ -401,13 +408,10 @@ static void test_upgrade(void **state)
 
 /* A server may ignore an Upgrade it does not speak (RFC 9110 7.8), answer
  * normally and keep the connection: the next request must then parse.
- * KNOWN CODEC BUG (reported, not fixed here): after an upgrade request
- * llhttp stays paused with HPE_PAUSED_UPGRADE, which llhttp_resume() in
- * http_parser_next() does not clear (that takes llhttp_resume_after_upgrade),
- * so every later http_parser_feed() returns HTTP_PARSE_REQUEST with the old
- * request, and *consumed is the stale llhttp error position minus the new
- * data pointer: 0 when the caller passes the same buffer (it loops forever),
- * an arbitrary number when it passes another one. */
+ * Regression: llhttp stays paused with HPE_PAUSED_UPGRADE after an upgrade
+ * request, and llhttp_resume() does not clear that; http_parser_feed() then
+ * returned the old request forever, with *consumed the stale llhttp error
+ * position minus the new data pointer (0, or an arbitrary number). */
 static void test_declined_upgrade_keeps_parsing(void **state)
 {
 	static const char first[] = "GET / HTTP/1.1\r\nHost: a\r\n"
@@ -425,7 +429,39 @@ static void test_declined_upgrade_keeps_parsing(void **state)
 	assert_int_equal(r, HTTP_PARSE_REQUEST);
 	assert_int_equal(consumed, sizeof(second) - 1);
 	assert_string_equal(http_parser_request(p)->url, "/next");
+	assert_int_equal(http_parser_request(p)->upgrade, 0);
 	http_parser_free(p);
+
+	/* both in one buffer, split anywhere: the declined upgrade's bytes end
+	 * where its headers end, and the second request follows */
+	char buf[256];
+	size_t n = sizeof(first) - 1 + sizeof(second) - 1;
+	memcpy(buf, first, sizeof(first) - 1);
+	memcpy(buf + sizeof(first) - 1, second, sizeof(second) - 1);
+	for (size_t cut = 0; cut <= n; cut++) {
+		const char *urls[2] = { "/", "/next" };
+		size_t ends[2] = { sizeof(first) - 1, n };
+		size_t pos = 0, piece_end = cut;
+		int got = 0;
+		p = http_parser_new(&limits);
+		while (got < 2) {
+			r = http_parser_feed(p, buf + pos, piece_end - pos, &consumed);
+			assert_true(consumed <= piece_end - pos);
+			pos += consumed;
+			assert_int_not_equal(r, HTTP_PARSE_ERROR);
+			if (r == HTTP_PARSE_MORE) {
+				assert_int_equal(pos, piece_end);
+				assert_true(piece_end < n);
+				piece_end = n;
+				continue;
+			}
+			assert_string_equal(http_parser_request(p)->url, urls[got]);
+			assert_int_equal(pos, ends[got]);
+			got++;
+			http_parser_next(p);
+		}
+		http_parser_free(p);
+	}
 }
 
 static void test_url_limit(void **state)
@@ -549,6 +585,12 @@ static void test_malformed(void **state)
 		"\x01\x02 garbage\r\n\r\n",
 		"HELLO\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost a\r\n\r\n",              /* no colon */
+		"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",         /* not a token */
+		"GET / HTTP/1.1\r\nName : x\r\n\r\n",            /* space before colon */
+		"GET / HTTP/1.1\r\nName\t: x\r\n\r\n",
+		"GET / HTTP/1.1\r\n: v\r\n\r\n",                 /* empty name */
+		"GET / HTTP/1.1\r\nX(y): a\r\n\r\n",
+		"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",           /* control byte in a value */
 		"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",          /* obsolete line folding */
 		"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
 		"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
@@ -597,10 +639,8 @@ static void test_progress_flags(void **state)
 }
 
 /* http.h: in_request is "1 once the first byte of a request has been seen
- * and until it completes".
- * KNOWN CODEC BUG (reported, not fixed here): proxy/http.c clears
- * in_request only in http_parser_next(), so it stays 1 after
- * HTTP_PARSE_REQUEST while the request is being answered. */
+ * and until it completes" -- not until http_parser_next(), so a request
+ * being answered (a long-poll held open) does not look half-received. */
 static void test_in_request_clears_on_completion(void **state)
 {
 	static const char req[] = "GET / HTTP/1.1\r\n\r\n";

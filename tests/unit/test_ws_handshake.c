@@ -171,6 +171,20 @@ static void test_keys(void **state)
 	}
 	req.key = NULL;
 	expect_status(&req, 400);
+
+	/* the 22nd symbol holds the last 2 bits of byte 16 and 4 zero bits:
+	 * of all 64 symbols only A, Q, g and w (values 0, 16, 32, 48) fit */
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (int v = 0; v < 64; v++) {
+		char key[] = RFC_KEY;
+		struct ws_handshake_result res;
+		key[21] = b64[v];
+		req.key = key;
+		ws_handshake_check(&req, NULL, &res);
+		if (res.status != ((v & 15) == 0 ? 101 : 400))
+			fail_msg("key \"%s\": got %d", key, res.status);
+	}
 }
 
 static void test_method_and_version(void **state)
