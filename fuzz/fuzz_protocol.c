@@ -1,8 +1,10 @@
 /* fuzz_protocol.c -- libFuzzer target for the JSON protocol: decode the input
- * as a client frame; what is accepted must obey the header's rules, survive
- * being written back as a client frame and decoded again, and re-encode into
- * server frames that parse. The input is also published as message data:
- * proto_message() must accept exactly the inputs utf8_valid() accepts. */
+ * as a client frame and as a POST send body; what is accepted must obey the
+ * header's rules, survive being written back and decoded again, and
+ * re-encode into server frames that parse. A refused frame keeps its ref
+ * exactly when it is an object with an integer ref. The input is also
+ * published as message data: proto_message() must accept exactly the inputs
+ * utf8_valid() accepts. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,7 +63,7 @@ static void check_op(const struct proto_op *op)
 	if (op->type == PROTO_PUBLISH) {
 		if (!op->data || op->data[op->data_len] != '\0')
 			abort();
-		if (op->event && !proto_event_valid(op->event, strlen(op->event)))
+		if (op->event && !proto_event_publishable(op->event, strlen(op->event)))
 			abort();
 	} else if (op->event || op->data) {
 		abort();
@@ -154,6 +156,41 @@ static void check_encoders(const struct proto_op *op)
 	}
 }
 
+/* What a refused frame says about its ref, checked against jansson. */
+static void check_refused_ref(const uint8_t *data, size_t size, const struct proto_op *op)
+{
+	json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+	json_t *ref = json_object_get(root, "ref"); /* NULL unless an object */
+	int readable = json_is_integer(ref);
+	if (op->has_ref != readable || (readable && op->ref != json_integer_value(ref)))
+		abort();
+	json_decref(root);
+}
+
+static void check_send(const struct proto_send *send)
+{
+	if (!send->client || !proto_client_id_valid(send->client) ||
+	    send->nops > PROTO_MAX_SEND_OPS)
+		abort();
+	long long prev = 0;
+	for (size_t i = 0; i < send->nops; i++) {
+		const struct proto_send_op *op = &send->ops[i];
+		if (op->seq <= prev || !op->channel || !op->data || op->data[op->data_len] != '\0')
+			abort();
+		prev = op->seq;
+		if (!proto_channel_valid(op->channel, strlen(op->channel)))
+			abort();
+		if (op->event && !proto_event_publishable(op->event, strlen(op->event)))
+			abort();
+		size_t len = 0;
+		json_t *root = parse_back(proto_message(op->channel, "1-0", op->event, op->data,
+							op->data_len, &len),
+					  len);
+		expect_string(root, "data", op->data, op->data_len);
+		json_decref(root);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct proto_op op;
@@ -164,12 +201,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_encoders(&op);
 		proto_op_release(&op);
 	} else {
-		if (!err || op.json)
+		if (!err || op.json || op.channel || op.data)
 			abort();
+		check_refused_ref(data, size, &op);
 		size_t len = 0;
 		json_t *root = parse_back(proto_error(NULL, "bad_request", err, &len), len);
 		expect_string(root, "message", err, strlen(err));
 		json_decref(root);
+	}
+
+	struct proto_send send;
+	if (proto_decode_send((const char *)data, size, &send, &err) == 0) {
+		check_send(&send);
+		proto_send_release(&send);
+	} else if (!err || send.json || send.nops) {
+		abort();
 	}
 
 	/* arbitrary bytes as message data: refused exactly when not UTF-8 */

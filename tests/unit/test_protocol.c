@@ -616,6 +616,275 @@ static void test_publish_round_trip(void **state)
 	proto_op_release(&op);
 }
 
+/* A refused frame still names its request when it could be read: the error
+ * frame then carries the client's ref. */
+static void test_error_keeps_ref(void **state)
+{
+	static const struct {
+		const char *json;
+		int has_ref;
+		long long ref;
+	} cases[] = {
+		{ "{\"type\":\"bogus\",\"ref\":5}", 1, 5 },
+		{ "{\"ref\":-7}", 1, -7 },
+		{ "{\"type\":\"subscribe\",\"channel\":\"a b\",\"ref\":12}", 1, 12 },
+		{ "{\"type\":\"publish\",\"channel\":\"a\",\"ref\":0}", 1, 0 },
+		{ "{\"type\":\"ping\",\"ref\":1.5}", 0, 0 },
+		{ "{\"type\":\"bogus\"}", 0, 0 },
+		{ "[{\"ref\":5}]", 0, 0 },
+		{ "{\"ref\":5", 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct proto_op op;
+		const char *err = NULL;
+		memset(&op, 0x5A, sizeof(op));
+		assert_int_equal(proto_decode(cases[i].json, strlen(cases[i].json), &op, &err), -1);
+		assert_null(op.json);
+		if (op.has_ref != cases[i].has_ref)
+			fail_msg("%s: has_ref %d", cases[i].json, op.has_ref);
+		if (op.has_ref)
+			assert_int_equal(op.ref, cases[i].ref);
+	}
+}
+
+/* "ferry" and "ferry.*" are SSE event names of ferry's own. */
+static void test_reserved_event_names(void **state)
+{
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"event\":\"ferry\"}",
+		"invalid event name");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"event\":\"ferry.open\"}",
+		"invalid event name");
+	assert_false(proto_event_publishable("ferry", 5));
+	assert_false(proto_event_publishable("ferry.", 6));
+	assert_false(proto_event_publishable("ferry.reset", 11));
+	assert_true(proto_event_publishable("ferryx", 6));
+	assert_true(proto_event_publishable("ferry-x", 7));
+	assert_true(proto_event_publishable("Ferry", 5));
+	assert_true(proto_event_publishable("my.ferry", 8));
+	assert_true(proto_event_publishable("ferry.open", 4)); /* "ferr" */
+	assert_false(proto_event_publishable("bad event", 9));
+	assert_false(proto_event_publishable("", 0));
+	struct proto_op op;
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"event\":\"ferryboat\"}", &op);
+	assert_string_equal(op.event, "ferryboat");
+	proto_op_release(&op);
+}
+
+static void test_client_id_valid(void **state)
+{
+	char id[PROTO_MAX_CLIENT_ID + 2];
+	assert_true(proto_client_id_valid("a"));
+	assert_true(proto_client_id_valid("Az09_-"));
+	assert_false(proto_client_id_valid(""));
+	assert_false(proto_client_id_valid("a b"));
+	assert_false(proto_client_id_valid("a.b"));
+	assert_false(proto_client_id_valid("a:b"));
+	assert_false(proto_client_id_valid("caf\xc3\xa9"));
+	memset(id, 'i', PROTO_MAX_CLIENT_ID);
+	id[PROTO_MAX_CLIENT_ID] = '\0';
+	assert_true(proto_client_id_valid(id));
+	strcat(id, "i");
+	assert_false(proto_client_id_valid(id));
+}
+
+static void test_decode_send(void **state)
+{
+	static const char body[] =
+		"{\"client\":\"c-1\",\"ops\":["
+		"{\"seq\":1,\"type\":\"publish\",\"channel\":\"news\",\"data\":\"a\\nb\"},"
+		"{\"seq\":5,\"type\":\"publish\",\"channel\":\"x:y\",\"data\":\"\",\"event\":\"up\"},"
+		"{\"seq\":6,\"type\":\"publish\",\"channel\":\"x\",\"data\":\"\\u00e9\",\"event\":null}"
+		"]}";
+	struct proto_send send;
+	const char *err = NULL;
+	if (proto_decode_send(body, sizeof(body) - 1, &send, &err) != 0)
+		fail_msg("refused: %s", err);
+	assert_string_equal(send.client, "c-1");
+	assert_int_equal(send.nops, 3);
+	assert_int_equal(send.ops[0].seq, 1);
+	assert_string_equal(send.ops[0].channel, "news");
+	assert_int_equal(send.ops[0].data_len, 3);
+	assert_memory_equal(send.ops[0].data, "a\nb", 3);
+	assert_null(send.ops[0].event);
+	assert_int_equal(send.ops[1].seq, 5);
+	assert_string_equal(send.ops[1].event, "up");
+	assert_int_equal(send.ops[1].data_len, 0);
+	assert_int_equal(send.ops[2].seq, 6);
+	assert_null(send.ops[2].event);
+	assert_int_equal(send.ops[2].data_len, 2);
+	proto_send_release(&send);
+	assert_null(send.json);
+
+	/* no operations is a valid (empty) batch */
+	static const char empty[] = "{\"client\":\"c\",\"ops\":[]}";
+	assert_int_equal(proto_decode_send(empty, sizeof(empty) - 1, &send, &err), 0);
+	assert_int_equal(send.nops, 0);
+	proto_send_release(&send);
+}
+
+static void expect_send_refused(const char *body, const char *reason)
+{
+	struct proto_send send;
+	const char *err = NULL;
+	memset(&send, 0x5A, sizeof(send));
+	if (proto_decode_send(body, strlen(body), &send, &err) != -1)
+		fail_msg("%s: accepted", body);
+	assert_non_null(err);
+	if (strcmp(err, reason) != 0)
+		fail_msg("%s: expected \"%s\", got \"%s\"", body, reason, err);
+	assert_null(send.json);
+	assert_null(send.client);
+	assert_int_equal(send.nops, 0);
+}
+
+#define OP(seq, rest) "{\"seq\":" #seq ",\"type\":\"publish\",\"channel\":\"a\"" rest "}"
+
+static void test_decode_send_refused(void **state)
+{
+	expect_send_refused("", "body is not valid JSON");
+	expect_send_refused("{\"client\":\"c\",\"ops\":[]", "body is not valid JSON");
+	expect_send_refused("{\"client\":\"c\",\"client\":\"d\",\"ops\":[]}",
+			    "body is not valid JSON");
+	expect_send_refused("[]", "missing or invalid client");
+	expect_send_refused("{\"ops\":[]}", "missing or invalid client");
+	expect_send_refused("{\"client\":7,\"ops\":[]}", "missing or invalid client");
+	expect_send_refused("{\"client\":\"\",\"ops\":[]}", "missing or invalid client");
+	expect_send_refused("{\"client\":\"a b\",\"ops\":[]}", "missing or invalid client");
+	const char *ops_msg = "ops must be an array of at most 100 operations";
+	expect_send_refused("{\"client\":\"c\"}", ops_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":{}}", ops_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":null}", ops_msg);
+	const char *seq_msg = "seq must be an increasing positive integer";
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(0, ",\"data\":\"x\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(-1, ",\"data\":\"x\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1.0, ",\"data\":\"x\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP("1", ",\"data\":\"x\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(2, ",\"data\":\"x\"") ","
+			    OP(2, ",\"data\":\"y\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(3, ",\"data\":\"x\"") ","
+			    OP(2, ",\"data\":\"y\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[7]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"channel\":\"a\",\"data\":\"x\"}]}",
+			    "only publish operations can be sent");
+	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"subscribe\","
+			    "\"channel\":\"a\"}]}",
+			    "only publish operations can be sent");
+	const char *pub_msg = "publish needs a valid channel and a string data";
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, "") "]}", pub_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":5") "]}", pub_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"publish\","
+			    "\"channel\":\"a b\",\"data\":\"x\"}]}",
+			    pub_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"a b\"")
+			    "]}", "invalid event name");
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"ferry\"")
+			    "]}", "invalid event name");
+}
+
+/* At most PROTO_MAX_SEND_OPS operations in one batch. */
+static void test_decode_send_op_limit(void **state)
+{
+	char *body = malloc(200 * 80 + 64);
+	for (int nops = PROTO_MAX_SEND_OPS; nops <= PROTO_MAX_SEND_OPS + 1; nops++) {
+		size_t n = (size_t)sprintf(body, "{\"client\":\"c\",\"ops\":[");
+		for (int i = 0; i < nops; i++)
+			n += (size_t)sprintf(body + n, "%s{\"seq\":%d,\"type\":\"publish\","
+					     "\"channel\":\"a\",\"data\":\"%d\"}",
+					     i ? "," : "", i + 1, i);
+		n += (size_t)sprintf(body + n, "]}");
+		struct proto_send send;
+		const char *err = NULL;
+		int rc = proto_decode_send(body, n, &send, &err);
+		if (nops <= PROTO_MAX_SEND_OPS) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(send.nops, nops);
+			assert_int_equal(send.ops[nops - 1].seq, nops);
+			proto_send_release(&send);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_string_equal(err, "ops must be an array of at most 100 operations");
+		}
+	}
+	free(body);
+}
+
+/* The long-poll tail closes a document its caller opened: together they
+ * are one JSON object. */
+static void test_poll_tail(void **state)
+{
+	static const char *const channels[] = { "news", "x:y" };
+	static const char *const ids[] = { "17-0", NULL };
+	static const char *const reset_channels[] = { "old" };
+	static const char *const reset_reasons[] = { "history \"gone\"" };
+	size_t len;
+	char *tail = proto_poll_tail(channels, ids, 2, reset_channels, reset_reasons, 1, 1, &len);
+	assert_non_null(tail);
+	assert_int_equal(len, strlen(tail));
+	assert_int_equal(tail[0], ']');
+	char doc[512];
+	snprintf(doc, sizeof(doc), "{\"messages\":[{\"id\":\"1-0\"}%s", tail);
+	free(tail);
+	json_error_t jerr;
+	json_t *root = json_loads(doc, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		fail_msg("%s does not parse: %s", doc, jerr.text);
+	assert_int_equal(json_array_size(json_object_get(root, "messages")), 1);
+	json_t *cursors = json_object_get(root, "cursors");
+	assert_int_equal(json_object_size(cursors), 2);
+	assert_string_equal(json_string_value(json_object_get(cursors, "news")), "17-0");
+	assert_true(json_is_null(json_object_get(cursors, "x:y")));
+	json_t *resets = json_object_get(root, "resets");
+	assert_int_equal(json_array_size(resets), 1);
+	assert_string_equal(str(json_array_get(resets, 0), "channel"), "old");
+	assert_string_equal(str(json_array_get(resets, 0), "reason"), "history \"gone\"");
+	assert_true(json_is_true(json_object_get(root, "more")));
+	json_decref(root);
+
+	/* nothing to report */
+	tail = proto_poll_tail(NULL, NULL, 0, NULL, NULL, 0, 0, NULL);
+	snprintf(doc, sizeof(doc), "{\"messages\":[%s", tail);
+	free(tail);
+	root = json_loads(doc, JSON_REJECT_DUPLICATES, &jerr);
+	assert_non_null(root);
+	assert_int_equal(json_object_size(json_object_get(root, "cursors")), 0);
+	assert_int_equal(json_array_size(json_object_get(root, "resets")), 0);
+	assert_true(json_is_false(json_object_get(root, "more")));
+	json_decref(root);
+}
+
+/* proto_event_json writes exactly what the matching encoder writes. */
+static void test_event_json(void **state)
+{
+	long long ref = 9;
+	struct {
+		struct proto_event ev;
+		char *direct;
+	} cases[] = {
+		{ { .type = PEV_OPEN, .session = "s1", .heartbeat = 25 }, proto_open("s1", 25, NULL) },
+		{ { .type = PEV_SUBSCRIBED, .channel = "c", .cursor = "1-0", .ref = &ref },
+		  proto_subscribed("c", "1-0", &ref, NULL) },
+		{ { .type = PEV_SUBSCRIBED, .channel = "c" }, proto_subscribed("c", NULL, NULL, NULL) },
+		{ { .type = PEV_RESET, .channel = "c", .reason = "gap", .cursor = "2-0" },
+		  proto_reset("c", "gap", "2-0", NULL) },
+		{ { .type = PEV_UNSUBSCRIBED, .channel = "c", .ref = &ref },
+		  proto_unsubscribed("c", &ref, NULL) },
+		{ { .type = PEV_ACK, .ref = &ref, .channel = "c", .id = "3-0" },
+		  proto_ack(&ref, "c", "3-0", NULL) },
+		{ { .type = PEV_ERROR, .code = "bad_request", .message = "why" },
+		  proto_error(NULL, "bad_request", "why", NULL) },
+		{ { .type = PEV_PONG, .ref = &ref }, proto_pong(&ref, NULL) },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		char *s = proto_event_json(&cases[i].ev, &len);
+		assert_non_null(s);
+		assert_int_equal(len, strlen(s));
+		assert_string_equal(s, cases[i].direct);
+		free(s);
+		free(cases[i].direct);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -646,6 +915,14 @@ int main(void)
 		cmocka_unit_test(test_encode_pong),
 		cmocka_unit_test(test_encode_object1),
 		cmocka_unit_test(test_publish_round_trip),
+		cmocka_unit_test(test_error_keeps_ref),
+		cmocka_unit_test(test_reserved_event_names),
+		cmocka_unit_test(test_client_id_valid),
+		cmocka_unit_test(test_decode_send),
+		cmocka_unit_test(test_decode_send_refused),
+		cmocka_unit_test(test_decode_send_op_limit),
+		cmocka_unit_test(test_poll_tail),
+		cmocka_unit_test(test_event_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
