@@ -46,9 +46,12 @@ struct backend_ops {
 	struct backend *(*create)(struct event_base *base, const struct config *cfg,
 				  const struct backend_events *events);
 	void (*destroy)(struct backend *b);
-	/* data must be UTF-8; event NULL or a valid event name. cb may be NULL. */
+	/* data must be UTF-8; event NULL or a valid event name; sender names the
+	 * client that published (NULL: an app through the publish API), and its
+	 * messages are also announced to backend services where the backend
+	 * has a place for that (Redis: ferry:in:CHANNEL). cb may be NULL. */
 	void (*publish)(struct backend *b, const char *channel, const char *event, const char *data,
-			size_t len, backend_publish_cb cb, void *arg);
+			size_t len, const char *sender, backend_publish_cb cb, void *arg);
 	/* Messages after cursor (NULL: none, just the current position). */
 	void (*history)(struct backend *b, const char *channel, const char *cursor,
 			backend_history_cb cb, void *arg);
@@ -65,5 +68,6 @@ struct backend {
 };
 
 extern const struct backend_ops backend_memory_ops;
+extern const struct backend_ops backend_redis_ops;
 
 #endif

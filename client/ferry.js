@@ -41,9 +41,17 @@
 		try { return JSON.parse(text); } catch (e) { return null; }
 	}
 
-	/* ids are "<epoch>:<seq>": within one epoch, seq orders messages */
-	function seqOf(id) { var i = id.lastIndexOf(':'); return i < 0 ? -1 : parseInt(id.slice(i + 1), 10); }
+	/* ids are "<epoch>:<position>", the position "N" (embedded backend) or
+	 * "MS-N" (a Redis stream id): within one epoch, positions order messages */
 	function epochOf(id) { var i = id.lastIndexOf(':'); return i < 0 ? id : id.slice(0, i); }
+	function after(a, b) {
+		var x = a.slice(a.lastIndexOf(':') + 1).split('-'), y = b.slice(b.lastIndexOf(':') + 1).split('-');
+		for (var i = 0; i < 2; i++) {
+			var p = parseInt(x[i] || '0', 10), q = parseInt(y[i] || '0', 10);
+			if (p !== q) return p > q;
+		}
+		return false;
+	}
 
 	function sameOrigin(url) {
 		var a = document.createElement('a');
@@ -350,7 +358,7 @@
 	P.deliver = function (m) {
 		var sub = this.subs[m.channel];
 		if (!sub) return;
-		if (sub.cursor && epochOf(sub.cursor) === epochOf(m.id) && seqOf(m.id) <= seqOf(sub.cursor))
+		if (sub.cursor && epochOf(sub.cursor) === epochOf(m.id) && !after(m.id, sub.cursor))
 			return; /* seen already: a replay overlapping a switch or reconnect */
 		sub.cursor = m.id;
 		for (var i = 0; i < sub.cbs.length; i++) {

@@ -32,6 +32,8 @@ static const struct opt opts[] = {
 	  "listen for HTTP on ADDR:PORT (repeatable)" },
 	{ "redis", OPT_STR, F(redis_url), 0, NULL, "URL",
 	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)" },
+	{ "redis-timeout", OPT_DURATION, F(redis_timeout_ms), 0, "3s", "TIME",
+	  "a Redis connection that does not answer within this is dropped and retried" },
 	{ "upstream", OPT_STR, F(upstream_url), 0, NULL, "URL",
 	  "legacy app to reverse-proxy to (reserved; not implemented yet)" },
 	{ "prefix", OPT_STR, F(prefix), 0, "/ferry/", "PATH", "path prefix of ferry's routes" },

@@ -14,6 +14,7 @@ struct config {
 	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
 	int nallow_origin;
 	const char *redis_url;    /* NULL: embedded memory backend */
+	int redis_timeout_ms;     /* a Redis connection silent this long is dropped */
 	const char *upstream_url; /* reserved for the reverse proxy */
 	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
 	const char *publish_key;  /* NULL: the publish API is open */

@@ -96,9 +96,18 @@ static int count_header_bytes(struct http_parser *p, size_t len)
 	return 0;
 }
 
+/* Trailer fields of a chunked body arrive after the request's pointers were
+ * made: they are counted against the limit but not kept (ferry uses none). */
+static int in_trailer(struct http_parser *p, size_t len)
+{
+	return p->in_body && count_header_bytes(p, len) == 0;
+}
+
 static int on_header_field(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
+	if (p->in_body)
+		return in_trailer(p, len) ? 0 : -1;
 	if (p->span != SPAN_FIELD) {
 		if (p->noffs == p->limits.max_headers)
 			return fail(p, 431, "too many header fields");
@@ -127,6 +136,8 @@ static int is_tchar(unsigned char c)
 static int on_header_field_complete(llhttp_t *ll)
 {
 	struct http_parser *p = parser_of(ll);
+	if (p->in_body)
+		return 0;
 	if (p->span != SPAN_FIELD) /* no name bytes at all */
 		return fail(p, 400, "empty header name");
 	size_t start = p->offs[p->noffs].name;
@@ -142,6 +153,8 @@ static int on_header_field_complete(llhttp_t *ll)
 static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
+	if (p->in_body)
+		return in_trailer(p, len) ? 0 : -1;
 	if (p->span != SPAN_VALUE) {
 		if (p->span != SPAN_FIELD) /* a value with no name before it */
 			return fail(p, 400, "empty header name");
@@ -157,6 +170,8 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *ll)
 {
 	struct http_parser *p = parser_of(ll);
+	if (p->in_body)
+		return 0;
 	if (p->span == SPAN_NONE)
 		return fail(p, 400, "empty header name");
 	if (p->offs[p->noffs].value == UINT32_MAX) /* empty value: no data callback */

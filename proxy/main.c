@@ -64,12 +64,6 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
-	if (cfg.redis_url) {
-		log_error("--redis: the Redis backend is not built yet; run without it for the "
-			  "embedded backend");
-		config_free(&cfg);
-		return 2;
-	}
 	if (cfg.upstream_url)
 		log_warn("--upstream is reserved: the reverse proxy is not built yet; ignoring it");
 	fit_connections_to_fd_limit(&cfg);
@@ -94,7 +88,14 @@ int main(int argc, char **argv)
 	f.hub = hub_new(&f);
 	struct backend_events events;
 	hub_events(f.hub, &events);
-	f.backend = backend_memory_ops.create(f.base, &cfg, &events);
+	f.backend = (cfg.redis_url ? &backend_redis_ops : &backend_memory_ops)->create(f.base, &cfg,
+										       &events);
+	if (!f.backend) {
+		hub_free(f.hub);
+		event_base_free(f.base);
+		config_free(&cfg);
+		return 2;
+	}
 	longpoll_init(&f);
 	send_init(&f);
 

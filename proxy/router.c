@@ -144,7 +144,7 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 		return;
 	}
 	httpconn_hold(c);
-	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len,
+	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len, NULL,
 		    publish_done, c);
 }
 

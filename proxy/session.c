@@ -218,7 +218,8 @@ static void publish(struct session *s, const struct proto_op *op)
 	pc->has_ref = op->has_ref;
 	strcpy(pc->channel, op->channel);
 	s->refs++;
-	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, publish_done, pc);
+	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, s->id, publish_done,
+		    pc);
 }
 
 void session_handle(struct session *s, const char *json, size_t len)

@@ -27,7 +27,8 @@
 
 struct sender {
 	char id[PROTO_MAX_CLIENT_ID + 1];
-	long long seq;
+	long long seq;      /* highest seq published (acknowledged by the backend) */
+	long long inflight; /* highest seq handed to the backend, answer pending */
 	struct timeval last;
 };
 
@@ -75,16 +76,59 @@ void send_free(struct ferry *f)
 	dict_free(f->senders);
 }
 
-struct send_ctx {
-	long long seq;
-	const char *err;
+/* One POST in flight: answered when the backend has answered every op. */
+struct batch {
+	struct ferry *f;
+	struct httpconn *c;
+	char client[PROTO_MAX_CLIENT_ID + 1];
+	long long seq[PROTO_MAX_SEND_OPS];
+	int ok[PROTO_MAX_SEND_OPS];
+	int n, pending;
 };
+
+struct op_ctx {
+	struct batch *b;
+	int index;
+};
+
+static void respond_json(struct httpconn *c, int status, const char *body);
+
+static void batch_done(struct batch *b)
+{
+	struct sender *s = dict_get(b->f->senders, b->client);
+	/* acknowledged: everything up to the first op the backend refused */
+	int failed = 0;
+	for (int i = 0; i < b->n && !failed; i++) {
+		if (b->ok[i] && s && b->seq[i] > s->seq)
+			s->seq = b->seq[i];
+		failed = !b->ok[i];
+	}
+	if (s)
+		s->inflight = s->seq; /* nothing of ours is pending any more */
+	long long ack = s ? s->seq : 0;
+	if (!httpconn_gone(b->c)) {
+		char body[96];
+		if (failed) {
+			b->f->metrics.errors[ERR_PUBLISH]++;
+			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"publish_failed\"}", ack);
+			respond_json(b->c, 503, body);
+		} else {
+			snprintf(body, sizeof(body), "{\"ack\":%lld}", ack);
+			respond_json(b->c, 200, body);
+		}
+	}
+	httpconn_release(b->c);
+	free(b);
+}
 
 static void published(void *arg, const char *id, const char *err)
 {
-	struct send_ctx *sc = arg;
-	if (err && !sc->err)
-		sc->err = err;
+	struct op_ctx *oc = arg;
+	struct batch *b = oc->b;
+	b->ok[oc->index] = err == NULL;
+	free(oc);
+	if (--b->pending == 0)
+		batch_done(b);
 }
 
 static void respond_json(struct httpconn *c, int status, const char *body)
@@ -136,25 +180,31 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		dict_put(f->senders, s->id, s);
 	}
 	event_base_gettimeofday_cached(f->base, &s->last);
-	/* The memory backend answers at once; a backend that answers later
-	 * needs this loop to wait for each acknowledgement (issue: Redis). */
-	struct send_ctx sc = { 0 };
-	for (size_t i = 0; i < batch.nops && !sc.err; i++) {
+	/* Ops at or below what is published or on its way are retries: skip
+	 * them. The rest go to the backend in order; the answer waits for all. */
+	struct batch *b = xcalloc(1, sizeof(*b));
+	b->f = f;
+	b->c = c;
+	strcpy(b->client, batch.client);
+	long long floor = s->inflight > s->seq ? s->inflight : s->seq;
+	for (size_t i = 0; i < batch.nops; i++)
+		if (batch.ops[i].seq > floor)
+			b->seq[b->n++] = batch.ops[i].seq;
+	httpconn_hold(c);
+	b->pending = b->n + 1; /* +1 until every op is handed over */
+	int k = 0;
+	for (size_t i = 0; i < batch.nops; i++) {
 		const struct proto_send_op *op = &batch.ops[i];
-		if (op->seq <= s->seq)
-			continue; /* a retry of something already published */
-		hub_publish(f->hub, op->channel, op->event, op->data, op->data_len, published, &sc);
-		if (!sc.err)
-			s->seq = op->seq;
+		if (op->seq <= floor)
+			continue;
+		s->inflight = op->seq;
+		struct op_ctx *oc = xmalloc(sizeof(*oc));
+		oc->b = b;
+		oc->index = k++;
+		hub_publish(f->hub, op->channel, op->event, op->data, op->data_len, batch.client,
+			    published, oc);
 	}
 	proto_send_release(&batch);
-	char body[96];
-	if (sc.err) {
-		f->metrics.errors[ERR_PUBLISH]++;
-		snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"publish_failed\"}", s->seq);
-		respond_json(c, 503, body);
-		return;
-	}
-	snprintf(body, sizeof(body), "{\"ack\":%lld}", s->seq);
-	respond_json(c, 200, body);
+	if (--b->pending == 0)
+		batch_done(b);
 }

@@ -1,0 +1,757 @@
+/* redis.c -- the Redis backend: many ferry instances share channels, ids and
+ * history through one Redis. The only file that knows hiredis.
+ *
+ * Layout (docs/PROTOCOL.md has it for backend services). Every key of a
+ * channel carries the channel as a Redis Cluster hash tag:
+ *   ferry:{CH}:stream   capped stream, entry ids 0-1, 0-2, ... (contiguous,
+ *                       so "messages were trimmed past your cursor" is exact)
+ *   ferry:{CH}:epoch    names this history; both expire after --history-ttl idle
+ *   ferry:{CH}:pub      pub/sub channel: "EPOCH:N\nEVENT\nDATA" per message
+ *   ferry:in:CH         pub/sub: what clients publish, as JSON, for services
+ * Publishing and reading history are Redis functions (library "ferry",
+ * loaded on every connect), so each is one atomic step and a service can
+ * publish with FCALL from redis-cli.
+ *
+ * Connections: one for commands, one for SUBSCRIBE. A channel is subscribed
+ * while a local client wants it. Replay, then live, with no gap: history is
+ * read only after the SUBSCRIBE is confirmed, so a message is either in the
+ * history answer or arrives on the subscription (or both: the hub drops the
+ * overlap by position). After a reconnect every channel is subscribed again
+ * and what was published meanwhile is read from its stream.
+ *
+ * Debian 12's hiredis 0.14 has no timeouts in its async API: ferry's own
+ * watchdog drops a connection that stops answering, which fails its pending
+ * commands (each publish then gets an error, never silence). */
+#include <event2/event.h>
+#include <event2/util.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "config.h"
+#include "dict.h"
+#include "log.h"
+#include "message.h"
+#include "xmalloc.h"
+
+#define KEY_MAX 200
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static const char ferry_library[] =
+	"#!lua name=ferry\n"
+	"local function epoch_of(keys, fresh, ttl)\n"
+	"  local e = redis.call('GET', keys[2])\n"
+	"  if not e then e = fresh; redis.call('SET', keys[2], e, 'PX', ttl) end\n"
+	"  return e\n"
+	"end\n"
+	"local function seq_of(id) return tonumber(string.match(id, '^0%-(%d+)$')) end\n"
+	/* FCALL ferry_publish 2 STREAM EPOCH  PUBSUB MAXLEN TTL FRESH EVENT DATA [SENDER INBOUND] */
+	"local function publish(keys, args)\n"
+	"  local e = epoch_of(keys, args[4], args[3])\n"
+	"  local id = redis.call('XADD', keys[1], 'MAXLEN', args[2], '0-*', 'e', args[5], 'd', args[6])\n"
+	"  redis.call('PEXPIRE', keys[1], args[3])\n"
+	"  redis.call('PEXPIRE', keys[2], args[3])\n"
+	"  local mid = e .. ':' .. seq_of(id)\n"
+	"  redis.call('PUBLISH', args[1], mid .. '\\n' .. args[5] .. '\\n' .. args[6])\n"
+	"  if args[7] and args[7] ~= '' then\n"
+	"    redis.call('PUBLISH', args[8], cjson.encode({id = mid, event = args[5],\n"
+	"      data = args[6], sender = args[7]}))\n"
+	"  end\n"
+	"  return mid\n"
+	"end\n"
+	/* FCALL ferry_history 2 STREAM EPOCH  CURSOR_EPOCH CURSOR_SEQ TTL FRESH */
+	"local function history(keys, args)\n"
+	"  local e = epoch_of(keys, args[4], args[3])\n"
+	"  local first, last = 0, 0\n"
+	"  local head = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', 1)\n"
+	"  if #head > 0 then\n"
+	"    first = seq_of(head[1][1])\n"
+	"    last = seq_of(redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)[1][1])\n"
+	"  end\n"
+	"  if args[2] == '' then return {'fresh', '', e, last, {}} end\n"
+	"  local c = tonumber(args[2])\n"
+	"  local status, reason, start = 'continue', '', '(0-' .. args[2]\n"
+	"  if not c or args[1] ~= e or c > last then\n"
+	"    status, reason, start = 'reset', (c and 'epoch' or 'invalid'), '-'\n"
+	"  elseif #head > 0 and c + 1 < first then\n"
+	"    status, reason, start = 'reset', 'too_old', '-'\n"
+	"  end\n"
+	"  return {status, reason, e, last, redis.call('XRANGE', keys[1], start, '+')}\n"
+	"end\n"
+	"redis.register_function('ferry_publish', publish)\n"
+	"redis.register_function('ferry_history', history)\n";
+
+struct history_req {
+	struct redis_backend *rb;
+	char *channel;
+	char *cursor;
+	backend_history_cb cb;
+	void *arg;
+	struct history_req *next;
+};
+
+struct rchan {
+	char *name;
+	char pubsub[KEY_MAX];
+	int watchers;
+	int subscribed;          /* SUBSCRIBE confirmed on the current connection */
+	char epoch[32];          /* of the newest message seen, for the gap replay */
+	uint64_t seq;
+	struct history_req *waiting; /* history asked before the SUBSCRIBE was confirmed */
+};
+
+struct conn {
+	struct redis_backend *rb;
+	redisAsyncContext *ac;
+	int ready;               /* connected and set up */
+	int is_sub;
+	int backoff_ms;
+	long inflight;           /* commands without a reply yet */
+	struct timeval progress; /* last connect or reply */
+	struct event *retry;
+	const char *name;
+};
+
+struct redis_backend {
+	struct backend base;
+	const struct config *cfg;
+	struct event_base *evbase;
+	struct backend_events events;
+	char host[256];
+	int port, db;
+	struct conn cmd, sub;
+	struct dict *channels;   /* name -> struct rchan, for watched channels */
+	struct event *watchdog;
+	char ttl[24], maxlen[24];
+	int closing; /* destroying: disconnects are expected */
+};
+
+static void conn_start(struct conn *c);
+
+/* Parse redis://HOST[:PORT][/DB]. */
+static int parse_url(struct redis_backend *rb, const char *url)
+{
+	if (strncmp(url, "redis://", 8) != 0)
+		return -1;
+	const char *h = url + 8, *end = h + strcspn(h, ":/");
+	if (end == h || (size_t)(end - h) >= sizeof(rb->host))
+		return -1;
+	memcpy(rb->host, h, (size_t)(end - h));
+	rb->host[end - h] = '\0';
+	rb->port = 6379;
+	rb->db = 0;
+	char *rest;
+	if (*end == ':') {
+		rb->port = (int)strtol(end + 1, &rest, 10);
+		end = rest;
+	}
+	if (*end == '/' && end[1]) {
+		rb->db = (int)strtol(end + 1, &rest, 10);
+		end = rest;
+	}
+	if (*end == '/')
+		end++;
+	return (*end || rb->port <= 0 || rb->port > 65535 || rb->db < 0) ? -1 : 0;
+}
+
+static void keys_of(const char *channel, char *stream, char *epoch)
+{
+	snprintf(stream, KEY_MAX, "ferry:{%s}:stream", channel);
+	snprintf(epoch, KEY_MAX, "ferry:{%s}:epoch", channel);
+}
+
+static void fresh_epoch(char out[9])
+{
+	unsigned char r[4];
+	evutil_secure_rng_get_bytes(r, sizeof(r));
+	snprintf(out, 9, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+}
+
+static void touch(struct conn *c)
+{
+	event_base_gettimeofday_cached(c->rb->evbase, &c->progress);
+}
+
+/* Send a command; returns -1 (and the callback is not called) when the
+ * connection is not up. */
+static int command(struct conn *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
+		   const size_t *lens)
+{
+	if (!c->ac || !c->ready)
+		return -1;
+	if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+		return -1;
+	if (c->inflight++ == 0)
+		touch(c);
+	return 0;
+}
+
+static void replied(struct conn *c)
+{
+	if (c->inflight > 0)
+		c->inflight--;
+	touch(c);
+}
+
+/* ---- channels ---- */
+
+static struct rchan *rchan_get(struct redis_backend *rb, const char *name)
+{
+	struct rchan *ch = dict_get(rb->channels, name);
+	if (ch)
+		return ch;
+	ch = xcalloc(1, sizeof(*ch));
+	ch->name = xstrdup(name);
+	snprintf(ch->pubsub, sizeof(ch->pubsub), "ferry:{%s}:pub", name);
+	dict_put(rb->channels, ch->name, ch);
+	return ch;
+}
+
+static void rchan_maybe_free(struct redis_backend *rb, struct rchan *ch)
+{
+	if (ch->watchers || ch->waiting)
+		return;
+	dict_del(rb->channels, ch->name);
+	free(ch->name);
+	free(ch);
+}
+
+/* "EPOCH:N" -> 0 */
+static int split_id(const char *id, char *epoch, size_t esz, uint64_t *seq)
+{
+	const char *colon = strrchr(id, ':');
+	if (!colon || (size_t)(colon - id) >= esz || colon == id || !colon[1])
+		return -1;
+	char *end;
+	unsigned long long v = strtoull(colon + 1, &end, 10);
+	if (*end || colon[1] == '-' || colon[1] == '+')
+		return -1;
+	memcpy(epoch, id, (size_t)(colon - id));
+	epoch[colon - id] = '\0';
+	*seq = v;
+	return 0;
+}
+
+/* A message from the subscription: "EPOCH:N\nEVENT\nDATA". */
+static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const char *p, size_t len)
+{
+	const char *nl1 = memchr(p, '\n', len);
+	const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - p)) : NULL;
+	if (!nl2)
+		return;
+	char id[96], event[80], epoch[32];
+	if ((size_t)(nl1 - p) >= sizeof(id) || (size_t)(nl2 - nl1 - 1) >= sizeof(event))
+		return;
+	memcpy(id, p, (size_t)(nl1 - p));
+	id[nl1 - p] = '\0';
+	memcpy(event, nl1 + 1, (size_t)(nl2 - nl1 - 1));
+	event[nl2 - nl1 - 1] = '\0';
+	uint64_t seq;
+	if (split_id(id, epoch, sizeof(epoch), &seq) < 0)
+		return;
+	snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
+	ch->seq = seq;
+	struct msg_pos pos = { seq, 0 };
+	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, nl2 + 1,
+					len - (size_t)(nl2 + 1 - p));
+	rb->events.deliver(rb->events.arg, m);
+	message_unref(m);
+}
+
+/* ---- history ---- */
+
+static void history_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static void history_send(struct history_req *hr)
+{
+	struct redis_backend *rb = hr->rb;
+	char stream[KEY_MAX], epoch_key[KEY_MAX], cur_epoch[32] = "", cur_seq[32] = "", fresh[9];
+	keys_of(hr->channel, stream, epoch_key);
+	fresh_epoch(fresh);
+	if (hr->cursor) {
+		uint64_t seq;
+		if (split_id(hr->cursor, cur_epoch, sizeof(cur_epoch), &seq) == 0)
+			snprintf(cur_seq, sizeof(cur_seq), "%llu", (unsigned long long)seq);
+		else
+			snprintf(cur_seq, sizeof(cur_seq), "invalid");
+	}
+	const char *argv[] = { "FCALL", "ferry_history", "2", stream, epoch_key,
+			       cur_epoch, cur_seq, rb->ttl, fresh };
+	size_t lens[9];
+	for (int i = 0; i < 9; i++)
+		lens[i] = strlen(argv[i]);
+	if (command(&rb->cmd, history_reply, hr, 9, argv, lens) < 0)
+		history_reply(NULL, NULL, hr);
+}
+
+static void history_req_free(struct history_req *hr)
+{
+	free(hr->channel);
+	free(hr->cursor);
+	free(hr);
+}
+
+static const char *str_at(const redisReply *r, size_t i)
+{
+	return (i < r->elements && r->element[i]->type == REDIS_REPLY_STRING) ? r->element[i]->str : NULL;
+}
+
+static void history_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct history_req *hr = priv;
+	struct redis_backend *rb = hr->rb;
+	const redisReply *reply = r;
+	struct history_result res = { 0 };
+	if (ac)
+		replied(&rb->cmd);
+	const char *status = reply && reply->type == REDIS_REPLY_ARRAY ? str_at(reply, 0) : NULL;
+	const char *epoch = status ? str_at(reply, 2) : NULL;
+	if (!status || !epoch || reply->elements < 5 || reply->element[3]->type != REDIS_REPLY_INTEGER ||
+	    reply->element[4]->type != REDIS_REPLY_ARRAY) {
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			log_warn("redis: history of %s: %s", hr->channel, reply->str);
+		res.error = "backend unavailable";
+		hr->cb(hr->arg, &res);
+		history_req_free(hr);
+		return;
+	}
+	uint64_t last = (uint64_t)reply->element[3]->integer;
+	char cursor[64];
+	snprintf(cursor, sizeof(cursor), "%s:%llu", epoch, (unsigned long long)last);
+	res.cursor = cursor;
+	res.cursor_pos = (struct msg_pos){ last, 0 };
+	res.status = strcmp(status, "fresh") == 0 ? HISTORY_FRESH
+		   : strcmp(status, "continue") == 0 ? HISTORY_CONTINUE : HISTORY_RESET;
+	if (res.status == HISTORY_RESET)
+		res.reason = strcmp(str_at(reply, 1), "too_old") == 0 ? "too_old"
+			   : strcmp(str_at(reply, 1), "epoch") == 0 ? "epoch" : "invalid";
+	const redisReply *entries = reply->element[4];
+	res.msgs = xcalloc(entries->elements ? entries->elements : 1, sizeof(*res.msgs));
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 4)
+			continue;
+		const redisReply *f = e->element[1];
+		unsigned long long seq = strtoull(strchr(e->element[0]->str, '-') + 1, NULL, 10);
+		char id[96];
+		snprintf(id, sizeof(id), "%s:%llu", epoch, seq);
+		const char *event = f->element[1]->str;
+		struct msg_pos pos = { seq, 0 };
+		res.msgs[res.nmsgs++] = message_new(hr->channel, id, pos, *event ? event : NULL,
+						    f->element[3]->str, f->element[3]->len);
+	}
+	/* remember where the channel is, for the replay after a reconnect */
+	struct rchan *ch = dict_get(rb->channels, hr->channel);
+	if (ch && (strcmp(ch->epoch, epoch) != 0 || ch->seq < last)) {
+		snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
+		ch->seq = last;
+	}
+	hr->cb(hr->arg, &res);
+	for (size_t i = 0; i < res.nmsgs; i++)
+		message_unref(res.msgs[i]);
+	free(res.msgs);
+	history_req_free(hr);
+}
+
+static void redis_history(struct backend *b, const char *channel, const char *cursor,
+			  backend_history_cb cb, void *arg)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	struct history_req *hr = xcalloc(1, sizeof(*hr));
+	hr->rb = rb;
+	hr->channel = xstrdup(channel);
+	hr->cursor = cursor ? xstrdup(cursor) : NULL;
+	hr->cb = cb;
+	hr->arg = arg;
+	struct rchan *ch = dict_get(rb->channels, channel);
+	if (ch && ch->watchers && !ch->subscribed) {
+		/* Read after the SUBSCRIBE is confirmed: then nothing falls between.
+		 * While Redis is away this waits for it to come back. */
+		hr->next = ch->waiting;
+		ch->waiting = hr;
+		return;
+	}
+	history_send(hr);
+}
+
+/* ---- the subscription connection ---- */
+
+static void gap_replayed(void *arg, const struct history_result *res)
+{
+	struct redis_backend *rb = arg;
+	for (size_t i = 0; i < res->nmsgs; i++) {
+		struct rchan *ch = dict_get(rb->channels, res->msgs[i]->channel);
+		if (!ch)
+			break;
+		ch->seq = res->msgs[i]->pos.major;
+		rb->events.deliver(rb->events.arg, res->msgs[i]);
+	}
+}
+
+static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct redis_backend *rb = ac->data;
+	const redisReply *reply = r;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+		return;
+	const char *kind = str_at(reply, 0), *pubsub = str_at(reply, 1);
+	if (!kind || !pubsub)
+		return;
+	/* "ferry:{CH}:pub" -> CH */
+	char name[KEY_MAX];
+	size_t plen = strlen(pubsub);
+	if (plen <= 12 || plen - 12 >= sizeof(name))
+		return;
+	memcpy(name, pubsub + 7, plen - 12);
+	name[plen - 12] = '\0';
+	struct rchan *ch = dict_get(rb->channels, name);
+	touch(&rb->sub);
+	if (!ch)
+		return;
+	if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
+		deliver_payload(rb, ch, reply->element[2]->str, reply->element[2]->len);
+	} else if (strcmp(kind, "subscribe") == 0) {
+		ch->subscribed = 1;
+		/* After a reconnect: what was published while we were away. */
+		if (ch->epoch[0]) {
+			char cursor[64];
+			snprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch, (unsigned long long)ch->seq);
+			struct history_req *hr = xcalloc(1, sizeof(*hr));
+			hr->rb = rb;
+			hr->channel = xstrdup(ch->name);
+			hr->cursor = xstrdup(cursor);
+			hr->cb = gap_replayed;
+			hr->arg = rb;
+			history_send(hr);
+		}
+		struct history_req *hr = ch->waiting;
+		ch->waiting = NULL;
+		while (hr) {
+			struct history_req *next = hr->next;
+			history_send(hr);
+			hr = next;
+		}
+	}
+}
+
+/* SUBSCRIBE / UNSUBSCRIBE: their callback stays registered for the
+ * channel's messages, so they are not counted as pending replies. */
+static void sub_command(struct redis_backend *rb, const char *verb, struct rchan *ch)
+{
+	if (!rb->sub.ac || !rb->sub.ready)
+		return; /* set_ready() subscribes every watched channel */
+	const char *argv[] = { verb, ch->pubsub };
+	size_t lens[] = { strlen(verb), strlen(ch->pubsub) };
+	redisAsyncCommandArgv(rb->sub.ac, sub_reply, NULL, 2, argv, lens);
+}
+
+static void subscribe(struct redis_backend *rb, struct rchan *ch)
+{
+	ch->subscribed = 0;
+	sub_command(rb, "SUBSCRIBE", ch);
+}
+
+static void redis_watch(struct backend *b, const char *channel)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	struct rchan *ch = rchan_get(rb, channel);
+	if (ch->watchers++ == 0)
+		subscribe(rb, ch);
+}
+
+static void redis_unwatch(struct backend *b, const char *channel)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	struct rchan *ch = dict_get(rb->channels, channel);
+	if (!ch || ch->watchers == 0)
+		return;
+	if (--ch->watchers == 0) {
+		sub_command(rb, "UNSUBSCRIBE", ch);
+		ch->subscribed = 0;
+		rchan_maybe_free(rb, ch);
+	}
+}
+
+static void resubscribe_one(void *value, void *arg)
+{
+	struct rchan *ch = value;
+	if (ch->watchers)
+		subscribe(arg, ch);
+}
+
+/* ---- publishing ---- */
+
+struct publish_req {
+	backend_publish_cb cb;
+	void *arg;
+};
+
+static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct publish_req *pr = priv;
+	const redisReply *reply = r;
+	replied(&((struct redis_backend *)ac->data)->cmd);
+	if (reply && reply->type == REDIS_REPLY_STRING) {
+		if (pr->cb)
+			pr->cb(pr->arg, reply->str, NULL);
+	} else {
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			log_warn("redis: publish: %s", reply->str);
+		if (pr->cb)
+			pr->cb(pr->arg, NULL, "backend unavailable");
+	}
+	free(pr);
+}
+
+static void redis_publish(struct backend *b, const char *channel, const char *event,
+			  const char *data, size_t len, const char *sender, backend_publish_cb cb,
+			  void *arg)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	char stream[KEY_MAX], epoch_key[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX], fresh[9];
+	keys_of(channel, stream, epoch_key);
+	snprintf(pubsub, sizeof(pubsub), "ferry:{%s}:pub", channel);
+	snprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
+	fresh_epoch(fresh);
+	const char *argv[] = { "FCALL", "ferry_publish", "2", stream, epoch_key, pubsub, rb->maxlen,
+			       rb->ttl, fresh, event ? event : "", data, sender ? sender : "", inbound };
+	size_t lens[13];
+	for (int i = 0; i < 13; i++)
+		lens[i] = strlen(argv[i]);
+	lens[10] = len;
+	struct publish_req *pr = xcalloc(1, sizeof(*pr));
+	pr->cb = cb;
+	pr->arg = arg;
+	if (command(&rb->cmd, publish_reply, pr, 13, argv, lens) < 0) {
+		free(pr);
+		if (cb)
+			cb(arg, NULL, "backend unavailable");
+	}
+}
+
+/* ---- connections ---- */
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_start(arg);
+}
+
+static void schedule_retry(struct conn *c)
+{
+	uint32_t r;
+	evutil_secure_rng_get_bytes(&r, sizeof(r));
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (c->backoff_ms > BACKOFF_MAX_MS)
+		c->backoff_ms = BACKOFF_MAX_MS;
+	int ms = c->backoff_ms / 2 + (int)(r % (uint32_t)(c->backoff_ms / 2 + 1));
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_add(c->retry, &tv);
+}
+
+static void set_ready(struct conn *c)
+{
+	struct redis_backend *rb = c->rb;
+	c->ready = 1;
+	c->backoff_ms = 0;
+	log_info("redis: %s connection to %s:%d ready", c->name, rb->host, rb->port);
+	if (c->is_sub)
+		dict_foreach(rb->channels, resubscribe_one, rb);
+}
+
+static void setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct conn *c = priv;
+	const redisReply *reply = r;
+	c->inflight = 0;
+	touch(c);
+	if (!reply || reply->type == REDIS_REPLY_ERROR) {
+		log_error("redis: cannot load ferry's functions: %s",
+			  reply ? reply->str : "connection lost");
+		if (c->ac)
+			redisAsyncDisconnect(c->ac);
+		return;
+	}
+	set_ready(c);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis_backend *rb = ac->data;
+	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
+	if (status != REDIS_OK) {
+		log_warn("redis: %s connection to %s:%d failed: %s", c->name, c->rb->host, c->rb->port,
+			 ac->errstr);
+		c->ac = NULL; /* hiredis frees it */
+		schedule_retry(c);
+		return;
+	}
+	touch(c);
+	if (c->is_sub) {
+		set_ready(c);
+		return;
+	}
+	/* SELECT (if any), then FUNCTION LOAD: both before anything else */
+	if (rb->db) {
+		char db[16];
+		snprintf(db, sizeof(db), "%d", rb->db);
+		const char *argv[] = { "SELECT", db };
+		size_t lens[] = { 6, strlen(db) };
+		redisAsyncCommandArgv(c->ac, NULL, NULL, 2, argv, lens);
+	}
+	const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", ferry_library };
+	size_t lens[] = { 8, 4, 7, sizeof(ferry_library) - 1 };
+	c->inflight = 1;
+	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis_backend *rb = ac->data;
+	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
+	c->ac = NULL;
+	c->ready = 0;
+	c->inflight = 0;
+	if (rb->closing)
+		return;
+	log_warn("redis: %s connection lost%s%s", c->name, status == REDIS_OK ? "" : ": ",
+		 status == REDIS_OK ? "" : ac->errstr);
+	schedule_retry(c);
+}
+
+static void mark_unsubscribed(void *value, void *arg)
+{
+	((struct rchan *)value)->subscribed = 0;
+}
+
+static void conn_start(struct conn *c)
+{
+	struct redis_backend *rb = c->rb;
+	if (c->is_sub)
+		dict_foreach(rb->channels, mark_unsubscribed, NULL);
+	c->ac = redisAsyncConnect(rb->host, rb->port);
+	if (!c->ac || c->ac->err) {
+		log_warn("redis: cannot connect to %s:%d: %s", rb->host, rb->port,
+			 c->ac ? c->ac->errstr : "out of memory");
+		if (c->ac)
+			redisAsyncFree(c->ac);
+		c->ac = NULL;
+		schedule_retry(c);
+		return;
+	}
+	c->ac->data = rb;
+	touch(c);
+	redisLibeventAttach(c->ac, rb->evbase);
+	redisAsyncSetConnectCallback(c->ac, on_connect);
+	redisAsyncSetDisconnectCallback(c->ac, on_disconnect);
+}
+
+/* Drop a connection that stopped answering (or never finished connecting):
+ * hiredis then fails every pending command, so callers hear about it. */
+static void check_stalled(struct conn *c, const struct timeval *now)
+{
+	int timeout = c->rb->cfg->redis_timeout_ms;
+	long idle = (now->tv_sec - c->progress.tv_sec) * 1000 +
+		    (now->tv_usec - c->progress.tv_usec) / 1000;
+	if (c->ac && (!c->ready || c->inflight > 0) && idle > timeout) {
+		log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
+		redisAsyncDisconnect(c->ac);
+	}
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_backend *rb = arg;
+	struct timeval now;
+	event_base_gettimeofday_cached(rb->evbase, &now);
+	check_stalled(&rb->cmd, &now);
+	check_stalled(&rb->sub, &now);
+}
+
+static struct backend *redis_create(struct event_base *base, const struct config *cfg,
+				    const struct backend_events *events)
+{
+	struct redis_backend *rb = xcalloc(1, sizeof(*rb));
+	rb->base.ops = &backend_redis_ops;
+	rb->cfg = cfg;
+	rb->evbase = base;
+	rb->events = *events;
+	if (parse_url(rb, cfg->redis_url) < 0) {
+		log_error("--redis: '%s' is not redis://HOST[:PORT][/DB]", cfg->redis_url);
+		free(rb);
+		return NULL;
+	}
+	snprintf(rb->ttl, sizeof(rb->ttl), "%d", cfg->history_ttl_ms > 0 ? cfg->history_ttl_ms : 1);
+	snprintf(rb->maxlen, sizeof(rb->maxlen), "%d", cfg->history_size);
+	rb->channels = dict_new();
+	struct conn *conns[] = { &rb->cmd, &rb->sub };
+	for (int i = 0; i < 2; i++) {
+		conns[i]->rb = rb;
+		conns[i]->is_sub = i == 1;
+		conns[i]->name = i ? "subscriber" : "command";
+		conns[i]->retry = evtimer_new(base, retry_cb, conns[i]);
+		conn_start(conns[i]);
+	}
+	rb->watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, rb);
+	struct timeval second = { 1, 0 };
+	event_add(rb->watchdog, &second);
+	return &rb->base;
+}
+
+static void free_channel(void *value, void *arg)
+{
+	struct rchan *ch = value;
+	struct history_req *hr = ch->waiting;
+	while (hr) {
+		struct history_req *next = hr->next;
+		history_req_free(hr);
+		hr = next;
+	}
+	free(ch->name);
+	free(ch);
+}
+
+static void redis_destroy(struct backend *b)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	struct conn *conns[] = { &rb->cmd, &rb->sub };
+	rb->closing = 1;
+	for (int i = 0; i < 2; i++) {
+		if (conns[i]->ac)
+			redisAsyncFree(conns[i]->ac); /* pending callbacks hear of it */
+		event_free(conns[i]->retry);
+	}
+	event_free(rb->watchdog);
+	dict_foreach(rb->channels, free_channel, NULL);
+	dict_free(rb->channels);
+	free(rb);
+}
+
+static int redis_healthy(struct backend *b)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	return rb->cmd.ready && rb->sub.ready;
+}
+
+static long redis_channels(struct backend *b)
+{
+	return (long)dict_count(((struct redis_backend *)b)->channels);
+}
+
+const struct backend_ops backend_redis_ops = {
+	.name = "redis",
+	.create = redis_create,
+	.destroy = redis_destroy,
+	.publish = redis_publish,
+	.history = redis_history,
+	.watch = redis_watch,
+	.unwatch = redis_unwatch,
+	.healthy = redis_healthy,
+	.channels = redis_channels,
+};
