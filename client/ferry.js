@@ -219,15 +219,15 @@
 			if (mem && !self.options.transports) {
 				for (var i = 0; i < ladder.length; i++) if (ladder[i] === mem.transport) first = i;
 			}
-			self.tryFrom(ladder, first, mem && first ? mem.reason : null);
+			self.tryFrom(ladder, first, mem && first ? mem.reason : null, false);
 		});
 	};
 
 	/* Open ladder[i]; on failure before trust, fall to the next one. */
-	P.tryFrom = function (ladder, i, reason) {
+	P.tryFrom = function (ladder, i, reason, fresh) {
 		var self = this, name = ladder[i];
 		var deadline = Math.max(this.probeTimeout, 4 * (this.rtt || 0));
-		this.open(name, reason, deadline, function (conn) {
+		this.open(name, fresh ? reason : null, deadline, function (conn) {
 			self.attempt = 0;
 			self.use(name, conn, reason);
 			if (i > 0) self.scheduleReprobe(ladder.slice(0, i));
@@ -237,7 +237,7 @@
 				if (why !== name + '_unsupported') {
 					self.memory({ transport: ladder[i + 1], reason: why, expires: now() + MEMORY_MS });
 				}
-				self.tryFrom(ladder, i + 1, why);
+				self.tryFrom(ladder, i + 1, why, true);
 			} else {
 				self.retry();
 			}
@@ -270,8 +270,10 @@
 					self.lost();
 				}
 			},
-			frame: function (f) { if (settled && self.conn === conn) self.frame(f, conn); },
-			message: function (m) { if (self.conn === conn || conn.switching) self.deliver(m); }
+			/* A connection on probation already carries the replay from the
+			 * cursors: keep it (the cursors drop any overlap later). */
+			frame: function (f) { if (self.conn === conn || !settled || conn.switching) self.frame(f, conn); },
+			message: function (m) { if (self.conn === conn || !settled || conn.switching) self.deliver(m); }
 		};
 		var fb = reason ? [['fb', reason]] : [];
 		conn = name === 'websocket' ? new WsConn(this, handlers)
@@ -379,6 +381,7 @@
 			this.emit('reset', f.channel, f.reason);
 			break;
 		case 'reconnect':
+			if (this.conn !== conn) break;
 			this.conn = null;
 			conn.close();
 			this.retry(f.retry);
@@ -579,6 +582,7 @@
 		var self = this, ferry = this.ferry, h = this.h;
 		var useXhr = !root.EventSource;
 		var params = ferry.channelParams().concat([['format', 'json'], ['t', now()]], this.fb);
+		this.fb = []; /* the reason is counted once, not on every restart */
 		if (useXhr) params.push(['pad', '1']);
 		if (!ferry.hasChannels()) params.push(['ch', '_ferry']);
 		var url = ferry.url('sse', params);

@@ -108,7 +108,8 @@ static void parse_stream(const uint8_t *in, size_t len, size_t split,
 	memset(res, 0, sizeof(*res));
 	for (;;) {
 		size_t consumed;
-		enum http_parse_result r = http_parser_feed(p, buf + pos, piece_end - pos, &consumed);
+		enum http_parse_result r;
+		r = http_parser_feed(p, buf + pos, piece_end - pos, &consumed);
 		if (consumed > piece_end - pos)
 			abort();
 		pos += consumed;

@@ -238,7 +238,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	uint64_t max_payload = max_payloads[data[1] % (sizeof(max_payloads) / sizeof(max_payloads[0]))];
+	size_t nmax = sizeof(max_payloads) / sizeof(max_payloads[0]);
+	uint64_t max_payload = max_payloads[data[1] % nmax];
 	const uint8_t *wire = data + 2;
 	size_t len = size - 2;
 	size_t split = len ? (size_t)data[0] * len / 255 : 0;

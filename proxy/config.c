@@ -40,7 +40,7 @@ static const struct opt opts[] = {
 	{ "publish-key", OPT_STR, F(publish_key), 0, NULL, "KEY",
 	  "secret required by the publish API (default: open)" },
 	{ "allow-origin", OPT_LIST, L(allow_origin, nallow_origin), NULL, "ORIGIN",
-	  "browser origin allowed to connect (repeatable; '*' for any; default: same host only)" },
+	  "another browser origin allowed to connect (repeatable; '*' for any; the same host always is)" },
 	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL, "serve PREFIXecho, a plain WebSocket echo endpoint" },
 	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
 	  "let WebSocket clients publish to channels" },

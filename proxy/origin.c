@@ -30,10 +30,8 @@ int origin_same_host(const char *origin, const char *host)
 
 int origin_allowed(const struct config *cfg, const char *origin, const char *host)
 {
-	if (!origin)
+	if (!origin || (host && origin_same_host(origin, host)))
 		return 1;
-	if (cfg->nallow_origin == 0)
-		return host && origin_same_host(origin, host);
 	for (int i = 0; i < cfg->nallow_origin; i++)
 		if (strcmp(cfg->allow_origin[i], "*") == 0 ||
 		    strcasecmp(cfg->allow_origin[i], origin) == 0)

@@ -4,10 +4,10 @@
 
 struct config;
 
-/* 1 if a browser at origin may connect: origin is listed in --allow-origin
- * ("*" allows any), or, with no list, it names the same host as the Host
- * header (so a page can always reach the ferry that served it). A request
- * without Origin does not come from a browser page and is allowed. */
+/* 1 if a browser at origin may connect: it names the same host as the Host
+ * header (a page can always reach the ferry that served it), or it is listed
+ * in --allow-origin ("*" allows any). A request without Origin does not come
+ * from a browser page and is allowed. */
 int origin_allowed(const struct config *cfg, const char *origin, const char *host);
 
 /* 1 if origin ("scheme://host[:port]") names the host in a Host header. */

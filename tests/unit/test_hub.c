@@ -134,7 +134,7 @@ static void publish_cb(void *arg, const char *id, const char *err)
 
 static const char *publish(struct fixture *fx, const char *channel, const char *data)
 {
-	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), publish_cb, NULL);
+	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
 	return last_id;
 }
 

@@ -54,7 +54,8 @@ static void test_decode_subscribe(void **state)
 	proto_op_release(&op);
 	assert_null(op.json);
 
-	decode_ok("{ \"ref\": 7, \"channel\": \"room:42/a@b=c_d.e-f\", \"cursor\": \"1700000000-3\","
+	decode_ok("{ \"ref\": 7, \"channel\": \"room:42/a@b=c_d.e-f\","
+		  " \"cursor\": \"1700000000-3\","
 		  " \"type\": \"subscribe\", \"extra\": [1, {\"x\": null}] }",
 		  &op);
 	assert_int_equal(op.type, PROTO_SUBSCRIBE);
@@ -313,7 +314,8 @@ static void test_publish_data(void **state)
 	REFUSED("{\"type\":\"publish\",\"channel\":\"a\"}", "publish needs a string data");
 	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":null}",
 		"publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":42}", "publish needs a string data");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":42}",
+		"publish needs a string data");
 	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":{\"x\":1}}",
 		"publish needs a string data");
 	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":[\"x\"]}",
@@ -512,12 +514,14 @@ static void test_encode_unsubscribed(void **state)
 	size_t len;
 	long long ref = LLONG_MIN;
 	static const char *const keys[] = { "type", "channel", "ref", NULL };
-	json_t *root = parse_frame(proto_unsubscribed("a/b", &ref, &len), &len, "unsubscribed", keys);
+	json_t *root =
+		parse_frame(proto_unsubscribed("a/b", &ref, &len), &len, "unsubscribed", keys);
 	assert_string_equal(str(root, "channel"), "a/b");
 	assert_true(integer(root, "ref") == LLONG_MIN);
 	json_decref(root);
 	static const char *const keys_no_ref[] = { "type", "channel", NULL };
-	root = parse_frame(proto_unsubscribed("a/b", NULL, &len), &len, "unsubscribed", keys_no_ref);
+	root = parse_frame(proto_unsubscribed("a/b", NULL, &len), &len, "unsubscribed",
+			   keys_no_ref);
 	json_decref(root);
 }
 
@@ -525,8 +529,8 @@ static void test_encode_reset(void **state)
 {
 	size_t len;
 	static const char *const keys[] = { "type", "channel", "reason", "cursor", NULL };
-	json_t *root = parse_frame(proto_reset("news", "history \"gap\"", "9-0", &len), &len, "reset",
-				   keys);
+	json_t *root = parse_frame(proto_reset("news", "history \"gap\"", "9-0", &len), &len,
+				   "reset", keys);
 	assert_string_equal(str(root, "channel"), "news");
 	assert_string_equal(str(root, "reason"), "history \"gap\"");
 	assert_string_equal(str(root, "cursor"), "9-0");
@@ -584,8 +588,8 @@ static void test_encode_object1(void **state)
 {
 	size_t len;
 	static const char *const keys[] = { "error", NULL };
-	json_t *root = parse_frame(proto_object1("error", "no \"such\" channel\\", &len), &len, NULL,
-				   keys);
+	json_t *root = parse_frame(proto_object1("error", "no \"such\" channel\\", &len), &len,
+				   NULL, keys);
 	assert_string_equal(str(root, "error"), "no \"such\" channel\\");
 	json_decref(root);
 }
@@ -665,7 +669,9 @@ static void test_reserved_event_names(void **state)
 	assert_false(proto_event_publishable("bad event", 9));
 	assert_false(proto_event_publishable("", 0));
 	struct proto_op op;
-	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"event\":\"ferryboat\"}", &op);
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\","
+		  "\"event\":\"ferryboat\"}",
+		  &op);
 	assert_string_equal(op.event, "ferryboat");
 	proto_op_release(&op);
 }
@@ -692,8 +698,10 @@ static void test_decode_send(void **state)
 	static const char body[] =
 		"{\"client\":\"c-1\",\"ops\":["
 		"{\"seq\":1,\"type\":\"publish\",\"channel\":\"news\",\"data\":\"a\\nb\"},"
-		"{\"seq\":5,\"type\":\"publish\",\"channel\":\"x:y\",\"data\":\"\",\"event\":\"up\"},"
-		"{\"seq\":6,\"type\":\"publish\",\"channel\":\"x\",\"data\":\"\\u00e9\",\"event\":null}"
+		"{\"seq\":5,\"type\":\"publish\",\"channel\":\"x:y\",\"data\":\"\","
+		"\"event\":\"up\"},"
+		"{\"seq\":6,\"type\":\"publish\",\"channel\":\"x\",\"data\":\"\\u00e9\","
+		"\"event\":null}"
 		"]}";
 	struct proto_send send;
 	const char *err = NULL;
@@ -764,7 +772,8 @@ static void test_decode_send_refused(void **state)
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(3, ",\"data\":\"x\"") ","
 			    OP(2, ",\"data\":\"y\"") "]}", seq_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[7]}", seq_msg);
-	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"channel\":\"a\",\"data\":\"x\"}]}",
+	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"channel\":\"a\","
+			    "\"data\":\"x\"}]}",
 			    "only publish operations can be sent");
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"subscribe\","
 			    "\"channel\":\"a\"}]}",
@@ -775,10 +784,12 @@ static void test_decode_send_refused(void **state)
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"publish\","
 			    "\"channel\":\"a b\",\"data\":\"x\"}]}",
 			    pub_msg);
-	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"a b\"")
-			    "]}", "invalid event name");
-	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"ferry\"")
-			    "]}", "invalid event name");
+	expect_send_refused("{\"client\":\"c\",\"ops\":["
+			    OP(1, ",\"data\":\"x\",\"event\":\"a b\"") "]}",
+			    "invalid event name");
+	expect_send_refused("{\"client\":\"c\",\"ops\":["
+			    OP(1, ",\"data\":\"x\",\"event\":\"ferry\"") "]}",
+			    "invalid event name");
 }
 
 /* At most PROTO_MAX_SEND_OPS operations in one batch. */
@@ -860,10 +871,12 @@ static void test_event_json(void **state)
 		struct proto_event ev;
 		char *direct;
 	} cases[] = {
-		{ { .type = PEV_OPEN, .session = "s1", .heartbeat = 25 }, proto_open("s1", 25, NULL) },
+		{ { .type = PEV_OPEN, .session = "s1", .heartbeat = 25 },
+		  proto_open("s1", 25, NULL) },
 		{ { .type = PEV_SUBSCRIBED, .channel = "c", .cursor = "1-0", .ref = &ref },
 		  proto_subscribed("c", "1-0", &ref, NULL) },
-		{ { .type = PEV_SUBSCRIBED, .channel = "c" }, proto_subscribed("c", NULL, NULL, NULL) },
+		{ { .type = PEV_SUBSCRIBED, .channel = "c" },
+		  proto_subscribed("c", NULL, NULL, NULL) },
 		{ { .type = PEV_RESET, .channel = "c", .reason = "gap", .cursor = "2-0" },
 		  proto_reset("c", "gap", "2-0", NULL) },
 		{ { .type = PEV_UNSUBSCRIBED, .channel = "c", .ref = &ref },

@@ -47,7 +47,8 @@ static const struct utf8_case cases[] = {
 	CASE("mixed", "a\xc3\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80" "d", VALID, 0),
 
 	/* Autobahn 6.2 - 6.5 */
-	CASE("6.2 mixed", "Hello-\xc2\xb5" "@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1" "-UTF-8!!",
+	CASE("6.2 mixed",
+	     "Hello-\xc2\xb5" "@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1" "-UTF-8!!",
 	     VALID, 0),
 	CASE("6.3.1 kosme", "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", VALID, 0),
 	CASE("6.3.2 kosme + surrogate",
@@ -185,7 +186,8 @@ static void check_outcome(const struct utf8_case *c, struct outcome o, const cha
 		break;
 	case INVALID:
 		if (!o.failed)
-			fail_msg("%s (%s): expected failure at %zu, got none", c->name, how, c->bad);
+			fail_msg("%s (%s): expected failure at %zu, got none", c->name, how,
+				 c->bad);
 		if (o.bad != c->bad)
 			fail_msg("%s (%s): expected failure at %zu, got %zu", c->name, how, c->bad,
 				 o.bad);
@@ -344,7 +346,8 @@ static void test_exhaustive_short(void **state)
 		}
 	}
 	/* four bytes: every 4-byte lead and second byte, representative tails */
-	static const uint8_t tails[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0xbf, 0xc0, 0xf4, 0xff };
+	static const uint8_t tails[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f,
+					 0x90, 0xbf, 0xc0, 0xf4, 0xff };
 	for (unsigned a = 0xF0; a <= 0xF7; a++)
 		for (unsigned b = 0; b < 256; b++)
 			for (size_t c = 0; c < sizeof(tails); c++)
