@@ -104,10 +104,12 @@ static void memory_publish(struct backend *b, const char *channel, const char *e
 		c->ring[(c->head + c->count) % cap] = message_ref(m);
 		c->count++;
 	}
-	if (cb)
-		cb(arg, m->id, NULL);
+	/* Deliver before acknowledging: the callback may publish again (POST send
+	 * publishes its ops one after the other), which must not overtake this. */
 	if (c->watchers)
 		mb->events.deliver(mb->events.arg, m);
+	if (cb)
+		cb(arg, m->id, NULL);
 	message_unref(m);
 }
 

@@ -32,7 +32,8 @@ void ferry_client_remove(struct ferry *f, struct client_link *link)
 
 void ferry_client_gone(struct ferry *f)
 {
-	if (f->draining && f->nclients == 0) {
+	if (f->draining == 1 && f->nclients == 0) {
+		f->draining = 2; /* exiting: say it once */
 		log_info("drain: all clients gone, exiting");
 		event_base_loopbreak(f->base);
 	}

@@ -399,7 +399,7 @@ int http_query_next(const char *query, const char *key, size_t *pos, char *out, 
 					v += 2;
 				}
 				if (n + 1 >= outsz)
-					return -1;
+					return -2;
 				out[n++] = (char)c;
 			}
 			out[n] = '\0';

@@ -64,7 +64,8 @@ const char *http_request_header(const struct http_request *req, const char *name
 
 /* Find the value of key in a query string, percent-decoding it into out.
  * Iterate with *pos starting at 0 to get repeated keys. Returns the decoded
- * length, or -1 when there is no further occurrence or it does not fit. */
+ * length, -1 when there is no further occurrence, or -2 when this occurrence
+ * does not fit in out (*pos is then past it). */
 int http_query_next(const char *query, const char *key, size_t *pos, char *out, size_t outsz);
 
 const char *http_status_text(int status);

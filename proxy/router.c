@@ -134,8 +134,7 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 	char event[PROTO_MAX_EVENT + 2];
 	size_t pos = 0;
 	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
-	if (elen == 0 || (elen > 0 && !proto_event_publishable(event, (size_t)elen)) ||
-	    (elen < 0 && strstr(req->query, "event="))) {
+	if (elen == 0 || elen == -2 || (elen > 0 && !proto_event_publishable(event, (size_t)elen))) {
 		httpconn_error(c, 400, "invalid event name");
 		return;
 	}

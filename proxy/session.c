@@ -135,6 +135,8 @@ static void unsubscribe(struct session *s, const char *channel, const long long 
 	send_event(s, &ev);
 }
 
+static void deliver(struct session *s, struct sub *sub, struct message *m, int capped);
+
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res)
 {
 	const long long *ref = sub->has_ref ? &sub->ref : NULL;
@@ -153,19 +155,21 @@ void session_replayed(struct session *s, struct sub *sub, const struct history_r
 					     .reason = res->reason, .cursor = res->cursor };
 		send_event(s, &reset);
 	}
+	/* The replay is bounded by the history size, not by the queue cap: a
+	 * client must be able to catch up on what it missed. */
 	for (size_t i = 0; i < res->nmsgs && !s->closed; i++)
-		session_deliver(s, sub, res->msgs[i]);
+		deliver(s, sub, res->msgs[i], 0);
 	sub->last = res->cursor_pos;
 	sub->has_last = 1;
 }
 
-void session_deliver(struct session *s, struct sub *sub, struct message *m)
+static void deliver(struct session *s, struct sub *sub, struct message *m, int capped)
 {
 	if (s->closed)
 		return;
 	if (sub->has_last && msg_pos_cmp(m->pos, sub->last) <= 0)
 		return; /* already sent by the replay */
-	if (s->ops->queued(s->t) > s->f->cfg->out_queue_max) {
+	if (capped && s->ops->queued(s->t) > s->f->cfg->out_queue_max) {
 		/* Closing keeps memory bounded; the client resumes from its cursor. */
 		s->f->metrics.drops++;
 		s->f->metrics.errors[ERR_SLOW_CONSUMER]++;
@@ -179,6 +183,11 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m)
 	sub->has_last = 1;
 	s->ops->send_message(s->t, m);
 	s->f->metrics.messages_out++;
+}
+
+void session_deliver(struct session *s, struct sub *sub, struct message *m)
+{
+	deliver(s, sub, m, 1);
 }
 
 struct publish_ctx {

@@ -330,24 +330,26 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	int n = 0, len;
 	size_t pos = 0;
 	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) >= 0) {
-		if (n == cfg->max_subscriptions || cursor_parse(spec, (size_t)len, &p->cursors[n]) < 0 ||
+	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
+		if (len < 0 || n == cfg->max_subscriptions ||
+		    cursor_parse(spec, (size_t)len, &p->cursors[n]) < 0 ||
 		    cursor_find(p->cursors, n, p->cursors[n].channel))
 			goto bad;
 		n++;
 	}
-	if (n == 0 || pos < strlen(req->query))
+	if (n == 0)
 		goto bad;
 	pos = 0;
 	char value[80];
-	if (http_query_next(req->query, "client", &pos, value, sizeof(value)) >= 0) {
-		if (!proto_client_id_valid(value))
+	if ((len = http_query_next(req->query, "client", &pos, value, sizeof(value))) != -1) {
+		if (len < 0 || !proto_client_id_valid(value))
 			goto bad;
 		strcpy(p->client, value);
 	}
 	pos = 0;
-	if (http_query_next(req->query, "callback", &pos, value, sizeof(value)) >= 0) {
-		if (!cfg->jsonp || strlen(value) >= sizeof(p->callback) || !callback_valid(value)) {
+	if ((len = http_query_next(req->query, "callback", &pos, value, sizeof(value))) != -1) {
+		if (len < 0 || !cfg->jsonp || strlen(value) >= sizeof(p->callback) ||
+		    !callback_valid(value)) {
 			free(p->cursors);
 			free(p);
 			httpconn_error(c, 400, cfg->jsonp ? "invalid callback" : "JSONP is not enabled");

@@ -28,7 +28,7 @@
 struct sender {
 	char id[PROTO_MAX_CLIENT_ID + 1];
 	long long seq;      /* highest seq published (acknowledged by the backend) */
-	long long inflight; /* highest seq handed to the backend, answer pending */
+	int busy;           /* a POST of this client is being published */
 	struct timeval last;
 };
 
@@ -76,39 +76,30 @@ void send_free(struct ferry *f)
 	dict_free(f->senders);
 }
 
-/* One POST in flight: answered when the backend has answered every op. */
+/* One POST in flight. Its new ops are published one after the other, each
+ * once the backend acknowledged the one before: then the acknowledged number
+ * covers exactly what was published, and a retry repeats nothing. */
 struct batch {
 	struct ferry *f;
 	struct httpconn *c;
-	char client[PROTO_MAX_CLIENT_ID + 1];
-	long long seq[PROTO_MAX_SEND_OPS];
-	int ok[PROTO_MAX_SEND_OPS];
-	int n, pending;
-};
-
-struct op_ctx {
-	struct batch *b;
-	int index;
+	struct proto_send ops;  /* keeps the decoded body alive */
+	size_t next;            /* index of the op to publish next */
+	long long floor;        /* ops at or below were published before */
+	const char *err;
 };
 
 static void respond_json(struct httpconn *c, int status, const char *body);
+static void publish_next(struct batch *b);
 
 static void batch_done(struct batch *b)
 {
-	struct sender *s = dict_get(b->f->senders, b->client);
-	/* acknowledged: everything up to the first op the backend refused */
-	int failed = 0;
-	for (int i = 0; i < b->n && !failed; i++) {
-		if (b->ok[i] && s && b->seq[i] > s->seq)
-			s->seq = b->seq[i];
-		failed = !b->ok[i];
-	}
+	struct sender *s = dict_get(b->f->senders, b->ops.client);
 	if (s)
-		s->inflight = s->seq; /* nothing of ours is pending any more */
+		s->busy = 0;
 	long long ack = s ? s->seq : 0;
 	if (!httpconn_gone(b->c)) {
 		char body[96];
-		if (failed) {
+		if (b->err) {
 			b->f->metrics.errors[ERR_PUBLISH]++;
 			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"publish_failed\"}", ack);
 			respond_json(b->c, 503, body);
@@ -117,18 +108,34 @@ static void batch_done(struct batch *b)
 			respond_json(b->c, 200, body);
 		}
 	}
+	proto_send_release(&b->ops);
 	httpconn_release(b->c);
 	free(b);
 }
 
 static void published(void *arg, const char *id, const char *err)
 {
-	struct op_ctx *oc = arg;
-	struct batch *b = oc->b;
-	b->ok[oc->index] = err == NULL;
-	free(oc);
-	if (--b->pending == 0)
+	struct batch *b = arg;
+	const struct proto_send_op *op = &b->ops.ops[b->next++];
+	struct sender *s = dict_get(b->f->senders, b->ops.client);
+	if (err)
+		b->err = err;
+	else if (s && op->seq > s->seq)
+		s->seq = op->seq;
+	publish_next(b);
+}
+
+static void publish_next(struct batch *b)
+{
+	while (!b->err && b->next < b->ops.nops && b->ops.ops[b->next].seq <= b->floor)
+		b->next++; /* a retry of something already published */
+	if (b->err || b->next == b->ops.nops) {
 		batch_done(b);
+		return;
+	}
+	const struct proto_send_op *op = &b->ops.ops[b->next];
+	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, b->ops.client,
+		    published, b);
 }
 
 static void respond_json(struct httpconn *c, int status, const char *body)
@@ -180,31 +187,21 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		dict_put(f->senders, s->id, s);
 	}
 	event_base_gettimeofday_cached(f->base, &s->last);
-	/* Ops at or below what is published or on its way are retries: skip
-	 * them. The rest go to the backend in order; the answer waits for all. */
+	if (s->busy) {
+		/* A retry racing its original: answer with what is acknowledged so
+		 * far; the client sends the rest again later. */
+		char body[96];
+		proto_send_release(&batch);
+		snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"busy\"}", s->seq);
+		respond_json(c, 503, body);
+		return;
+	}
 	struct batch *b = xcalloc(1, sizeof(*b));
 	b->f = f;
 	b->c = c;
-	strcpy(b->client, batch.client);
-	long long floor = s->inflight > s->seq ? s->inflight : s->seq;
-	for (size_t i = 0; i < batch.nops; i++)
-		if (batch.ops[i].seq > floor)
-			b->seq[b->n++] = batch.ops[i].seq;
+	b->ops = batch;
+	b->floor = s->seq;
+	s->busy = 1;
 	httpconn_hold(c);
-	b->pending = b->n + 1; /* +1 until every op is handed over */
-	int k = 0;
-	for (size_t i = 0; i < batch.nops; i++) {
-		const struct proto_send_op *op = &batch.ops[i];
-		if (op->seq <= floor)
-			continue;
-		s->inflight = op->seq;
-		struct op_ctx *oc = xmalloc(sizeof(*oc));
-		oc->b = b;
-		oc->index = k++;
-		hub_publish(f->hub, op->channel, op->event, op->data, op->data_len, batch.client,
-			    published, oc);
-	}
-	proto_send_release(&batch);
-	if (--b->pending == 0)
-		batch_done(b);
+	publish_next(b);
 }

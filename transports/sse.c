@@ -57,6 +57,7 @@ struct sse_conn {
 	int ncursors;
 	int in_callback;
 	struct event *reaper;    /* frees a stream that ended outside its callbacks */
+	struct event *start_ev;  /* writes the headers once every channel answered */
 	char peer[64];
 };
 
@@ -140,9 +141,18 @@ static void write_headers(struct sse_conn *s)
 	s->state = SSE_OPEN;
 }
 
+/* The last subscription answered: its reset and replay follow within the
+ * same call, so the headers (with Ferry-Reset) go out one loop turn later. */
 static void subscription_answered(struct sse_conn *s)
 {
 	if (s->state == SSE_STARTING && --s->awaiting == 0)
+		event_active(s->start_ev, EV_TIMEOUT, 0);
+}
+
+static void start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sse_conn *s = arg;
+	if (s->state == SSE_STARTING)
 		write_headers(s);
 }
 
@@ -266,6 +276,7 @@ static void sse_destroy(struct sse_conn *s)
 		evbuffer_free(s->early);
 	if (s->reaper)
 		event_free(s->reaper);
+	event_free(s->start_ev);
 	ferry_client_remove(f, &s->link);
 	f->metrics.connections[TRANSPORT_SSE]--;
 	free(s->cursors);
@@ -345,8 +356,9 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	int n = 0, len;
 	size_t pos = 0;
 	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) >= 0) {
-		if (n == cfg->max_subscriptions || cursor_parse(spec, (size_t)len, &cursors[n]) < 0 ||
+	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
+		if (len < 0 || n == cfg->max_subscriptions ||
+		    cursor_parse(spec, (size_t)len, &cursors[n]) < 0 ||
 		    cursor_find(cursors, n, cursors[n].channel)) {
 			free(cursors);
 			httpconn_error(c, 400, "invalid, repeated or too many ch= parameters");
@@ -354,12 +366,18 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 		}
 		n++;
 	}
-	if (n == 0 || pos < strlen(req->query)) {
+	if (n == 0) {
 		free(cursors);
 		httpconn_error(c, 400, "no valid ch= parameter");
 		return;
 	}
+	/* event-source-polyfill sends it as a query parameter instead */
+	char last_param[512];
+	size_t lpos = 0;
 	const char *last = http_request_header(req, "Last-Event-ID");
+	if (!last && http_query_next(req->query, "lastEventId", &lpos, last_param,
+				     sizeof(last_param)) > 0)
+		last = last_param;
 	if (last && *last) {
 		struct cursor seen[16];
 		int m = cursor_parse_list(last, seen, 16);
@@ -385,6 +403,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	s->json = json;
 	s->early = evbuffer_new();
 	s->awaiting = n;
+	s->start_ev = event_new(f->base, -1, 0, start_cb, s);
 	const char *cors = httpconn_cors_origin(c);
 	if (cors && strlen(cors) < sizeof(s->cors))
 		strcpy(s->cors, cors);

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -433,6 +434,9 @@ exit 1
 
 
 def test_curl_loop():
+    if shutil.which("curl") is None:
+        print("     SKIP: curl is not installed")
+        return
     with Ferry("--poll-timeout", "1s") as f, tempfile.TemporaryDirectory() as tmp:
         p = Publisher(f.port)
         start = poll_ok(f.port, "ch=news")["cursors"]["news"]

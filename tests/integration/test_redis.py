@@ -691,6 +691,56 @@ def test_redis_unreachable_at_start():
         asyncio.run(main())
 
 
+def test_redis_loses_its_data():
+    """Redis restarts empty (no persistence): the channel gets a new epoch.
+    A client that stayed connected must not silently lose the new messages:
+    it is told (reset "epoch") and receives them."""
+    port = free_port()
+    r = RedisServer(port=port)
+    try:
+        r.start()
+        with Ferry("--redis", r.url) as f:
+            async def main():
+                old = [(await api_publish(f.port, "vol", "old-%d" % i))[1] for i in range(5)]
+                async with websockets.connect(f.ws_url + "/ferry/ws?ch=vol," + old[0], open_timeout=WAIT) as ws:
+                    seen = []
+                    while len(seen) < 4:
+                        m = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                        if m["type"] == "message":
+                            seen.append(m["data"])
+                    r.stop()
+                    shutil.rmtree(r.dir, ignore_errors=True)
+                    os.makedirs(r.dir)
+                    r.start()
+                    deadline = time.monotonic() + 15
+                    while (await http(f.port, "GET", "/ferry/healthz"))[0] != 200:
+                        assert time.monotonic() < deadline, "healthz not 200 again"
+                        await asyncio.sleep(0.1)
+                    new = []
+                    for i in range(3):
+                        status, mid = await api_publish(f.port, "vol", "new-%d" % i)
+                        assert status == 200, status
+                        new.append(mid)
+                    assert split_id(new[0])[0] != split_id(old[0])[0], (old, new)
+                    got, resets = [], []
+                    deadline = time.monotonic() + WAIT
+                    while len(got) < 3 and time.monotonic() < deadline:
+                        try:
+                            m = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            break
+                        if m["type"] == "message":
+                            got.append((m["id"], m["data"]))
+                        elif m["type"] == "reset":
+                            resets.append(m)
+                    assert got == list(zip(new, ["new-0", "new-1", "new-2"])), \
+                        "after Redis lost the channel, the connected client got %r (resets %r)" % (got, resets)
+            asyncio.run(main())
+    finally:
+        r.stop()
+        shutil.rmtree(r.dir, ignore_errors=True)
+
+
 def start_echo_service(redis, *args):
     log = tempfile.NamedTemporaryFile(prefix="echo-service-", suffix=".log", delete=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
@@ -803,5 +853,6 @@ def test_readme_redis_cli():
 
 
 if __name__ == "__main__":
-    run([test_key_layout, test_history_replay_and_trim, test_redis_unreachable_at_start, test_echo_service,
+    run([test_key_layout, test_history_replay_and_trim, test_redis_unreachable_at_start, test_redis_loses_its_data,
+         test_echo_service,
          test_readme_redis_cli])

@@ -64,7 +64,12 @@ async def seed(port, key, channel):
 
 
 async def wait_all(subs, n, timeout):
-    await asyncio.gather(*(s.wait_count(n, timeout) for s in subs))
+    """Wait (bounded) until every subscriber has n messages; a shortfall is
+    left for check_stream to describe."""
+    try:
+        await asyncio.gather(*(s.wait_count(n, timeout) for s in subs))
+    except AssertionError as e:
+        sys.stderr.write("%s\n" % e)
 
 
 async def stop_all(subs):

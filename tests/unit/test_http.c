@@ -726,7 +726,7 @@ static void test_query(void **state)
 	pos = 0;
 	assert_int_equal(http_query_next("x=abc", "x", &pos, out, 4), 3);
 	pos = 0;
-	assert_int_equal(http_query_next("x=abc", "x", &pos, out, 3), -1);
+	assert_int_equal(http_query_next("x=abc", "x", &pos, out, 3), -2);
 	pos = 0;
 	assert_int_equal(http_query_next("x=%41%42", "x", &pos, out, 3), 2);
 	assert_string_equal(out, "AB");
