@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "cursor.h"
 #include "dict.h"
 #include "ferry.h"
@@ -277,10 +278,8 @@ static void waiter_drain(void *arg)
 	p->done = 1;
 	uint32_t r;
 	evutil_secure_rng_get_bytes(&r, sizeof(r));
-	int max = p->f->cfg->reconnect_delay_ms / 1000;
-	char hdr[64];
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (max > 0 ? (int)(r % (uint32_t)max) : 0));
-	httpconn_respond(p->c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
+	int max = p->f->cfg->reconnect_delay_ms;
+	admission_retry_later(p->c, max > 0 ? (int)(r % (uint32_t)max) : 0);
 	poll_free(p);
 }
 
@@ -309,37 +308,13 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
-	if (strcmp(req->method, "GET") != 0) {
-		httpconn_respond(c, 405, "Allow: GET\r\n", "text/plain; charset=utf-8",
-				 "method not allowed\n", 19);
+	struct cursor *cursors;
+	int n, len;
+	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors)) < 0)
 		return;
-	}
-	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
-			    http_request_header(req, "Host"))) {
-		httpconn_error(c, 403, "origin not allowed");
-		return;
-	}
-	if (f->draining) {
-		char hdr[48];
-		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
-		httpconn_respond(c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
-		return;
-	}
 	struct poll_req *p = xcalloc(1, sizeof(*p));
-	p->cursors = xcalloc((size_t)cfg->max_subscriptions, sizeof(*p->cursors));
-	int n = 0, len;
+	p->cursors = cursors;
 	size_t pos = 0;
-	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
-		if (len < 0 || n == cfg->max_subscriptions ||
-		    cursor_parse(spec, (size_t)len, &p->cursors[n]) < 0 ||
-		    cursor_find(p->cursors, n, p->cursors[n].channel))
-			goto bad;
-		n++;
-	}
-	if (n == 0)
-		goto bad;
-	pos = 0;
 	char value[80];
 	if ((len = http_query_next(req->query, "client", &pos, value, sizeof(value))) != -1) {
 		if (len < 0 || !proto_client_id_valid(value))
@@ -391,5 +366,5 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 bad:
 	free(p->cursors);
 	free(p);
-	httpconn_error(c, 400, "invalid, repeated or too many ch= (or client=) parameters");
+	httpconn_error(c, 400, "invalid client= parameter");
 }

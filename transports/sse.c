@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "http.h"
@@ -333,44 +334,11 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
-	if (strcmp(req->method, "GET") != 0) {
-		httpconn_respond(c, 405, "Allow: GET\r\n", "text/plain; charset=utf-8",
-				 "method not allowed\n", 19);
+	struct cursor *cursors;
+	int n;
+	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors)) < 0)
 		return;
-	}
-	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
-			    http_request_header(req, "Host"))) {
-		httpconn_error(c, 403, "origin not allowed");
-		return;
-	}
-	if (f->draining) {
-		char hdr[48];
-		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
-		httpconn_respond(c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
-		return;
-	}
-
-	/* Channels from the query; Last-Event-ID (the browser's reconnect)
-	 * overrides their cursors. */
-	struct cursor *cursors = xcalloc((size_t)cfg->max_subscriptions, sizeof(*cursors));
-	int n = 0, len;
-	size_t pos = 0;
-	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
-		if (len < 0 || n == cfg->max_subscriptions ||
-		    cursor_parse(spec, (size_t)len, &cursors[n]) < 0 ||
-		    cursor_find(cursors, n, cursors[n].channel)) {
-			free(cursors);
-			httpconn_error(c, 400, "invalid, repeated or too many ch= parameters");
-			return;
-		}
-		n++;
-	}
-	if (n == 0) {
-		free(cursors);
-		httpconn_error(c, 400, "no valid ch= parameter");
-		return;
-	}
+	/* Last-Event-ID (the browser's reconnect) overrides the URL's cursors. */
 	/* event-source-polyfill sends it as a query parameter instead */
 	char last_param[512];
 	size_t lpos = 0;
