@@ -103,6 +103,10 @@ struct rchan {
 	char epoch[32];          /* of the newest message seen, for the gap replay */
 	uint64_t seq;
 	struct history_req *waiting; /* history asked before the SUBSCRIBE was confirmed */
+	int catching_up;         /* reading what was published while we were away */
+	struct redis_backend *rb;
+	struct message **held;   /* live messages that arrived meanwhile */
+	size_t nheld;
 };
 
 struct conn {
@@ -126,6 +130,7 @@ struct redis_backend {
 	int port, db;
 	struct conn cmd, sub;
 	struct dict *channels;   /* name -> struct rchan, for watched channels */
+	struct history_req *cmd_waiting; /* history asked while the command connection is down */
 	struct event *watchdog;
 	char ttl[24], maxlen[24];
 	int closing; /* destroying: disconnects are expected */
@@ -206,6 +211,7 @@ static struct rchan *rchan_get(struct redis_backend *rb, const char *name)
 	if (ch)
 		return ch;
 	ch = xcalloc(1, sizeof(*ch));
+	ch->rb = rb;
 	ch->name = xstrdup(name);
 	snprintf(ch->pubsub, sizeof(ch->pubsub), "ferry:{%s}:pub", name);
 	dict_put(rb->channels, ch->name, ch);
@@ -214,7 +220,7 @@ static struct rchan *rchan_get(struct redis_backend *rb, const char *name)
 
 static void rchan_maybe_free(struct redis_backend *rb, struct rchan *ch)
 {
-	if (ch->watchers || ch->waiting)
+	if (ch->watchers || ch->waiting || ch->catching_up)
 		return;
 	dict_del(rb->channels, ch->name);
 	free(ch->name);
@@ -254,11 +260,17 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 	uint64_t seq;
 	if (split_id(id, epoch, sizeof(epoch), &seq) < 0)
 		return;
-	snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
-	ch->seq = seq;
 	struct msg_pos pos = { seq, 0 };
 	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, nl2 + 1,
 					len - (size_t)(nl2 + 1 - p));
+	if (ch->catching_up) {
+		/* the catch-up read goes first; this one waits behind it */
+		ch->held = xrealloc(ch->held, (ch->nheld + 1) * sizeof(*ch->held));
+		ch->held[ch->nheld++] = m;
+		return;
+	}
+	snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
+	ch->seq = seq;
 	rb->events.deliver(rb->events.arg, m);
 	message_unref(m);
 }
@@ -270,6 +282,12 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv);
 static void history_send(struct history_req *hr)
 {
 	struct redis_backend *rb = hr->rb;
+	if (!rb->cmd.ready) {
+		/* Redis is away: the answer waits for it (set_ready sends these) */
+		hr->next = rb->cmd_waiting;
+		rb->cmd_waiting = hr;
+		return;
+	}
 	char stream[KEY_MAX], epoch_key[KEY_MAX], cur_epoch[32] = "", cur_seq[32] = "", fresh[9];
 	keys_of(hr->channel, stream, epoch_key);
 	fresh_epoch(fresh);
@@ -285,8 +303,11 @@ static void history_send(struct history_req *hr)
 	size_t lens[9];
 	for (int i = 0; i < 9; i++)
 		lens[i] = strlen(argv[i]);
-	if (command(&rb->cmd, history_reply, hr, 9, argv, lens) < 0)
-		history_reply(NULL, NULL, hr);
+	if (command(&rb->cmd, history_reply, hr, 9, argv, lens) < 0) {
+		/* the connection is going away: ask again once it is back */
+		hr->next = rb->cmd_waiting;
+		rb->cmd_waiting = hr;
+	}
 }
 
 static void history_req_free(struct history_req *hr)
@@ -311,6 +332,11 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		replied(&rb->cmd);
 	const char *status = reply && reply->type == REDIS_REPLY_ARRAY ? str_at(reply, 0) : NULL;
 	const char *epoch = status ? str_at(reply, 2) : NULL;
+	if (!reply && !rb->closing) {
+		/* the connection went away with the request: ask again once back */
+		history_send(hr);
+		return;
+	}
 	if (!status || !epoch || reply->elements < 5 || reply->element[3]->type != REDIS_REPLY_INTEGER ||
 	    reply->element[4]->type != REDIS_REPLY_ARRAY) {
 		if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -383,16 +409,28 @@ static void redis_history(struct backend *b, const char *channel, const char *cu
 
 /* ---- the subscription connection ---- */
 
+/* The catch-up after a reconnect: what was published while we were away,
+ * then the live messages that arrived during the read, in that order (the
+ * hub drops any overlap by position). */
 static void gap_replayed(void *arg, const struct history_result *res)
 {
-	struct redis_backend *rb = arg;
-	for (size_t i = 0; i < res->nmsgs; i++) {
-		struct rchan *ch = dict_get(rb->channels, res->msgs[i]->channel);
-		if (!ch)
-			break;
-		ch->seq = res->msgs[i]->pos.major;
+	struct rchan *ch = arg;
+	struct redis_backend *rb = ch->rb;
+	ch->catching_up = 0;
+	for (size_t i = 0; i < res->nmsgs; i++)
 		rb->events.deliver(rb->events.arg, res->msgs[i]);
+	for (size_t i = 0; i < ch->nheld; i++) {
+		struct message *m = ch->held[i];
+		const char *colon = strrchr(m->id, ':');
+		snprintf(ch->epoch, sizeof(ch->epoch), "%.*s", (int)(colon - m->id), m->id);
+		ch->seq = m->pos.major;
+		rb->events.deliver(rb->events.arg, m);
+		message_unref(m);
 	}
+	free(ch->held);
+	ch->held = NULL;
+	ch->nheld = 0;
+	rchan_maybe_free(rb, ch);
 }
 
 static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -420,7 +458,7 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 	} else if (strcmp(kind, "subscribe") == 0) {
 		ch->subscribed = 1;
 		/* After a reconnect: what was published while we were away. */
-		if (ch->epoch[0]) {
+		if (ch->epoch[0] && !ch->catching_up) {
 			char cursor[64];
 			snprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch, (unsigned long long)ch->seq);
 			struct history_req *hr = xcalloc(1, sizeof(*hr));
@@ -428,7 +466,8 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 			hr->channel = xstrdup(ch->name);
 			hr->cursor = xstrdup(cursor);
 			hr->cb = gap_replayed;
-			hr->arg = rb;
+			hr->arg = ch;
+			ch->catching_up = 1;
 			history_send(hr);
 		}
 		struct history_req *hr = ch->waiting;
@@ -504,8 +543,9 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 	} else {
 		if (reply && reply->type == REDIS_REPLY_ERROR)
 			log_warn("redis: publish: %s", reply->str);
+		/* a lost connection leaves the outcome unknown: Redis may have run it */
 		if (pr->cb)
-			pr->cb(pr->arg, NULL, "backend unavailable");
+			pr->cb(pr->arg, NULL, reply ? "backend error" : "backend connection lost, outcome unknown");
 	}
 	free(pr);
 }
@@ -561,8 +601,18 @@ static void set_ready(struct conn *c)
 	c->ready = 1;
 	c->backoff_ms = 0;
 	log_info("redis: %s connection to %s:%d ready", c->name, rb->host, rb->port);
-	if (c->is_sub)
+	if (c->is_sub) {
 		dict_foreach(rb->channels, resubscribe_one, rb);
+		return;
+	}
+	struct history_req *hr = rb->cmd_waiting;
+	rb->cmd_waiting = NULL;
+	while (hr) { /* oldest first is not needed: each stands alone */
+		struct history_req *next = hr->next;
+		hr->next = NULL;
+		history_send(hr);
+		hr = next;
+	}
 }
 
 static void setup_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -707,6 +757,9 @@ static struct backend *redis_create(struct event_base *base, const struct config
 static void free_channel(void *value, void *arg)
 {
 	struct rchan *ch = value;
+	for (size_t i = 0; i < ch->nheld; i++)
+		message_unref(ch->held[i]);
+	free(ch->held);
 	struct history_req *hr = ch->waiting;
 	while (hr) {
 		struct history_req *next = hr->next;
@@ -728,6 +781,14 @@ static void redis_destroy(struct backend *b)
 		event_free(conns[i]->retry);
 	}
 	event_free(rb->watchdog);
+	struct history_req *hr = rb->cmd_waiting;
+	while (hr) {
+		struct history_req *next = hr->next;
+		struct history_result res = { .error = "shutting down" };
+		hr->cb(hr->arg, &res);
+		history_req_free(hr);
+		hr = next;
+	}
 	dict_foreach(rb->channels, free_channel, NULL);
 	dict_free(rb->channels);
 	free(rb);

@@ -22,6 +22,7 @@ struct sub {
 	LIST_ENTRY(sub) in_session;  /* for the session's own list */
 	struct msg_pos last;         /* newest position delivered */
 	int has_last;
+	char epoch[24];              /* of that position: positions of two epochs do not compare */
 	int live;                    /* replay finished */
 	int gone;                    /* unsubscribed; freed when refs drop */
 	int refs;

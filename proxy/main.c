@@ -99,13 +99,14 @@ int main(int argc, char **argv)
 	longpoll_init(&f);
 	send_init(&f);
 
+	struct event *sigterm = NULL, *sigint = NULL;
 	f.listener = listener_new(&f);
 	if (!f.listener) {
 		rc = 1;
 		goto out;
 	}
-	struct event *sigterm = evsignal_new(f.base, SIGTERM, signal_cb, &f);
-	struct event *sigint = evsignal_new(f.base, SIGINT, signal_cb, &f);
+	sigterm = evsignal_new(f.base, SIGTERM, signal_cb, &f);
+	sigint = evsignal_new(f.base, SIGINT, signal_cb, &f);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	log_info("ferryd %s ready: backend %s, prefix %s%s", PACKAGE_VERSION,
@@ -114,8 +115,6 @@ int main(int argc, char **argv)
 	event_base_dispatch(f.base);
 
 	log_info("ferryd stopped");
-	event_free(sigterm);
-	event_free(sigint);
 out:
 	listener_free(f.listener);
 	if (f.drain_tick)
@@ -127,6 +126,11 @@ out:
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);
 	hub_free(f.hub);
+	/* the signal events go last: a signal during teardown stays caught */
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
 	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;

@@ -136,6 +136,7 @@ static void unsubscribe(struct session *s, const char *channel, const long long 
 }
 
 static void deliver(struct session *s, struct sub *sub, struct message *m, int capped);
+static void set_epoch(struct sub *sub, const char *id);
 
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res)
 {
@@ -161,12 +162,38 @@ void session_replayed(struct session *s, struct sub *sub, const struct history_r
 		deliver(s, sub, res->msgs[i], 0);
 	sub->last = res->cursor_pos;
 	sub->has_last = 1;
+	set_epoch(sub, res->cursor);
+}
+
+/* The epoch part of an id ("<epoch>:<position>"). */
+static size_t epoch_len(const char *id)
+{
+	const char *colon = strrchr(id, ':');
+	return colon ? (size_t)(colon - id) : 0;
+}
+
+static void set_epoch(struct sub *sub, const char *id)
+{
+	size_t n = epoch_len(id);
+	if (n >= sizeof(sub->epoch))
+		n = sizeof(sub->epoch) - 1;
+	memcpy(sub->epoch, id, n);
+	sub->epoch[n] = '\0';
 }
 
 static void deliver(struct session *s, struct sub *sub, struct message *m, int capped)
 {
 	if (s->closed)
 		return;
+	size_t elen = epoch_len(m->id);
+	if (sub->has_last && (strlen(sub->epoch) != elen || memcmp(sub->epoch, m->id, elen) != 0)) {
+		/* The channel's history was lost and began again (it expired while
+		 * idle, or the backend lost its data): say so, then go on. */
+		struct proto_event ev = { .type = PEV_RESET, .channel = sub->name, .reason = "epoch",
+					  .cursor = m->id };
+		send_event(s, &ev);
+		sub->has_last = 0;
+	}
 	if (sub->has_last && msg_pos_cmp(m->pos, sub->last) <= 0)
 		return; /* already sent by the replay */
 	if (capped && s->ops->queued(s->t) > s->f->cfg->out_queue_max) {
@@ -181,6 +208,7 @@ static void deliver(struct session *s, struct sub *sub, struct message *m, int c
 	}
 	sub->last = m->pos;
 	sub->has_last = 1;
+	set_epoch(sub, m->id);
 	s->ops->send_message(s->t, m);
 	s->f->metrics.messages_out++;
 }
