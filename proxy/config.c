@@ -30,6 +30,11 @@ struct opt {
 static const struct opt opts[] = {
 	{ "listen", OPT_LIST, L(listen, nlisten), "0.0.0.0:8080", "ADDR:PORT",
 	  "listen for HTTP on ADDR:PORT (repeatable)" },
+	{ "tls-listen", OPT_LIST, L(tls_listen, ntls_listen), NULL, "ADDR:PORT",
+	  "listen for HTTPS (TLS 1.2/1.3) on ADDR:PORT (repeatable; needs --tls-cert, --tls-key)" },
+	{ "tls-cert", OPT_STR, F(tls_cert), 0, NULL, "FILE",
+	  "certificate chain, PEM (reloaded on SIGHUP)" },
+	{ "tls-key", OPT_STR, F(tls_key), 0, NULL, "FILE", "private key, PEM (reloaded on SIGHUP)" },
 	{ "redis", OPT_STR, F(redis_url), 0, NULL, "URL",
 	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)" },
 	{ "redis-timeout", OPT_DURATION, F(redis_timeout_ms), 0, "3s", "TIME",
@@ -417,7 +422,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp)
 	if (plen == 0 || cfg->prefix[0] != '/' || cfg->prefix[plen - 1] != '/') {
 		fprintf(stderr, "ferryd: --prefix must start and end with '/'\n");
 		rc = -1;
-	} else if (cfg->nlisten == 0) {
+	} else if (cfg->nlisten == 0 && cfg->ntls_listen == 0) {
 		fprintf(stderr, "ferryd: nothing to listen on\n");
 		rc = -1;
 	} else if (config_check_transports(cfg) < 0) {

@@ -11,6 +11,9 @@
 struct config {
 	const char *listen[CONFIG_MAX_LIST]; /* ADDR:PORT */
 	int nlisten;
+	const char *tls_listen[CONFIG_MAX_LIST];   /* ADDR:PORT for HTTPS */
+	int ntls_listen;
+	const char *tls_cert, *tls_key;            /* PEM files */
 	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
 	int nallow_origin;
 	const char *redis_url;    /* NULL: embedded memory backend */

@@ -16,6 +16,7 @@ struct backend;
 struct listener;
 struct client_link;
 struct dict;
+struct tls;
 
 /* What ferry does with a live client when it drains (SIGTERM). */
 struct client_link_ops {
@@ -43,6 +44,7 @@ struct ferry {
 	struct hub *hub;
 	struct backend *backend;
 	struct listener *listener;
+	struct tls *tls;              /* NULL without --tls-listen */
 	struct metrics metrics;
 	struct dict *polls;           /* client id -> its held long-poll */
 	struct dict *senders;         /* client id -> newest send seq seen */

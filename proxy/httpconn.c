@@ -267,6 +267,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct httpconn *c = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* a TLS handshake finished */
 	if (what & BEV_EVENT_ERROR)
 		log_debug("http %s: socket error", c->peer);
 	conn_close(c);

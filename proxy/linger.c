@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "ferry.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #define LINGER_MAX_BYTES (256 * 1024)
@@ -45,6 +46,11 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	if (l->shut || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 		return;
 	l->shut = 1;
+	/* TLS has no half-close: the close_notify goes out as it is freed */
+	if (tls_is_tls(bev)) {
+		linger_free(l);
+		return;
+	}
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 

@@ -17,11 +17,18 @@
 #include "ferry.h"
 #include "httpconn.h"
 #include "log.h"
+#include "tls.h"
 #include "xmalloc.h"
+
+struct slot {
+	struct listener *l;
+	int tls;
+};
 
 struct listener {
 	struct ferry *f;
-	struct evconnlistener *lev[CONFIG_MAX_LIST];
+	struct evconnlistener *lev[2 * CONFIG_MAX_LIST];
+	struct slot slots[2 * CONFIG_MAX_LIST];
 	int n;
 };
 
@@ -47,8 +54,8 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t outsz)
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		      int socklen, void *arg)
 {
-	struct listener *l = arg;
-	struct ferry *f = l->f;
+	struct slot *slot = arg;
+	struct ferry *f = slot->l->f;
 	if (f->nclients >= f->cfg->max_connections) {
 		/* Best effort, without buffering: the socket is new and its send
 		 * buffer empty, so this short answer fits. */
@@ -66,9 +73,11 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	char peer[64];
 	format_peer(sa, peer, sizeof(peer));
-	struct bufferevent *bev = bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev = slot->tls ? tls_bufferevent(f->tls, f->base, fd)
+					    : bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
-		evutil_closesocket(fd);
+		if (!slot->tls)
+			evutil_closesocket(fd);
 		return;
 	}
 	httpconn_new(f, bev, peer);
@@ -85,24 +94,29 @@ struct listener *listener_new(struct ferry *f)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	l->f = f;
-	for (int i = 0; i < f->cfg->nlisten; i++) {
-		const char *addr = f->cfg->listen[i];
+	int total = f->cfg->nlisten + f->cfg->ntls_listen;
+	for (int i = 0; i < total; i++) {
+		int tls = i >= f->cfg->nlisten;
+		const char *addr = tls ? f->cfg->tls_listen[i - f->cfg->nlisten] : f->cfg->listen[i];
 		struct sockaddr_storage ss;
 		int sslen = sizeof(ss);
 		if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
-			log_error("bad --listen address '%s' (want ADDR:PORT)", addr);
+			log_error("bad %s address '%s' (want ADDR:PORT)", tls ? "--tls-listen" : "--listen",
+				  addr);
 			goto fail;
 		}
+		l->slots[l->n].l = l;
+		l->slots[l->n].tls = tls;
 		struct evconnlistener *lev = evconnlistener_new_bind(
-			f->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-			(struct sockaddr *)&ss, sslen);
+			f->base, accept_cb, &l->slots[l->n], LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+			1024, (struct sockaddr *)&ss, sslen);
 		if (!lev) {
 			log_error("cannot listen on %s: %s", addr, strerror(errno));
 			goto fail;
 		}
 		evconnlistener_set_error_cb(lev, accept_error_cb);
 		l->lev[l->n++] = lev;
-		log_info("listening on http://%s", addr);
+		log_info("listening on %s://%s", tls ? "https" : "http", addr);
 	}
 	return l;
 fail:

@@ -13,10 +13,18 @@
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "tls.h"
 #include "longpoll.h"
 #include "send.h"
 
 extern char **environ;
+
+static void sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct ferry *f = arg;
+	if (f->tls)
+		tls_reload(f->tls);
+}
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -99,7 +107,11 @@ int main(int argc, char **argv)
 	longpoll_init(&f);
 	send_init(&f);
 
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	if (cfg.ntls_listen && !(f.tls = tls_new(&cfg))) {
+		rc = 1;
+		goto out;
+	}
 	f.listener = listener_new(&f);
 	if (!f.listener) {
 		rc = 1;
@@ -107,8 +119,10 @@ int main(int argc, char **argv)
 	}
 	sigterm = evsignal_new(f.base, SIGTERM, signal_cb, &f);
 	sigint = evsignal_new(f.base, SIGINT, signal_cb, &f);
+	sighup = evsignal_new(f.base, SIGHUP, sighup_cb, &f);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	event_add(sighup, NULL);
 	log_info("ferryd %s ready: backend %s, prefix %s%s", PACKAGE_VERSION,
 		 f.backend->ops->name, cfg.prefix, cfg.echo ? ", echo on" : "");
 
@@ -131,6 +145,9 @@ out:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
+	if (sighup)
+		event_free(sighup);
+	tls_free(f.tls);
 	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;
