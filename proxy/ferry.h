@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include "config.h"
+#include "flush.h"
 #include "metrics.h"
 
 struct event_base;
@@ -45,6 +46,8 @@ struct ferry {
 	struct backend *backend;
 	struct listener *listener;
 	struct tls *tls;              /* NULL without --tls-listen */
+	struct flush_list flush_pending; /* sockets with output to write this turn */
+	struct event *flush_ev;
 	struct metrics metrics;
 	struct dict *polls;           /* client id -> its held long-poll */
 	struct dict *senders;         /* client id -> newest send seq seen */

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
 	f.tv_heartbeat = common_timeout(f.base, cfg.heartbeat_ms);
 	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
+	flush_init(&f);
 	f.hub = hub_new(&f);
 	struct backend_events events;
 	hub_events(f.hub, &events);
@@ -140,6 +141,7 @@ out:
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);
 	hub_free(f.hub);
+	flush_free(&f);
 	/* the signal events go last: a signal during teardown stays caught */
 	if (sigterm)
 		event_free(sigterm);

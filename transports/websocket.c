@@ -16,6 +16,7 @@
 
 #include "cursor.h"
 #include "ferry.h"
+#include "flush.h"
 #include "http.h"
 #include "linger.h"
 #include "httpconn.h"
@@ -62,6 +63,7 @@ struct ws_conn {
 
 	int awaiting_pong;
 	int in_callback;
+	struct flush_entry flush;
 	char peer[64];
 };
 
@@ -76,6 +78,7 @@ static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, s
 	if (len)
 		evbuffer_add(out, payload, len);
 	w->f->metrics.bytes_out += hlen + len;
+	flush_mark(w->f, &w->flush, w->bev);
 }
 
 static void send_close_frame(struct ws_conn *w, int code, const char *reason)
@@ -97,6 +100,7 @@ static void start_flushing(struct ws_conn *w)
 	struct bufferevent *bev = w->bev;
 	w->bev = NULL;
 	w->state = WS_DEAD;
+	flush_cancel(w->f, &w->flush);
 	linger_close(w->f, bev);
 }
 
@@ -127,6 +131,7 @@ static void ws_destroy(struct ws_conn *w)
 	struct ferry *f = w->f;
 	if (w->session)
 		session_free(w->session);
+	flush_cancel(f, &w->flush);
 	if (w->bev)
 		bufferevent_free(w->bev);
 	ferry_client_remove(f, &w->link);
@@ -174,6 +179,7 @@ static void t_send_message(void *t, struct message *m)
 	evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
 			       message_ref(m));
 	w->f->metrics.bytes_out += len;
+	flush_mark(w->f, &w->flush, w->bev);
 }
 
 static void t_send_event(void *t, const struct proto_event *ev)
@@ -417,6 +423,11 @@ static void process_input(struct ws_conn *w)
 
 /* bufferevent callbacks */
 
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	flush_written(bev);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct ws_conn *w = arg;
@@ -556,9 +567,12 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	ferry_client_add(f, &w->link, &ws_link_ops, 1);
 	f->metrics.connections[TRANSPORT_WS]++;
 	f->metrics.connections_total[TRANSPORT_WS]++;
-	bufferevent_setcb(w->bev, read_cb, NULL, event_cb, w);
+	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);
 	bufferevent_set_timeouts(w->bev, f->tv_ws_ping, NULL);
-	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
+	/* writes go through flush.c, which arms EV_WRITE only when blocked */
+	bufferevent_disable(w->bev, EV_WRITE);
+	bufferevent_enable(w->bev, EV_READ);
+	flush_mark(f, &w->flush, w->bev); /* the 101 */
 	log_debug("ws %s: open (%s)", w->peer, mode == WS_MODE_ECHO ? "echo" : "ferry");
 
 	w->in_callback++;

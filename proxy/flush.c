@@ -1,0 +1,63 @@
+/* flush.c -- one write per socket per loop turn, events only when blocked */
+#include "flush.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "ferry.h"
+#include "tls.h"
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ferry *f = arg;
+	struct flush_entry *e;
+	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
+		TAILQ_REMOVE(&f->flush_pending, e, entry);
+		e->queued = 0;
+		struct evbuffer *out = bufferevent_get_output(e->bev);
+		if (!tls_is_tls(e->bev))
+			evbuffer_write(out, bufferevent_getfd(e->bev));
+		/* what the kernel did not take (or a TLS record) goes the usual
+		 * way: libevent watches the socket and writes when it can */
+		if (evbuffer_get_length(out) > 0)
+			bufferevent_enable(e->bev, EV_WRITE);
+	}
+}
+
+void flush_init(struct ferry *f)
+{
+	TAILQ_INIT(&f->flush_pending);
+	f->flush_ev = event_new(f->base, -1, 0, flush_cb, f);
+}
+
+void flush_free(struct ferry *f)
+{
+	event_free(f->flush_ev);
+}
+
+void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev)
+{
+	if (e->queued)
+		return;
+	e->bev = bev;
+	e->queued = 1;
+	if (TAILQ_EMPTY(&f->flush_pending))
+		event_active(f->flush_ev, EV_WRITE, 0);
+	TAILQ_INSERT_TAIL(&f->flush_pending, e, entry);
+}
+
+void flush_cancel(struct ferry *f, struct flush_entry *e)
+{
+	if (!e->queued)
+		return;
+	TAILQ_REMOVE(&f->flush_pending, e, entry);
+	e->queued = 0;
+}
+
+void flush_written(struct bufferevent *bev)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+}
