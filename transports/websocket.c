@@ -31,10 +31,6 @@
 #include "ws_handshake.h"
 #include "xmalloc.h"
 
-/* A message buffer larger than this is released after use, so idle
- * connections do not keep the memory of their biggest message. */
-#define MSG_BUF_KEEP 4096
-
 enum ws_state {
 	WS_OPEN,       /* frames both ways */
 	WS_CLOSE_SENT, /* our Close is out; waiting for the peer's (bounded) */
@@ -57,8 +53,9 @@ struct ws_conn {
 	size_t msg_len, msg_cap;
 	struct utf8_validator utf8;
 
-	/* the control frame being assembled (interleaving is allowed) */
-	uint8_t ctl[125];
+	/* the control frame being assembled (interleaving is allowed); the
+	 * buffer exists only while one is, so idle connections stay small */
+	uint8_t *ctl;
 	size_t ctl_len;
 
 	int awaiting_pong;
@@ -137,6 +134,7 @@ static void ws_destroy(struct ws_conn *w)
 	ferry_client_remove(f, &w->link);
 	f->metrics.connections[TRANSPORT_WS]--;
 	free(w->msg);
+	free(w->ctl);
 	free(w);
 	ferry_client_gone(f);
 }
@@ -289,6 +287,8 @@ static void on_header(struct ws_conn *w)
 {
 	struct ws_parser *p = &w->parser;
 	if (ws_opcode_is_control(p->opcode)) {
+		if (!w->ctl)
+			w->ctl = xmalloc(125); /* the largest control payload */
 		w->ctl_len = 0;
 		return;
 	}
@@ -340,6 +340,8 @@ static void on_frame_end(struct ws_conn *w)
 	struct ws_parser *p = &w->parser;
 	if (ws_opcode_is_control(p->opcode)) {
 		on_control_end(w, p->opcode);
+		free(w->ctl);
+		w->ctl = NULL;
 		return;
 	}
 	if (!p->fin)
@@ -351,11 +353,9 @@ static void on_frame_end(struct ws_conn *w)
 		return;
 	}
 	on_message(w);
-	if (w->msg_cap > MSG_BUF_KEEP) {
-		free(w->msg);
-		w->msg = NULL;
-		w->msg_cap = 0;
-	}
+	free(w->msg);
+	w->msg = NULL;
+	w->msg_cap = 0;
 }
 
 static void parse_error(struct ws_conn *w, int err)
