@@ -52,6 +52,7 @@ struct conn {
 	uint32_t in_len;
 	char *backlog;       /* subscriber: bytes a write() did not take */
 	uint32_t backlog_len, backlog_off;
+	struct conn *prev, *next; /* every connection, for the exit */
 	struct conn *next_dead;
 };
 
@@ -71,7 +72,7 @@ struct ceiling {
 	uint32_t epoch;
 	uint64_t sessions;
 	struct channel *channels, *dirty;
-	struct conn *dead;
+	struct conn *conns, *dead;
 	char *scratch; /* one message envelope */
 	size_t scratch_cap;
 };
@@ -172,6 +173,12 @@ static void reap(struct ceiling *cl)
 	while (cl->dead) {
 		struct conn *c = cl->dead;
 		cl->dead = c->next_dead;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			cl->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
 		free(c->in);
 		free(c->backlog);
 		free(c);
@@ -469,7 +476,8 @@ static void http_readable(struct ceiling *cl, struct conn *c)
 {
 	char buf[REQUEST_MAX];
 	size_t have = c->in_len;
-	memcpy(buf, c->in, have);
+	if (have)
+		memcpy(buf, c->in, have);
 	ssize_t n = read(c->fd, buf + have, sizeof(buf) - have);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -521,7 +529,12 @@ static void accept_all(struct ceiling *cl)
 		if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
 			free(c);
+			continue;
 		}
+		c->next = cl->conns;
+		if (cl->conns)
+			cl->conns->prev = c;
+		cl->conns = c;
 	}
 }
 
@@ -613,6 +626,19 @@ int main(int argc, char **argv)
 		fan_out(&cl);
 		reap(&cl);
 	}
+	/* a tidy exit, so that leak checkers see only real leaks */
+	for (struct conn *c = cl.conns; c; c = c->next)
+		conn_close(&cl, c);
+	reap(&cl);
+	while (cl.channels) {
+		struct channel *ch = cl.channels;
+		cl.channels = ch->next;
+		free(ch->subs);
+		free(ch->batch);
+		free(ch);
+	}
+	free(cl.scratch);
+	close(cl.epfd);
 	close(cl.listen_fd);
 	return 0;
 }

@@ -62,7 +62,8 @@ enum conn_read_result conn_read(struct conn *c, char **bytes, size_t *len)
 	size_t have = c->carry_len;
 	if (have >= lg->rbuf_size / 2)
 		return CONN_READ_ERROR; /* no frame or answer we expect is this big */
-	memcpy(lg->rbuf, c->carry, have);
+	if (have)
+		memcpy(lg->rbuf, c->carry, have);
 	c->carry_len = 0;
 	*bytes = lg->rbuf;
 	*len = have;
@@ -97,7 +98,8 @@ void conn_carry_save(struct conn *c, const char *p, size_t len)
 		c->carry = bigger;
 		c->carry_cap = (uint32_t)cap;
 	}
-	memmove(c->carry, p, len);
+	if (len)
+		memmove(c->carry, p, len);
 	c->carry_len = (uint32_t)len;
 }
 

@@ -565,6 +565,21 @@ static void print_report(struct loadgen *lg)
 			expected ? (double)lg->received / (double)expected : 0.0, steady, overall,
 			(unsigned long long)lg->poll_errors);
 
+		/* deliveries per 100 ms from the start of publishing, to see stalls */
+		size_t used_bins = lg->last_delivery_ns > lg->t_pub0
+					   ? (size_t)((lg->last_delivery_ns - lg->t_pub0) / BIN_NS) + 1
+					   : 0;
+		if (used_bins > lg->delivery_bin_count)
+			used_bins = lg->delivery_bin_count;
+		fprintf(out, "  \"deliveries_per_100ms\": [");
+		for (size_t i = 0; i < used_bins; i += 10) {
+			uint64_t sum = 0;
+			for (size_t j = i; j < i + 10 && j < used_bins; j++)
+				sum += lg->delivery_bins[j];
+			fprintf(out, "%s%llu", i ? ", " : "", (unsigned long long)sum);
+		}
+		fprintf(out, "],\n");
+
 		struct histogram *h = lg->latency;
 		fprintf(out,
 			"  \"latency_ms\": {\"count\": %llu, \"min\": %.3f, \"p50\": %.3f, "

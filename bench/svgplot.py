@@ -46,18 +46,23 @@ def _frame(title, xlabel, ylabel):
     return out
 
 
-def _legend(out, names):
+def _color(i, colors):
+    return colors[i] if colors and i < len(colors) and colors[i] else COLORS[i % len(COLORS)]
+
+
+def _legend(out, names, colors=None):
     x = WIDTH - RIGHT + 15
     for i, name in enumerate(names):
         y = TOP + 10 + 20 * i
-        color = COLORS[i % len(COLORS)]
+        color = _color(i, colors)
         out.append('<rect x="%d" y="%d" width="14" height="10" fill="%s"/>' % (x, y - 9, color))
         out.append('<text x="%d" y="%d">%s</text>' % (x + 20, y, escape(name)))
 
 
-def line_chart(title, xlabel, ylabel, series, xticks=None, xmap=None):
-    """series: [(name, [(x, y), ...])]. xmap maps x to plot space (e.g. a
-    log transform); xticks: [(x, label)] in data space."""
+def line_chart(title, xlabel, ylabel, series, xticks=None, xmap=None, colors=None):
+    """series: [(name, [(x, y), ...])]; colors: one per series (or None).
+    xmap maps x to plot space (e.g. a log transform); xticks: [(x, label)]
+    in data space."""
     xmap = xmap or (lambda v: v)
     pts = [(xmap(x), y) for _, data in series for x, y in data]
     out = _frame(title, xlabel, ylabel)
@@ -105,19 +110,19 @@ def line_chart(title, xlabel, ylabel, series, xticks=None, xmap=None):
     for i, (name, data) in enumerate(series):
         if not data:
             continue
-        color = COLORS[i % len(COLORS)]
+        color = _color(i, colors)
         path = " ".join("%.1f,%.1f" % (sx(xmap(x)), sy(y)) for x, y in data)
         out.append('<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>' % (path, color))
         for x, y in data:
             out.append('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>' % (sx(xmap(x)), sy(y), color))
-    _legend(out, [name for name, _ in series])
+    _legend(out, [name for name, _ in series], colors)
     out.append("</svg>")
     return "\n".join(out)
 
 
-def bar_chart(title, ylabel, groups, names, values):
+def bar_chart(title, ylabel, groups, names, values, colors=None):
     """groups: labels along x; names: one bar per name in each group;
-    values[g][n]: a number or None (not measured)."""
+    values[g][n]: a number or None (not measured); colors: one per name."""
     out = _frame(title, "", ylabel)
     flat = [v for row in values for v in row if v is not None]
     y1 = max(flat) if flat else 1.0
@@ -142,10 +147,10 @@ def bar_chart(title, ylabel, groups, names, values):
             if v is None:
                 continue
             out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>'
-                       % (gx + n * bw, sy(v), bw - 2, TOP + ph - sy(v), COLORS[n % len(COLORS)]))
+                       % (gx + n * bw, sy(v), bw - 2, TOP + ph - sy(v), _color(n, colors)))
         out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>'
                    % (LEFT + g * gw + gw / 2, TOP + ph + 18, escape(label)))
     out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>' % (LEFT, TOP, pw, ph))
-    _legend(out, names)
+    _legend(out, names, colors)
     out.append("</svg>")
     return "\n".join(out)
