@@ -28,8 +28,17 @@ struct history_result {
 	const char *error;      /* non-NULL: the backend could not answer */
 };
 
+/* Who published, when a client did (NULL: an app through the publish API). */
+struct publish_from {
+	const char *sender; /* the client: announced with the message to services */
+	long long seq;      /* > 0: the client's operation number (POST send); an
+			     * operation of this client and channel stored before is
+			     * not stored again */
+};
+
 typedef void (*backend_history_cb)(void *arg, const struct history_result *res);
-/* id is the new message's id, or NULL with err set when it was not stored. */
+/* id is the new message's id; NULL with err set when it was not stored; NULL
+ * with err NULL when it was a retry of an operation stored before. */
 typedef void (*backend_publish_cb)(void *arg, const char *id, const char *err);
 
 struct backend_events {
@@ -46,12 +55,14 @@ struct backend_ops {
 	struct backend *(*create)(struct event_base *base, const struct config *cfg,
 				  const struct backend_events *events);
 	void (*destroy)(struct backend *b);
-	/* data must be UTF-8; event NULL or a valid event name; sender names the
-	 * client that published (NULL: an app through the publish API), and its
-	 * messages are also announced to backend services where the backend
-	 * has a place for that (Redis: ferry:in:CHANNEL). cb may be NULL. */
+	/* data must be UTF-8; event NULL or a valid event name. A client's
+	 * messages (from != NULL) are also announced to backend services where
+	 * the backend has a place for that (Redis: ferry:in:CHANNEL), and its
+	 * numbered operations are stored once across instances (Redis; the
+	 * embedded backend has one instance, and send.c remembers). cb may be NULL. */
 	void (*publish)(struct backend *b, const char *channel, const char *event, const char *data,
-			size_t len, const char *sender, backend_publish_cb cb, void *arg);
+			size_t len, const struct publish_from *from, backend_publish_cb cb,
+			void *arg);
 	/* Messages after cursor (NULL: none, just the current position). */
 	void (*history)(struct backend *b, const char *channel, const char *cursor,
 			backend_history_cb cb, void *arg);

@@ -80,8 +80,8 @@ static struct mem_channel *channel_get(struct memory_backend *mb, const char *na
 }
 
 static void memory_publish(struct backend *b, const char *channel, const char *event,
-			   const char *data, size_t len, const char *sender, backend_publish_cb cb,
-			   void *arg)
+			   const char *data, size_t len, const struct publish_from *from,
+			   backend_publish_cb cb, void *arg)
 {
 	struct memory_backend *mb = (struct memory_backend *)b;
 	struct mem_channel *c = channel_get(mb, channel);

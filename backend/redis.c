@@ -50,8 +50,14 @@ static const char ferry_library[] =
 	"  return e\n"
 	"end\n"
 	"local function seq_of(id) return tonumber(string.match(id, '^0%-(%d+)$')) end\n"
-	/* FCALL ferry_publish 2 STREAM EPOCH  PUBSUB MAXLEN TTL FRESH EVENT DATA [SENDER INBOUND] */
+	/* FCALL ferry_publish 2|3 STREAM EPOCH [SENT]  PUBSUB MAXLEN TTL FRESH EVENT DATA
+	 *       [SENDER INBOUND [SEQ]]: with SENT and SEQ, an operation SEQ of SENDER
+	 *       already stored on this channel answers "dup" and is not stored again */
 	"local function publish(keys, args)\n"
+	"  local seq = keys[3] and tonumber(args[9] or '')\n"
+	"  if seq and seq <= tonumber(redis.call('HGET', keys[3], args[7]) or '0') then\n"
+	"    return 'dup'\n"
+	"  end\n"
 	"  local e = epoch_of(keys, args[4], args[3])\n"
 	"  local id = redis.call('XADD', keys[1], 'MAXLEN', args[2], '0-*', 'e', args[5], 'd', args[6])\n"
 	"  redis.call('PEXPIRE', keys[1], args[3])\n"
@@ -61,6 +67,10 @@ static const char ferry_library[] =
 	"  if args[7] and args[7] ~= '' then\n"
 	"    redis.call('PUBLISH', args[8], cjson.encode({id = mid, event = args[5],\n"
 	"      data = args[6], sender = args[7]}))\n"
+	"  end\n"
+	"  if seq then\n"
+	"    redis.call('HSET', keys[3], args[7], args[9])\n"
+	"    redis.call('PEXPIRE', keys[3], args[3])\n"
 	"  end\n"
 	"  return mid\n"
 	"end\n"
@@ -373,9 +383,12 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		res.msgs[res.nmsgs++] = message_new(hr->channel, id, pos, *event ? event : NULL,
 						    f->element[3]->str, f->element[3]->len);
 	}
-	/* remember where the channel is, for the replay after a reconnect */
+	/* A channel's position is what every local subscriber has had: the live
+	 * path and the catch-up move it. One subscriber's history answer may
+	 * be ahead of the others (messages published while our subscription was
+	 * down), so it only gives the first position of a channel. */
 	struct rchan *ch = dict_get(rb->channels, hr->channel);
-	if (ch && (strcmp(ch->epoch, epoch) != 0 || ch->seq < last)) {
+	if (ch && !ch->epoch[0]) {
 		snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
 		ch->seq = last;
 	}
@@ -538,8 +551,8 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 	const redisReply *reply = r;
 	replied(&((struct redis_backend *)ac->data)->cmd);
 	if (reply && reply->type == REDIS_REPLY_STRING) {
-		if (pr->cb)
-			pr->cb(pr->arg, reply->str, NULL);
+		if (pr->cb) /* "dup": a retried operation, stored before */
+			pr->cb(pr->arg, strcmp(reply->str, "dup") == 0 ? NULL : reply->str, NULL);
 	} else {
 		if (reply && reply->type == REDIS_REPLY_ERROR)
 			log_warn("redis: publish: %s", reply->str);
@@ -551,25 +564,30 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 }
 
 static void redis_publish(struct backend *b, const char *channel, const char *event,
-			  const char *data, size_t len, const char *sender, backend_publish_cb cb,
-			  void *arg)
+			  const char *data, size_t len, const struct publish_from *from,
+			  backend_publish_cb cb, void *arg)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
-	char stream[KEY_MAX], epoch_key[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX], fresh[9];
+	char stream[KEY_MAX], epoch_key[KEY_MAX], sent[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX];
+	char fresh[9], seq[24];
 	keys_of(channel, stream, epoch_key);
+	snprintf(sent, sizeof(sent), "ferry:{%s}:sent", channel);
 	snprintf(pubsub, sizeof(pubsub), "ferry:{%s}:pub", channel);
 	snprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
+	snprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
-	const char *argv[] = { "FCALL", "ferry_publish", "2", stream, epoch_key, pubsub, rb->maxlen,
-			       rb->ttl, fresh, event ? event : "", data, sender ? sender : "", inbound };
-	size_t lens[13];
-	for (int i = 0; i < 13; i++)
+	const char *argv[] = { "FCALL", "ferry_publish", "3", stream, epoch_key, sent, pubsub,
+			       rb->maxlen, rb->ttl, fresh, event ? event : "", data,
+			       from && from->sender ? from->sender : "", inbound,
+			       from && from->seq > 0 ? seq : "" };
+	size_t lens[15];
+	for (int i = 0; i < 15; i++)
 		lens[i] = strlen(argv[i]);
-	lens[10] = len;
+	lens[11] = len;
 	struct publish_req *pr = xcalloc(1, sizeof(*pr));
 	pr->cb = cb;
 	pr->arg = arg;
-	if (command(&rb->cmd, publish_reply, pr, 13, argv, lens) < 0) {
+	if (command(&rb->cmd, publish_reply, pr, 15, argv, lens) < 0) {
 		free(pr);
 		if (cb)
 			cb(arg, NULL, "backend unavailable");
@@ -661,6 +679,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens);
 }
 
+static void mark_unsubscribed(void *value, void *arg);
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
 	struct redis_backend *rb = ac->data;
@@ -668,6 +688,10 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	c->ac = NULL;
 	c->ready = 0;
 	c->inflight = 0;
+	/* from now until SUBSCRIBE is confirmed again, history waits (see
+	 * redis_history): an answer read now could skip what we are missing */
+	if (c->is_sub)
+		dict_foreach(rb->channels, mark_unsubscribed, NULL);
 	if (rb->closing)
 		return;
 	log_warn("redis: %s connection lost%s%s", c->name, status == REDIS_OK ? "" : ": ",

@@ -110,10 +110,10 @@ void hub_unsubscribe(struct hub *h, struct sub *sub)
 }
 
 void hub_publish(struct hub *h, const char *channel, const char *event, const char *data,
-		 size_t len, const char *sender, backend_publish_cb cb, void *arg)
+		 size_t len, const struct publish_from *from, backend_publish_cb cb, void *arg)
 {
 	h->f->metrics.messages_in++;
-	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, sender, cb, arg);
+	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, from, cb, arg);
 }
 
 static void deliver(void *arg, struct message *m)

@@ -255,7 +255,8 @@ static void publish(struct session *s, const struct proto_op *op)
 	pc->has_ref = op->has_ref;
 	strcpy(pc->channel, op->channel);
 	s->refs++;
-	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, s->id, publish_done,
+	struct publish_from from = { .sender = s->id };
+	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, &from, publish_done,
 		    pc);
 }
 

@@ -4,7 +4,9 @@
  * numbers its operations; ferry remembers, per client, the highest seq it
  * has published, so a POST retried after a lost answer publishes nothing
  * twice. The memory of a client lasts SENDER_TTL_MS after its last send.
- * (Across instances the same memory belongs in the shared backend.) */
+ * Across instances the backend keeps the same memory per channel
+ * (struct publish_from.seq; Redis: ferry:{CH}:sent), so a retry that lands
+ * on another instance is recognised there. */
 #include "send.h"
 
 #include <event2/event.h>
@@ -134,8 +136,8 @@ static void publish_next(struct batch *b)
 		return;
 	}
 	const struct proto_send_op *op = &b->ops.ops[b->next];
-	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, b->ops.client,
-		    published, b);
+	struct publish_from from = { .sender = b->ops.client, .seq = op->seq };
+	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, &from, published, b);
 }
 
 static void respond_json(struct httpconn *c, int status, const char *body)

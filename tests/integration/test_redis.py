@@ -909,8 +909,36 @@ def test_readme_redis_cli():
             loop.wait(timeout=WAIT)
 
 
+def test_send_is_idempotent_across_instances():
+    """A POST send retried on another instance publishes nothing twice: the
+    client's operation numbers live in Redis (ferry:{CH}:sent)."""
+    import urllib.request
+
+    def send(port, ops):
+        body = json.dumps({"client": "roamer", "ops": ops}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d/ferry/send" % port, data=body, method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(req, timeout=WAIT) as r:
+            return json.loads(r.read())
+
+    def op(seq, ch, data):
+        return {"seq": seq, "type": "publish", "channel": ch, "data": data}
+
+    with RedisServer() as r, Ferry("--redis", r.url, "--client-publish") as a, \
+            Ferry("--redis", r.url, "--client-publish") as b:
+        batch = [op(1, "chat", "a"), op(2, "other", "b"), op(3, "chat", "c")]
+        assert send(a.port, batch) == {"ack": 3}
+        assert send(b.port, batch) == {"ack": 3}          # the retry lands elsewhere
+        assert send(b.port, [op(3, "chat", "c"), op(4, "chat", "d")]) == {"ack": 4}
+        assert send(a.port, [op(4, "chat", "d")]) == {"ack": 4}
+        chat = [e[1][3] for e in r.command("XRANGE", "ferry:{chat}:stream", "-", "+")]
+        other = [e[1][3] for e in r.command("XRANGE", "ferry:{other}:stream", "-", "+")]
+        assert chat == ["a", "c", "d"] and other == ["b"], (chat, other)
+        assert int(r.cli("PTTL", "ferry:{chat}:sent")) > 0
+
+
 if __name__ == "__main__":
     require(REDIS_SERVER, REDIS_CLI, "jq", echo_service_path())
     run([test_key_layout, test_history_replay_and_trim, test_redis_unreachable_at_start, test_redis_loses_its_data,
          test_channel_expires_while_watched, test_echo_service,
-         test_readme_redis_cli])
+         test_readme_redis_cli, test_send_is_idempotent_across_instances])
