@@ -48,7 +48,7 @@ static const struct opt opts[] = {
 	  "another browser origin allowed to connect (repeatable; '*' for any; the same host always is)" },
 	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL, "serve PREFIXecho, a plain WebSocket echo endpoint" },
 	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
-	  "let WebSocket clients publish to channels" },
+	  "let clients publish to channels (WebSocket publish, POST send)" },
 	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug" },
 	{ "max-request-line", OPT_SIZE, F(max_request_line), 0, "8K", "BYTES",
 	  "longest request URI (over: 414)" },
