@@ -18,7 +18,9 @@ struct config {
 	int nallow_origin;
 	const char *redis_url;    /* NULL: embedded memory backend */
 	int redis_timeout_ms;     /* a Redis connection silent this long is dropped */
-	const char *upstream_url; /* reserved for the reverse proxy */
+	const char *upstream_url; /* the app behind ferry, or NULL */
+	int upstream_timeout_ms;  /* to the start of its answer */
+	const char *grip_key;     /* Grip-Sig signing key, or NULL */
 	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
 	const char *publish_key;  /* NULL: the publish API is open */
 	const char *log_level;

@@ -18,6 +18,7 @@ struct listener;
 struct client_link;
 struct dict;
 struct tls;
+struct upstream;
 
 /* What ferry does with a live client when it drains (SIGTERM). */
 struct client_link_ops {
@@ -46,6 +47,7 @@ struct ferry {
 	struct backend *backend;
 	struct listener *listener;
 	struct tls *tls;              /* NULL without --tls-listen */
+	struct upstream *upstream;    /* NULL without --upstream */
 	struct flush_list flush_pending; /* sockets with output to write this turn */
 	struct event *flush_ev;
 	struct metrics metrics;

@@ -34,6 +34,9 @@ struct http_parser {
 	int status;        /* response status on error */
 	const char *error; /* short reason on error */
 	int in_request, in_body, complete;
+	int head_paused;   /* stopped after the headers (pause_on_head) */
+	http_body_sink sink;
+	void *sink_arg;
 };
 
 static struct http_parser *parser_of(llhttp_t *ll)
@@ -190,7 +193,10 @@ static int on_headers_complete(llhttp_t *ll)
 {
 	struct http_parser *p = parser_of(ll);
 	struct http_request *r = &p->req;
-	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body)
+	/* With pause_on_head the caller decides first whether the body is
+	 * buffered (and limited) or streamed; http_parser_feed checks then. */
+	if (!p->limits.pause_on_head && (ll->flags & F_CONTENT_LENGTH) &&
+	    ll->content_length > p->limits.max_body)
 		return fail(p, 413, "request body too large");
 
 	/* The arena no longer moves until the next request: make pointers. */
@@ -205,7 +211,14 @@ static int on_headers_complete(llhttp_t *ll)
 	}
 	r->nheaders = p->noffs;
 	r->upgrade = ll->upgrade;
+	r->content_length = (ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1;
+	r->chunked = (ll->flags & F_CHUNKED) != 0;
+	r->keep_alive = llhttp_should_keep_alive(ll); /* known from the head; final at the end */
 	p->in_body = 1;
+	if (p->limits.pause_on_head) {
+		p->head_paused = 1;
+		return HPE_PAUSED;
+	}
 	return 0;
 }
 
@@ -213,6 +226,10 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
 	struct http_request *r = &p->req;
+	if (p->sink) {
+		p->sink(p->sink_arg, at, len);
+		return 0;
+	}
 	if (r->body_len + len > p->limits.max_body)
 		return fail(p, 413, "request body too large");
 	if (r->body_len + len + 1 > p->body_cap) {
@@ -295,6 +312,14 @@ enum http_parse_result http_parser_feed(struct http_parser *p, const char *data,
 		return HTTP_PARSE_ERROR;
 	if (p->complete)
 		return HTTP_PARSE_REQUEST;
+	if (p->head_paused) {
+		p->head_paused = 0;
+		if (!p->sink && p->req.content_length > (long long)p->limits.max_body) {
+			fail(p, 413, "request body too large");
+			return HTTP_PARSE_ERROR;
+		}
+		llhttp_resume(&p->ll);
+	}
 	llhttp_errno_t err = llhttp_execute(&p->ll, data, len);
 	switch (err) {
 	case HPE_OK:
@@ -304,7 +329,7 @@ enum http_parse_result http_parser_feed(struct http_parser *p, const char *data,
 	case HPE_PAUSED_UPGRADE:
 		*consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
 		split_url(p);
-		return HTTP_PARSE_REQUEST;
+		return p->head_paused ? HTTP_PARSE_HEAD : HTTP_PARSE_REQUEST;
 	default:
 		if (!p->status) {
 			p->status = 400;
@@ -314,8 +339,17 @@ enum http_parse_result http_parser_feed(struct http_parser *p, const char *data,
 	}
 }
 
+void http_parser_stream_body(struct http_parser *p, http_body_sink sink, void *arg)
+{
+	p->sink = sink;
+	p->sink_arg = arg;
+}
+
 void http_parser_next(struct http_parser *p)
 {
+	p->sink = NULL;
+	p->sink_arg = NULL;
+	p->head_paused = 0;
 	free((char *)p->req.path);
 	p->req.path = NULL;
 	p->req.method = NULL;
@@ -433,7 +467,9 @@ const char *http_status_text(int status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	default: return "Unknown";
 	}
 }

@@ -1,6 +1,6 @@
 /* http.h -- incremental HTTP/1.1 request parser with ferry's limits.
- * The only file that knows llhttp. Pure: bytes in, a request or an error
- * status out; the connection (httpconn.c) does the I/O. */
+ * With http_response.c, the only files that know llhttp. Pure: bytes in, a
+ * request or an error status out; the connection (httpconn.c) does the I/O. */
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
@@ -11,7 +11,8 @@ struct http_limits {
 	size_t max_request_line; /* URL bytes; over -> 414 */
 	size_t max_header_bytes; /* all header names and values; over -> 431 */
 	unsigned max_headers;    /* header count; over -> 431 */
-	size_t max_body;         /* body bytes; over -> 413 */
+	size_t max_body;         /* body bytes; over -> 413 (unless streamed) */
+	int pause_on_head;       /* stop after the headers (HTTP_PARSE_HEAD) */
 };
 
 struct http_header {
@@ -30,13 +31,20 @@ struct http_request {
 	unsigned nheaders;
 	char *body;          /* NUL-terminated for convenience; may contain NULs */
 	size_t body_len;
+	long long content_length; /* as declared, -1 without Content-Length */
+	int chunked;              /* Transfer-Encoding: chunked */
 };
 
 enum http_parse_result {
 	HTTP_PARSE_MORE,    /* all input consumed, request not complete */
 	HTTP_PARSE_REQUEST, /* a complete request is ready; bytes after it are not consumed */
 	HTTP_PARSE_ERROR,   /* http_parser_status() is the response status (400, 413, 414, 431) */
+	HTTP_PARSE_HEAD,    /* with pause_on_head: method, url, path, query and headers are
+			     * ready; feed on for the body (buffered, or streamed to a sink) */
 };
+
+/* Where a streamed body goes, piece by piece, instead of into req->body. */
+typedef void (*http_body_sink)(void *arg, const char *data, size_t len);
 
 struct http_parser;
 
@@ -48,6 +56,10 @@ void http_parser_free(struct http_parser *p);
  * bytes after the headers belong to the new protocol and are not consumed. */
 enum http_parse_result http_parser_feed(struct http_parser *p, const char *data, size_t len,
 					size_t *consumed);
+
+/* After HTTP_PARSE_HEAD: hand this request's body to sink as it arrives,
+ * without the --max-body limit (the reverse proxy streams it on). */
+void http_parser_stream_body(struct http_parser *p, http_body_sink sink, void *arg);
 
 /* Forget the current request and get ready for the next one (keep-alive). */
 void http_parser_next(struct http_parser *p);

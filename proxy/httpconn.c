@@ -37,6 +37,11 @@ struct httpconn {
 	int in_handler;  /* inside process(): do not recurse or free */
 	const struct httpconn_waiter_ops *waiter;
 	void *waiter_arg;
+	const struct httpconn_stream_ops *stream;
+	void *stream_arg;
+	int input_paused;
+	int after_head;  /* feed the parser once more even without input */
+	int tls;
 	char peer[64];
 };
 
@@ -74,9 +79,13 @@ static void enter_phase(struct httpconn *c, enum phase p)
 static void tell_waiter_gone(struct httpconn *c)
 {
 	const struct httpconn_waiter_ops *w = c->waiter;
+	const struct httpconn_stream_ops *st = c->stream;
 	c->waiter = NULL;
+	c->stream = NULL;
 	if (w)
 		w->gone(c->waiter_arg);
+	if (st)
+		st->gone(c->stream_arg);
 }
 
 /* Close the socket now; the struct lives on while someone holds it. */
@@ -141,6 +150,95 @@ const char *httpconn_peer(const struct httpconn *c)
 	return c->peer;
 }
 
+const struct http_request *httpconn_request(const struct httpconn *c)
+{
+	return http_parser_request(c->parser);
+}
+
+int httpconn_tls(const struct httpconn *c)
+{
+	return c->tls;
+}
+
+static void body_sink(void *arg, const char *data, size_t len)
+{
+	struct httpconn *c = arg;
+	if (c->stream)
+		c->stream->body(c->stream_arg, data, len);
+}
+
+void httpconn_stream(struct httpconn *c, const struct httpconn_stream_ops *ops, void *arg)
+{
+	c->stream = ops;
+	c->stream_arg = arg;
+	http_parser_stream_body(c->parser, body_sink, c);
+}
+
+void httpconn_pause_input(struct httpconn *c, int paused)
+{
+	if (c->input_paused == paused)
+		return;
+	c->input_paused = paused;
+	if (c->gone)
+		return;
+	/* stop the socket too, or its input would pile up in memory */
+	if (paused)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+	if (c->phase != PHASE_BODY)
+		return;
+	/* a client held back by a slow app is not the one being slow */
+	if (paused) {
+		event_del(c->timer);
+		return;
+	}
+	set_timer(c, c->f->cfg->body_timeout_ms);
+	if (!c->in_handler)
+		process(c);
+}
+
+struct evbuffer *httpconn_output(struct httpconn *c)
+{
+	return c->bev ? bufferevent_get_output(c->bev) : NULL;
+}
+
+int httpconn_output_full(struct httpconn *c)
+{
+	return c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES;
+}
+
+int httpconn_reusable(const struct httpconn *c)
+{
+	return c->keep_alive && !c->f->draining && !http_parser_in_request(c->parser);
+}
+
+/* The connection after an answer: the next request, or a lingering close. */
+static void answered(struct httpconn *c, int close_after)
+{
+	if (close_after) {
+		struct ferry *f = c->f;
+		linger_close(f, httpconn_detach(c)); /* c may be freed here */
+		return;
+	}
+	http_parser_next(c->parser);
+	enter_phase(c, PHASE_IDLE);
+	if (!c->in_handler)
+		process(c); /* a later answer: pipelined requests may be waiting */
+}
+
+void httpconn_stream_done(struct httpconn *c, int reusable)
+{
+	if (c->gone)
+		return;
+	c->stream = NULL;
+	if (c->input_paused) {
+		c->input_paused = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	answered(c, !reusable || !httpconn_reusable(c));
+}
+
 struct ferry *httpconn_ferry(const struct httpconn *c)
 {
 	return c->f;
@@ -153,8 +251,12 @@ static void respond(struct httpconn *c, int status, const char *headers, const c
 		return;
 	c->waiter = NULL;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	/* An answer before the request's end (a refused stream) cannot be
+	 * followed by another request: the rest of this one is still coming. */
 	int close_after = !c->keep_alive || c->f->draining || status == 400 || status == 408 ||
-			  status == 413 || status == 414 || status == 431;
+			  status == 413 || status == 414 || status == 431 ||
+			  http_parser_in_request(c->parser);
+	c->stream = NULL;
 	size_t before = evbuffer_get_length(out);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\nServer: ferry\r\nContent-Type: %s\r\n"
@@ -171,15 +273,7 @@ static void respond(struct httpconn *c, int status, const char *headers, const c
 	c->f->metrics.bytes_out += evbuffer_get_length(out) - before;
 	if (status >= 400)
 		c->f->metrics.errors[metrics_http_error(status)]++;
-	if (close_after) {
-		struct ferry *f = c->f;
-		linger_close(f, httpconn_detach(c)); /* c may be freed here */
-		return;
-	}
-	http_parser_next(c->parser);
-	enter_phase(c, PHASE_IDLE);
-	if (!c->in_handler)
-		process(c); /* a later answer: pipelined requests may be waiting */
+	answered(c, close_after);
 }
 
 void httpconn_respond(struct httpconn *c, int status, const char *headers, const char *ctype,
@@ -220,14 +314,21 @@ static void process(struct httpconn *c)
 {
 	httpconn_hold(c);
 	c->in_handler = 1;
-	while (!c->gone && (c->phase == PHASE_IDLE || c->phase == PHASE_HEADERS ||
-			    c->phase == PHASE_BODY)) {
+	while (!c->gone && !c->input_paused &&
+	       (c->phase == PHASE_IDLE || c->phase == PHASE_HEADERS || c->phase == PHASE_BODY)) {
 		struct evbuffer *in = bufferevent_get_input(c->bev);
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES)
 			break; /* the write callback resumes us */
 		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-			break;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+			/* A request without a body ends right after its head,
+			 * which the parser stopped at: let it say so. */
+			if (!c->after_head)
+				break;
+			v.iov_base = (void *)"";
+			v.iov_len = 0;
+		}
+		c->after_head = 0;
 		size_t used = 0;
 		enum http_parse_result rc = http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
@@ -238,13 +339,29 @@ static void process(struct httpconn *c)
 			break;
 		}
 		if (rc == HTTP_PARSE_MORE) {
-			if (http_parser_in_body(c->parser))
+			if (c->stream && c->phase == PHASE_BODY)
+				set_timer(c, c->f->cfg->body_timeout_ms); /* streamed: idle time */
+			else if (http_parser_in_body(c->parser))
 				enter_phase(c, PHASE_BODY);
 			else if (http_parser_in_request(c->parser))
 				enter_phase(c, PHASE_HEADERS);
 			continue;
 		}
 		const struct http_request *req = http_parser_request(c->parser);
+		if (rc == HTTP_PARSE_HEAD) {
+			c->keep_alive = req->keep_alive;
+			enter_phase(c, PHASE_BODY);
+			c->after_head = 1;
+			router_head(c, req); /* may take the request as a stream */
+			continue;
+		}
+		if (c->stream) {
+			/* a streamed request's end: its answer may still be coming */
+			c->keep_alive = req->keep_alive;
+			enter_phase(c, PHASE_RESPONDING);
+			c->stream->body_end(c->stream_arg);
+			continue;
+		}
 		c->keep_alive = req->keep_alive;
 		enter_phase(c, PHASE_RESPONDING);
 		router_dispatch(c, req);
@@ -261,7 +378,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-	process(arg); /* output drained below the pause mark */
+	struct httpconn *c = arg;
+	if (c->stream && c->stream->writable)
+		c->stream->writable(c->stream_arg);
+	if (!c->gone)
+		process(c); /* output drained below the pause mark */
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -314,19 +435,21 @@ static void destroy_cb(struct client_link *link)
 
 static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
-void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer)
+void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, int tls)
 {
 	const struct config *cfg = f->cfg;
 	struct httpconn *c = xcalloc(1, sizeof(*c));
 	c->f = f;
 	c->bev = bev;
 	c->refs = 1;
+	c->tls = tls;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	struct http_limits limits = {
 		.max_request_line = cfg->max_request_line,
 		.max_header_bytes = cfg->max_header_bytes,
 		.max_headers = (unsigned)cfg->max_headers,
 		.max_body = cfg->max_body,
+		.pause_on_head = cfg->upstream_url != NULL, /* proxied bodies stream */
 	};
 	c->parser = http_parser_new(&limits);
 	c->timer = evtimer_new(f->base, timer_cb, c);

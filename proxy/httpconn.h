@@ -13,8 +13,9 @@ struct http_request;
 struct bufferevent;
 struct evbuffer;
 
-/* Take ownership of bev (a freshly accepted connection). */
-void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer);
+/* Take ownership of bev (a freshly accepted connection); tls: it came in
+ * on a --tls-listen address. peer is "IP:PORT" or "[IP6]:PORT". */
+void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, int tls);
 
 /* Write the response to the current request. headers is "" or lines each
  * ending in "\r\n". The connection closes after it when the client asked to,
@@ -52,7 +53,33 @@ const char *httpconn_cors_origin(const struct httpconn *c);
  * holds any bytes after the request; the httpconn is freed. */
 struct bufferevent *httpconn_detach(struct httpconn *c);
 
+/* A request streamed through rather than answered here (the reverse proxy):
+ * taken at its head (HTTP_PARSE_HEAD), its body handed on piece by piece,
+ * the answer written as raw bytes to httpconn_output() and ended with
+ * httpconn_stream_done(). */
+struct httpconn_stream_ops {
+	void (*body)(void *arg, const char *data, size_t len); /* request body bytes */
+	void (*body_end)(void *arg);                           /* the request is complete */
+	void (*writable)(void *arg); /* client output drained below the pause mark */
+	void (*gone)(void *arg);     /* the client disconnected: stop, do not write */
+};
+void httpconn_stream(struct httpconn *c, const struct httpconn_stream_ops *ops, void *arg);
+/* Stop (1) or resume (0) reading the client's input: backpressure. */
+void httpconn_pause_input(struct httpconn *c, int paused);
+struct evbuffer *httpconn_output(struct httpconn *c);
+/* 1 when the output holds more than the pause mark. */
+int httpconn_output_full(struct httpconn *c);
+/* 1 if the connection may carry another request after this answer (the
+ * client wants it, the request is complete, ferry is not draining). */
+int httpconn_reusable(const struct httpconn *c);
+/* The streamed answer is complete; reusable 0 closes the connection after
+ * the output is written (a body framed by the close, an early answer). */
+void httpconn_stream_done(struct httpconn *c, int reusable);
+
 const char *httpconn_peer(const struct httpconn *c);
+/* The request being answered (valid until its answer is written). */
+const struct http_request *httpconn_request(const struct httpconn *c);
+int httpconn_tls(const struct httpconn *c);
 struct ferry *httpconn_ferry(const struct httpconn *c);
 
 #endif

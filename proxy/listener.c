@@ -80,7 +80,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 			evutil_closesocket(fd);
 		return;
 	}
-	httpconn_new(f, bev, peer);
+	httpconn_new(f, bev, peer, slot->tls);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)

@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
+#include "upstream.h"
 #include "longpoll.h"
 #include "send.h"
 
@@ -72,8 +73,6 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
-	if (cfg.upstream_url)
-		log_warn("--upstream is reserved: the reverse proxy is not built yet; ignoring it");
 	fit_connections_to_fd_limit(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -109,6 +108,14 @@ int main(int argc, char **argv)
 	send_init(&f);
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	if (cfg.upstream_url) {
+		char err[256];
+		if (!(f.upstream = upstream_new(&f, cfg.upstream_url, err, sizeof(err)))) {
+			log_error("%s", err);
+			rc = 2;
+			goto out;
+		}
+	}
 	if (cfg.ntls_listen && !(f.tls = tls_new(&cfg))) {
 		rc = 1;
 		goto out;
@@ -124,8 +131,9 @@ int main(int argc, char **argv)
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
-	log_info("ferryd %s ready: backend %s, prefix %s%s", PACKAGE_VERSION,
-		 f.backend->ops->name, cfg.prefix, cfg.echo ? ", echo on" : "");
+	log_info("ferryd %s ready: backend %s, prefix %s%s%s%s", PACKAGE_VERSION,
+		 f.backend->ops->name, cfg.prefix, cfg.echo ? ", echo on" : "",
+		 cfg.upstream_url ? ", upstream " : "", cfg.upstream_url ? cfg.upstream_url : "");
 
 	event_base_dispatch(f.base);
 
@@ -137,6 +145,7 @@ out:
 	if (f.drain_deadline)
 		event_free(f.drain_deadline);
 	ferry_close_all(&f);
+	upstream_free(f.upstream);
 	send_free(&f);
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);

@@ -12,7 +12,7 @@ static const char *const error_names[ERR_COUNT] = {
 };
 
 static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
-								"poll" };
+								"poll", "tunnel", "grip" };
 
 /* Why ferry.js left a transport; the last entry catches the rest. */
 static const char *const fallback_reasons[8] = {

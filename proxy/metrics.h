@@ -20,7 +20,12 @@ enum metric_error {
 	ERR_COUNT
 };
 
-enum metric_transport { TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_SSE, TRANSPORT_POLL, TRANSPORT_COUNT };
+enum metric_transport {
+	TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_SSE, TRANSPORT_POLL,
+	TRANSPORT_TUNNEL, /* WebSockets relayed to the app */
+	TRANSPORT_GRIP,   /* requests held by the app's GRIP instructions */
+	TRANSPORT_COUNT
+};
 
 struct metrics {
 	long connections[TRANSPORT_COUNT];

@@ -6,7 +6,7 @@
  *   publish/NAME      POST a message to a channel
  *   healthz, metrics  for load balancers and Prometheus
  *   ferry.js, "" and demo   the browser client and the demo page
- * Everything else is 404 until the reverse proxy lands. */
+ * Everything else goes to the app (--upstream, proxy/revproxy.c), or is 404. */
 #include "router.h"
 
 #include <event2/buffer.h>
@@ -26,6 +26,7 @@
 #include "log.h"
 #include "longpoll.h"
 #include "protocol.h"
+#include "revproxy.h"
 #include "send.h"
 #include "sse.h"
 #include "utf8.h"
@@ -195,6 +196,13 @@ static int offered(struct httpconn *c, const char *transport)
 		return 1;
 	httpconn_error(c, 404, "transport not offered (--transports)");
 	return 0;
+}
+
+void router_head(struct httpconn *c, const struct http_request *req)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (f->upstream && strncmp(req->path, f->cfg->prefix, strlen(f->cfg->prefix)) != 0)
+		revproxy_start(c, req);
 }
 
 void router_dispatch(struct httpconn *c, const struct http_request *req)

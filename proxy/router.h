@@ -9,4 +9,8 @@ struct http_request;
  * connection over (WebSocket upgrade). */
 void router_dispatch(struct httpconn *c, const struct http_request *req);
 
+/* A request whose head is in (with --upstream): the app's requests are
+ * taken now and streamed; ferry's own are left to complete. */
+void router_head(struct httpconn *c, const struct http_request *req);
+
 #endif

@@ -1,0 +1,137 @@
+/* tunnel.c -- relay bytes both ways between a client and the app.
+ * Each direction stops reading while the other side's output is over the
+ * mark, so a fast sender cannot make ferry hold more than that per
+ * direction. Either side closing ends both: what is queued to the client is
+ * still written (lingering close); what was queued to a closed client's app
+ * has no one left to answer. */
+#include "tunnel.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ferry.h"
+#include "linger.h"
+#include "log.h"
+#include "upstream.h"
+#include "xmalloc.h"
+
+#define TUNNEL_PAUSE_BYTES (256 * 1024)
+
+struct tunnel {
+	struct client_link link;
+	struct ferry *f;
+	struct bufferevent *client, *up;
+	int connected;
+	char peer[64];
+};
+
+static void tunnel_free(struct tunnel *t, int flush_client)
+{
+	struct ferry *f = t->f;
+	if (t->up)
+		bufferevent_free(t->up);
+	if (flush_client)
+		linger_close(f, t->client);
+	else
+		bufferevent_free(t->client);
+	ferry_client_remove(f, &t->link);
+	f->metrics.connections[TRANSPORT_TUNNEL]--;
+	free(t);
+	ferry_client_gone(f);
+}
+
+static struct bufferevent *other(struct tunnel *t, struct bufferevent *bev)
+{
+	return bev == t->client ? t->up : t->client;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct tunnel *t = arg;
+	struct bufferevent *to = other(t, bev);
+	struct evbuffer *out = bufferevent_get_output(to);
+	size_t n = evbuffer_get_length(bufferevent_get_input(bev));
+	if (bev == t->client)
+		t->f->metrics.bytes_in += n;
+	else
+		t->f->metrics.bytes_out += n;
+	evbuffer_add_buffer(out, bufferevent_get_input(bev));
+	if (evbuffer_get_length(out) > TUNNEL_PAUSE_BYTES)
+		bufferevent_disable(bev, EV_READ);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct tunnel *t = arg;
+	bufferevent_enable(other(t, bev), EV_READ); /* below the low mark again */
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	if (bev == t->up && (what & BEV_EVENT_CONNECTED)) {
+		t->connected = 1;
+		bufferevent_set_timeouts(t->up, NULL, NULL);
+		return;
+	}
+	if (bev == t->up && !t->connected) {
+		static const char bad[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+					  "Content-Length: 21\r\nConnection: close\r\n\r\n"
+					  "upstream unreachable\n";
+		log_info("tunnel %s: upstream %s", t->peer,
+			 (what & BEV_EVENT_TIMEOUT) ? "timed out" : "unreachable");
+		evbuffer_add(bufferevent_get_output(t->client), bad, sizeof(bad) - 1);
+		tunnel_free(t, 1);
+		return;
+	}
+	/* one side closed: the client still gets what the app said */
+	tunnel_free(t, bev == t->up);
+}
+
+static void drain_cb(struct client_link *link, int retry_ms)
+{
+	/* opaque bytes: ferry cannot say goodbye inside the app's protocol,
+	 * and the app is not going away; the tunnel ends at exit */
+}
+
+static void destroy_cb(struct client_link *link)
+{
+	tunnel_free((struct tunnel *)link, 0);
+}
+
+static const struct client_link_ops tunnel_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+
+void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *head,
+		  const char *peer)
+{
+	struct tunnel *t = xcalloc(1, sizeof(*t));
+	t->f = f;
+	t->client = client;
+	snprintf(t->peer, sizeof(t->peer), "%s", peer);
+	ferry_client_add(f, &t->link, &tunnel_link_ops, 1);
+	f->metrics.connections[TRANSPORT_TUNNEL]++;
+	f->metrics.connections_total[TRANSPORT_TUNNEL]++;
+	t->up = upstream_connect(f->upstream);
+	if (!t->up) {
+		evbuffer_free(head);
+		event_cb(NULL, BEV_EVENT_ERROR, t);
+		return;
+	}
+	struct timeval tv = { f->cfg->upstream_timeout_ms / 1000,
+			      (f->cfg->upstream_timeout_ms % 1000) * 1000 };
+	bufferevent_set_timeouts(t->up, NULL, &tv); /* the connect */
+	evbuffer_add_buffer(bufferevent_get_output(t->up), head);
+	evbuffer_free(head);
+	/* bytes the client sent after its request go first */
+	evbuffer_add_buffer(bufferevent_get_output(t->up), bufferevent_get_input(client));
+	for (int i = 0; i < 2; i++) {
+		struct bufferevent *bev = i ? t->up : t->client;
+		bufferevent_setcb(bev, read_cb, write_cb, event_cb, t);
+		bufferevent_setwatermark(bev, EV_WRITE, TUNNEL_PAUSE_BYTES / 4, 0);
+		bufferevent_set_timeouts(t->client, NULL, NULL);
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+	}
+}
