@@ -144,7 +144,7 @@ static void check_encoders(const struct proto_op *op)
 		expect_string(root, "event", op->event, op->event ? strlen(op->event) : 0);
 		expect_string(root, "data", op->data, op->data_len);
 		json_decref(root);
-		root = parse_back(proto_ack(ref, op->channel, "1-0", &len), len);
+		root = parse_back(proto_ack(ref, op->channel, "1-0", NULL, &len), len);
 		expect_ref(root, op);
 		json_decref(root);
 		break;

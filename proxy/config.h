@@ -14,6 +14,12 @@ struct config {
 	const char *tls_listen[CONFIG_MAX_LIST];   /* ADDR:PORT for HTTPS */
 	int ntls_listen;
 	const char *tls_cert, *tls_key;            /* PEM files */
+	const char *jwt_secret;       /* HS256 client tokens */
+	const char *jwt_public_key;   /* RS256 client tokens: PEM file */
+	const char *jwt_issuer, *jwt_audience;
+	const char *private_channels[CONFIG_MAX_LIST]; /* patterns */
+	int nprivate_channels;
+	int require_token;
 	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
 	int nallow_origin;
 	const char *redis_url;    /* NULL: embedded memory backend */
@@ -35,6 +41,9 @@ struct config {
 	int body_timeout_ms;
 	int idle_timeout_ms;
 	int max_connections;
+	int max_connections_per_ip; /* 0: no limit */
+	int rate_messages;          /* per client per second; 0: no limit */
+	int publish_rate;           /* publish API per second; 0: no limit */
 
 	size_t ws_max_message;
 	int ws_ping_ms;

@@ -7,16 +7,92 @@
 
 #include <event2/event.h>
 #include <event2/util.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "dict.h"
 
 #include "listener.h"
 #include "log.h"
+#include "xmalloc.h"
 
 #define DRAIN_TICK_MS 20
 
-void ferry_client_add(struct ferry *f, struct client_link *link, const struct client_link_ops *ops,
-		      int long_lived)
+struct ip_count {
+	char ip[64];
+	int n;
+};
+
+/* "1.2.3.4:5678" or "[::1]:5678" -> the address alone */
+static void address_of(const char *peer, char *out, size_t outsz)
 {
+	if (peer[0] == '[') {
+		size_t n = strcspn(peer + 1, "]");
+		snprintf(out, outsz, "%.*s", (int)n, peer + 1);
+		return;
+	}
+	const char *colon = strrchr(peer, ':');
+	snprintf(out, outsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
+}
+
+int ferry_ip_full(struct ferry *f, const char *peer)
+{
+	if (!f->cfg->max_connections_per_ip || !f->per_ip)
+		return 0;
+	char ip[64];
+	address_of(peer, ip, sizeof(ip));
+	struct ip_count *ic = dict_get(f->per_ip, ip);
+	return ic && ic->n >= f->cfg->max_connections_per_ip;
+}
+
+static void ip_add(struct ferry *f, struct client_link *link, const char *peer)
+{
+	link->ip = NULL;
+	if (!f->cfg->max_connections_per_ip || !peer)
+		return;
+	if (!f->per_ip)
+		f->per_ip = dict_new();
+	char ip[64];
+	address_of(peer, ip, sizeof(ip));
+	struct ip_count *ic = dict_get(f->per_ip, ip);
+	if (!ic) {
+		ic = xcalloc(1, sizeof(*ic));
+		memcpy(ic->ip, ip, sizeof(ic->ip));
+		dict_put(f->per_ip, ic->ip, ic);
+	}
+	ic->n++;
+	link->ip = ic;
+}
+
+static void ip_remove(struct ferry *f, struct client_link *link)
+{
+	struct ip_count *ic = link->ip;
+	link->ip = NULL;
+	if (ic && --ic->n == 0) {
+		dict_del(f->per_ip, ic->ip);
+		free(ic);
+	}
+}
+
+static void free_count(void *value, void *arg)
+{
+	free(value);
+}
+
+void ferry_ip_free(struct ferry *f)
+{
+	if (!f->per_ip)
+		return;
+	dict_foreach(f->per_ip, free_count, NULL);
+	dict_free(f->per_ip);
+	f->per_ip = NULL;
+}
+
+void ferry_client_add(struct ferry *f, struct client_link *link, const struct client_link_ops *ops,
+		      int long_lived, const char *peer)
+{
+	ip_add(f, link, peer);
 	link->ops = ops;
 	link->long_lived = long_lived;
 	link->notified = 0;
@@ -28,6 +104,7 @@ void ferry_client_remove(struct ferry *f, struct client_link *link)
 {
 	TAILQ_REMOVE(link->notified ? &f->notified : &f->clients, link, entry);
 	f->nclients--;
+	ip_remove(f, link);
 }
 
 void ferry_client_gone(struct ferry *f)

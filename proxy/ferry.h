@@ -6,6 +6,7 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 
+#include "bucket.h"
 #include "config.h"
 #include "flush.h"
 #include "metrics.h"
@@ -19,6 +20,7 @@ struct client_link;
 struct dict;
 struct tls;
 struct upstream;
+struct jwt_verifier;
 
 /* What ferry does with a live client when it drains (SIGTERM). */
 struct client_link_ops {
@@ -31,8 +33,11 @@ struct client_link_ops {
 };
 
 /* Embedded in every client connection so ferry can find it to drain. */
+struct ip_count;
+
 struct client_link {
 	const struct client_link_ops *ops;
+	struct ip_count *ip;  /* its address's count (--max-connections-per-ip) */
 	int long_lived; /* streams and sockets: closes are spread over the drain window */
 	int notified;
 	TAILQ_ENTRY(client_link) entry;
@@ -48,6 +53,9 @@ struct ferry {
 	struct listener *listener;
 	struct tls *tls;              /* NULL without --tls-listen */
 	struct upstream *upstream;    /* NULL without --upstream */
+	struct jwt_verifier *jwt;     /* NULL without --jwt-secret/--jwt-public-key */
+	struct bucket publish_bucket; /* --publish-rate */
+	struct dict *per_ip;          /* address -> open connections (--max-connections-per-ip) */
 	struct flush_list flush_pending; /* sockets with output to write this turn */
 	struct event *flush_ev;
 	struct metrics metrics;
@@ -70,9 +78,15 @@ struct ferry {
 	struct event *drain_tick, *drain_deadline;
 };
 
+/* peer ("IP:PORT", or NULL) is counted against --max-connections-per-ip
+ * until the link is removed: a connection that changes hands (an HTTP
+ * connection upgrading) is removed by one owner and added by the next. */
 void ferry_client_add(struct ferry *f, struct client_link *link, const struct client_link_ops *ops,
-		      int long_lived);
+		      int long_lived, const char *peer);
 void ferry_client_remove(struct ferry *f, struct client_link *link);
+/* 1 when peer's address has --max-connections-per-ip connections open. */
+int ferry_ip_full(struct ferry *f, const char *peer);
+void ferry_ip_free(struct ferry *f);
 
 /* Start draining: stop accepting, tell clients to go, exit within the bound. */
 void ferry_drain(struct ferry *f);

@@ -455,7 +455,7 @@ void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, in
 	c->timer = evtimer_new(f->base, timer_cb, c);
 	c->phase = PHASE_RESPONDING; /* so enter_phase(IDLE) arms the timer */
 	enter_phase(c, PHASE_IDLE);
-	ferry_client_add(f, &c->link, &httpconn_link_ops, 0);
+	ferry_client_add(f, &c->link, &httpconn_link_ops, 0, peer);
 	f->metrics.connections[TRANSPORT_HTTP]++;
 	f->metrics.connections_total[TRANSPORT_HTTP]++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);

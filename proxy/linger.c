@@ -76,7 +76,7 @@ void linger_close(struct ferry *f, struct bufferevent *bev)
 	struct lingering *l = xcalloc(1, sizeof(*l));
 	l->f = f;
 	l->bev = bev;
-	ferry_client_add(f, &l->link, &linger_link_ops, 0);
+	ferry_client_add(f, &l->link, &linger_link_ops, 0, NULL);
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, l);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, f->tv_close, f->tv_close);

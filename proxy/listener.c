@@ -66,13 +66,29 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		(void)rc;
 		evutil_closesocket(fd);
 		f->metrics.errors[ERR_CONN_REFUSED]++;
+		f->metrics.limited[LIMIT_CONNECTIONS]++;
 		log_warn("refusing connection: %d open (--max-connections)", f->nclients);
+		return;
+	}
+	char peer[64];
+	format_peer(sa, peer, sizeof(peer));
+	if (ferry_ip_full(f, peer)) {
+		/* the same best-effort answer; TLS has no plain-text way to say it */
+		static const char many[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+					   "Content-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+					   "too many connections from your IP\n";
+		if (!slot->tls) {
+			ssize_t rc = send(fd, many, sizeof(many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)rc;
+		}
+		evutil_closesocket(fd);
+		f->metrics.limited[LIMIT_CONN_PER_IP]++;
+		log_info("refusing connection from %s: --max-connections-per-ip %d", peer,
+			 f->cfg->max_connections_per_ip);
 		return;
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	char peer[64];
-	format_peer(sa, peer, sizeof(peer));
 	struct bufferevent *bev = slot->tls ? tls_bufferevent(f->tls, f->base, fd)
 					    : bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth.h"
 #include "backend.h"
 #include "ferry.h"
 #include "hub.h"
@@ -108,8 +109,13 @@ int main(int argc, char **argv)
 	send_init(&f);
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+	char err[256];
+	if (auth_init(&f, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		rc = 2;
+		goto out;
+	}
 	if (cfg.upstream_url) {
-		char err[256];
 		if (!(f.upstream = upstream_new(&f, cfg.upstream_url, err, sizeof(err)))) {
 			log_error("%s", err);
 			rc = 2;
@@ -145,7 +151,9 @@ out:
 	if (f.drain_deadline)
 		event_free(f.drain_deadline);
 	ferry_close_all(&f);
+	ferry_ip_free(&f);
 	upstream_free(f.upstream);
+	auth_free(&f);
 	send_free(&f);
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);

@@ -5,10 +5,14 @@
 #include <string.h>
 
 static const char *const error_names[ERR_COUNT] = {
-	"http_400", "http_403", "http_404", "http_405", "http_408", "http_413", "http_414",
-	"http_426", "http_431", "http_503", "http_other", "ws_protocol", "ws_bad_utf8",
-	"ws_too_big", "ws_refused_op", "ws_ping_timeout", "slow_consumer", "conn_refused",
-	"publish_failed",
+	"http_400", "http_401", "http_403", "http_404", "http_405", "http_408", "http_413",
+	"http_414", "http_426", "http_429", "http_431", "http_502", "http_503", "http_504",
+	"http_other", "ws_protocol", "ws_bad_utf8", "ws_too_big", "ws_refused_op",
+	"ws_ping_timeout", "slow_consumer", "conn_refused", "publish_failed", "forbidden",
+};
+
+static const char *const limit_names[LIMIT_COUNT] = {
+	"client_rate", "connections_per_ip", "connections", "publish_rate", "subscriptions",
 };
 
 static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
@@ -32,6 +36,10 @@ enum metric_error metrics_http_error(int status)
 {
 	switch (status) {
 	case 400: return ERR_HTTP_400;
+	case 401: return ERR_HTTP_401;
+	case 429: return ERR_HTTP_429;
+	case 502: return ERR_HTTP_502;
+	case 504: return ERR_HTTP_504;
 	case 403: return ERR_HTTP_403;
 	case 404: return ERR_HTTP_404;
 	case 405: return ERR_HTTP_405;
@@ -75,6 +83,11 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int e = 0; e < ERR_COUNT; e++)
 		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
 				    m->errors[e]);
+	evbuffer_add_printf(out, "# HELP ferry_limited_total Requests, operations and connections a limit slowed or refused.\n"
+				 "# TYPE ferry_limited_total counter\n");
+	for (int i = 0; i < LIMIT_COUNT; i++)
+		evbuffer_add_printf(out, "ferry_limited_total{limit=\"%s\"} %llu\n", limit_names[i],
+				    m->limited[i]);
 	evbuffer_add_printf(out, "# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"
 				 "# TYPE ferry_fallbacks_total counter\n");
 	for (int i = 0; i < 8; i++)

@@ -72,6 +72,16 @@ int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **
 		op->json = root;
 		return 0;
 	}
+	if (strcmp(type, "auth") == 0) {
+		op->type = PROTO_AUTH;
+		op->data = get_string(root, "token", &op->data_len);
+		if (!op->data) {
+			*err = "auth needs a string token";
+			goto fail;
+		}
+		op->json = root;
+		return 0;
+	}
 	if (strcmp(type, "subscribe") == 0)
 		op->type = PROTO_SUBSCRIBE;
 	else if (strcmp(type, "unsubscribe") == 0)
@@ -213,12 +223,24 @@ char *proto_reset(const char *channel, const char *reason, const char *cursor, s
 	return dump(o, len_out);
 }
 
-char *proto_ack(const long long *ref, const char *channel, const char *id, size_t *len_out)
+char *proto_ack(const long long *ref, const char *channel, const char *id, const char *reply,
+		size_t *len_out)
 {
 	json_t *o = frame("ack");
 	set_ref(o, ref);
 	json_object_set_new(o, "channel", json_string(channel));
-	json_object_set_new(o, "id", json_string(id));
+	if (id)
+		json_object_set_new(o, "id", json_string(id));
+	if (reply)
+		json_object_set_new(o, "reply", json_string(reply));
+	return dump(o, len_out);
+}
+
+char *proto_authenticated(const long long *ref, const char *identity, size_t *len_out)
+{
+	json_t *o = frame("authenticated");
+	set_ref(o, ref);
+	json_object_set_new(o, "identity", json_string(identity));
 	return dump(o, len_out);
 }
 
@@ -257,11 +279,13 @@ char *proto_event_json(const struct proto_event *ev, size_t *len_out)
 	case PEV_UNSUBSCRIBED:
 		return proto_unsubscribed(ev->channel, ev->ref, len_out);
 	case PEV_ACK:
-		return proto_ack(ev->ref, ev->channel, ev->id, len_out);
+		return proto_ack(ev->ref, ev->channel, ev->id, ev->reply, len_out);
 	case PEV_ERROR:
 		return proto_error(ev->ref, ev->code, ev->message, len_out);
 	case PEV_PONG:
 		return proto_pong(ev->ref, len_out);
+	case PEV_AUTHENTICATED:
+		return proto_authenticated(ev->ref, ev->id, len_out);
 	}
 	abort(); /* every type is handled above */
 }

@@ -10,7 +10,7 @@
 #define PROTO_MAX_EVENT 64    /* bytes in an event name */
 #define PROTO_MAX_CURSOR 64   /* bytes in a message id / cursor */
 
-enum proto_op_type { PROTO_SUBSCRIBE, PROTO_UNSUBSCRIBE, PROTO_PUBLISH, PROTO_PING };
+enum proto_op_type { PROTO_SUBSCRIBE, PROTO_UNSUBSCRIBE, PROTO_PUBLISH, PROTO_PING, PROTO_AUTH };
 
 /* A decoded client operation. Strings point into storage owned by the op:
  * valid until proto_op_release(). Absent optional fields are NULL. */
@@ -19,7 +19,7 @@ struct proto_op {
 	const char *channel; /* subscribe, unsubscribe, publish */
 	const char *cursor;  /* subscribe: resume after this message id */
 	const char *event;   /* publish */
-	const char *data;    /* publish */
+	const char *data;    /* publish; auth: the token */
 	size_t data_len;
 	long long ref;       /* client's correlation number, echoed in replies */
 	int has_ref;
@@ -45,7 +45,11 @@ char *proto_subscribed(const char *channel, const char *cursor, const long long 
 		       size_t *len_out);
 char *proto_unsubscribed(const char *channel, const long long *ref, size_t *len_out);
 char *proto_reset(const char *channel, const char *reason, const char *cursor, size_t *len_out);
-char *proto_ack(const long long *ref, const char *channel, const char *id, size_t *len_out);
+/* id NULL: nothing was published (the app's callback took the message);
+ * reply: the app's answer for this client, or NULL. */
+char *proto_ack(const long long *ref, const char *channel, const char *id, const char *reply,
+		size_t *len_out);
+char *proto_authenticated(const long long *ref, const char *identity, size_t *len_out);
 char *proto_error(const long long *ref, const char *code, const char *message, size_t *len_out);
 char *proto_pong(const long long *ref, size_t *len_out);
 
@@ -61,6 +65,7 @@ enum proto_event_type {
 	PEV_ACK,          /* ref, channel, id */
 	PEV_ERROR,        /* ref, code, message */
 	PEV_PONG,         /* ref */
+	PEV_AUTHENTICATED, /* ref, id (the identity) */
 };
 
 struct proto_event {
@@ -68,6 +73,7 @@ struct proto_event {
 	const char *session;
 	unsigned heartbeat;
 	const char *channel, *cursor, *reason, *id, *code, *message;
+	const char *reply; /* PEV_ACK: the app's answer (publish callback) */
 	const long long *ref;
 };
 

@@ -19,6 +19,8 @@
 #include <strings.h>
 
 #include "assets.h"
+#include "auth.h"
+#include "bucket.h"
 #include "ferry.h"
 #include "http.h"
 #include "httpconn.h"
@@ -83,9 +85,12 @@ static void metrics(struct httpconn *c)
 	evbuffer_free(buf);
 }
 
-/* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key: KEY". */
-static int publish_authorized(const struct config *cfg, const struct http_request *req)
+/* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key:
+ * KEY"; instead of the key, a token (auth.h) whose "publish" claim names
+ * the channel will do. */
+static int publish_authorized(struct ferry *f, const struct http_request *req, const char *channel)
 {
+	const struct config *cfg = f->cfg;
 	if (!cfg->publish_key)
 		return 1;
 	const char *key = http_request_header(req, "X-Ferry-Key");
@@ -93,7 +98,37 @@ static int publish_authorized(const struct config *cfg, const struct http_reques
 	if (!key && auth && strncasecmp(auth, "Bearer ", 7) == 0)
 		key = auth + 7;
 	size_t want = strlen(cfg->publish_key);
-	return key && strlen(key) == want && CRYPTO_memcmp(key, cfg->publish_key, want) == 0;
+	if (key && strlen(key) == want && CRYPTO_memcmp(key, cfg->publish_key, want) == 0)
+		return 1;
+	if (!key || !f->jwt)
+		return 0;
+	struct identity id = { 0 };
+	const char *err;
+	int ok = auth_token(f, key, strlen(key), &id, &err) == 0 &&
+		 jwt_patterns_match(id.claims.publish, id.claims.npublish, channel);
+	identity_clear(&id);
+	return ok;
+}
+
+/* --publish-rate: one bucket for the whole API, so a runaway publisher
+ * cannot take the fan-out from everyone else. */
+static int publish_rate_ok(struct httpconn *c)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (!f->cfg->publish_rate)
+		return 1;
+	struct timeval now;
+	event_base_gettimeofday_cached(f->base, &now);
+	double wait_s;
+	if (bucket_take(&f->publish_bucket, f->cfg->publish_rate, 2.0 * f->cfg->publish_rate,
+			&now, &wait_s))
+		return 1;
+	f->metrics.limited[LIMIT_PUBLISH_RATE]++;
+	char hdr[40];
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
+	log_info("publish %s: over --publish-rate", httpconn_peer(c));
+	httpconn_respond(c, 429, hdr, "text/plain; charset=utf-8", "publish rate exceeded\n", 22);
+	return 0;
 }
 
 static void publish_done(void *arg, const char *id, const char *err)
@@ -121,7 +156,7 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 		method_not_allowed(c, "POST");
 		return;
 	}
-	if (!publish_authorized(f->cfg, req)) {
+	if (!publish_authorized(f, req, channel)) {
 		httpconn_error(c, f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
 							  http_request_header(req, "Authorization"))
 					  ? 403 : 401,
@@ -132,6 +167,8 @@ static void publish(struct httpconn *c, const struct http_request *req, const ch
 		httpconn_error(c, 400, "invalid channel name");
 		return;
 	}
+	if (!publish_rate_ok(c))
+		return;
 	char event[PROTO_MAX_EVENT + 2];
 	size_t pos = 0;
 	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));

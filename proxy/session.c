@@ -2,9 +2,11 @@
 #include "session.h"
 
 #include <event2/util.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "hub.h"
@@ -23,6 +25,8 @@ struct session {
 	int closed;     /* the transport is gone or going: send nothing more */
 	struct sub_list subs;
 	int nsubs;
+	struct identity identity;
+	int need_auth;  /* --require-token and none came with the handshake */
 };
 
 struct session *session_new(struct ferry *f, const struct transport_ops *ops, void *t)
@@ -55,7 +59,18 @@ void session_free(struct session *s)
 	while ((sub = LIST_FIRST(&s->subs)) != NULL)
 		hub_unsubscribe(s->f->hub, sub);
 	s->nsubs = 0;
+	identity_clear(&s->identity);
 	session_release(s);
+}
+
+struct identity *session_identity(struct session *s)
+{
+	return &s->identity;
+}
+
+void session_require_auth(struct session *s)
+{
+	s->need_auth = 1;
 }
 
 static void send_event(struct session *s, const struct proto_event *ev)
@@ -105,7 +120,14 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		send_error(s, ref, "already_subscribed", "already subscribed to this channel");
 		return;
 	}
+	const char *why = auth_can_subscribe(s->f, &s->identity, channel);
+	if (why) {
+		s->f->metrics.errors[ERR_FORBIDDEN]++;
+		send_error(s, ref, "forbidden", why);
+		return;
+	}
 	if (s->nsubs >= s->f->cfg->max_subscriptions) {
+		s->f->metrics.limited[LIMIT_SUBSCRIPTIONS]++;
 		send_error(s, ref, "too_many_subscriptions", "subscription limit reached");
 		return;
 	}
@@ -245,8 +267,10 @@ static void publish_done(void *arg, const char *id, const char *err)
 static void publish(struct session *s, const struct proto_op *op)
 {
 	const long long *ref = op->has_ref ? &op->ref : NULL;
-	if (!s->f->cfg->client_publish) {
-		send_error(s, ref, "forbidden", "publishing from clients is disabled");
+	const char *why = auth_can_publish(s->f, &s->identity, op->channel);
+	if (why) {
+		s->f->metrics.errors[ERR_FORBIDDEN]++;
+		send_error(s, ref, "forbidden", why);
 		return;
 	}
 	struct publish_ctx *pc = xcalloc(1, sizeof(*pc));
@@ -269,7 +293,30 @@ void session_handle(struct session *s, const char *json, size_t len)
 		return;
 	}
 	const long long *ref = op.has_ref ? &op.ref : NULL;
+	if (s->need_auth && op.type != PROTO_AUTH) {
+		s->f->metrics.errors[ERR_FORBIDDEN]++;
+		s->closed = 1;
+		s->ops->close(s->t, WS_CLOSE_POLICY, "token required: send an auth operation first");
+		proto_op_release(&op);
+		return;
+	}
 	switch (op.type) {
+	case PROTO_AUTH: {
+		if (auth_token(s->f, op.data, op.data_len, &s->identity, &err) < 0) {
+			char reason[96];
+			snprintf(reason, sizeof(reason), "invalid token: %s", err);
+			log_info("session %s: %s", s->id, reason);
+			s->f->metrics.errors[ERR_FORBIDDEN]++;
+			s->closed = 1;
+			s->ops->close(s->t, WS_CLOSE_POLICY, reason);
+			break;
+		}
+		s->need_auth = 0;
+		struct proto_event ev = { .type = PEV_AUTHENTICATED, .ref = ref,
+					  .id = s->identity.name };
+		send_event(s, &ev);
+		break;
+	}
 	case PROTO_SUBSCRIBE:
 		session_subscribe(s, op.channel, op.cursor, ref);
 		break;

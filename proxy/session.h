@@ -12,6 +12,7 @@ struct ferry;
 struct session;
 struct sub;
 struct message;
+struct identity;
 
 /* The transport owns the session: it creates it and frees it when its
  * connection is gone. t is handed back to ops. */
@@ -39,6 +40,11 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m);
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res);
 
 int session_subscriptions(const struct session *s);
+/* Who the client is: the transport fills it from the request before
+ * subscribing (auth.h); the session frees it. */
+struct identity *session_identity(struct session *s);
+/* Refuse every operation but auth until a valid token comes (--require-token). */
+void session_require_auth(struct session *s);
 const char *session_id(const struct session *s);
 
 #endif

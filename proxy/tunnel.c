@@ -111,7 +111,7 @@ void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *
 	t->f = f;
 	t->client = client;
 	snprintf(t->peer, sizeof(t->peer), "%s", peer);
-	ferry_client_add(f, &t->link, &tunnel_link_ops, 1);
+	ferry_client_add(f, &t->link, &tunnel_link_ops, 1, peer);
 	f->metrics.connections[TRANSPORT_TUNNEL]++;
 	f->metrics.connections_total[TRANSPORT_TUNNEL]++;
 	t->up = upstream_connect(f->upstream);

@@ -7,14 +7,22 @@
 struct httpconn;
 struct http_request;
 struct cursor;
+struct identity;
 
 /* 0 to go on; -1 when the request was refused (405, 403, 503). */
 int admission_check(struct httpconn *c, const struct http_request *req);
 
 /* Parse every ch=NAME[,CURSOR] (at least one, at most --max-subscriptions,
- * no channel twice) into a malloc'd array the caller frees. Returns the
- * count, or -1 when the request was refused with 400. */
-int admission_channels(struct httpconn *c, const struct http_request *req, struct cursor **out);
+ * no channel twice) into a malloc'd array the caller frees, after reading
+ * the request's token into id (the caller hands it to its session, or
+ * clears it). Returns the count, or -1 when the request was refused: 400
+ * (bad ch=), 401 (invalid token, or none with --require-token), 403 (a
+ * channel the client may not subscribe to); id is then empty. */
+int admission_channels(struct httpconn *c, const struct http_request *req, struct cursor **out,
+		       struct identity *id);
+
+/* The token part alone (POST send): 0, or -1 when refused with 401. */
+int admission_identity(struct httpconn *c, const struct http_request *req, struct identity *id);
 
 /* The drain's 503: Retry-After in seconds, at least 1. */
 void admission_retry_later(struct httpconn *c, int retry_ms);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "auth.h"
 #include "cursor.h"
 #include "dict.h"
 #include "ferry.h"
@@ -309,8 +310,9 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
 	struct cursor *cursors;
+	struct identity id = { 0 };
 	int n, len;
-	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors)) < 0)
+	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors, &id)) < 0)
 		return;
 	struct poll_req *p = xcalloc(1, sizeof(*p));
 	p->cursors = cursors;
@@ -327,6 +329,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 		    !callback_valid(value)) {
 			free(p->cursors);
 			free(p);
+			identity_clear(&id);
 			httpconn_error(c, 400, cfg->jsonp ? "invalid callback" : "JSONP is not enabled");
 			return;
 		}
@@ -359,6 +362,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 		dict_put(f->polls, p->client, p);
 	}
 	p->session = session_new(f, &poll_transport, p);
+	*session_identity(p->session) = id; /* the session owns it now */
 	for (int i = 0; i < n; i++)
 		session_subscribe(p->session, p->cursors[i].channel,
 				  p->cursors[i].id[0] ? p->cursors[i].id : NULL, NULL);
@@ -366,5 +370,6 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 bad:
 	free(p->cursors);
 	free(p);
+	identity_clear(&id);
 	httpconn_error(c, 400, "invalid client= parameter");
 }

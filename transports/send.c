@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
+#include "auth.h"
+#include "bucket.h"
 #include "dict.h"
 #include "ferry.h"
 #include "http.h"
@@ -32,6 +35,7 @@ struct sender {
 	long long seq;      /* highest seq published (acknowledged by the backend) */
 	int busy;           /* a POST of this client is being published */
 	struct timeval last;
+	struct bucket rate; /* --rate-messages */
 };
 
 struct sweep_ctx {
@@ -164,19 +168,34 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		httpconn_error(c, 403, "origin not allowed");
 		return;
 	}
-	if (!f->cfg->client_publish) {
-		respond_json(c, 403, "{\"error\":\"forbidden\",\"message\":\"publishing from clients is disabled\"}");
+	struct identity id = { 0 };
+	if (admission_identity(c, req, &id) < 0)
 		return;
-	}
 	struct proto_send batch;
 	const char *err;
 	if (proto_decode_send(req->body, req->body_len, &batch, &err) < 0) {
 		char body[160];
 		snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"message\":\"%s\"}", err);
 		log_info("send %s: 400 %s", httpconn_peer(c), err);
+		identity_clear(&id);
 		respond_json(c, 400, body);
 		return;
 	}
+	/* Every operation is allowed, or none is published. */
+	for (size_t i = 0; i < batch.nops; i++) {
+		const char *why = auth_can_publish(f, &id, batch.ops[i].channel);
+		if (why) {
+			char body[200];
+			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}", why);
+			f->metrics.errors[ERR_FORBIDDEN]++;
+			log_info("send %s: 403 %s", httpconn_peer(c), why);
+			proto_send_release(&batch);
+			identity_clear(&id);
+			respond_json(c, 403, body);
+			return;
+		}
+	}
+	identity_clear(&id);
 	struct sender *s = dict_get(f->senders, batch.client);
 	if (!s) {
 		if (dict_count(f->senders) >= MAX_SENDERS) {
@@ -197,6 +216,29 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"busy\"}", s->seq);
 		respond_json(c, 503, body);
 		return;
+	}
+	if (f->cfg->rate_messages) {
+		/* each new message takes a token; short of them, nothing is
+		 * published and the client is told when to send again */
+		double wait_s = 0;
+		for (size_t i = 0; i < batch.nops; i++)
+			if (batch.ops[i].seq > s->seq &&
+			    !bucket_take(&s->rate, f->cfg->rate_messages, 2.0 * f->cfg->rate_messages,
+					 &s->last, &wait_s))
+				break;
+		if (wait_s > 0) {
+			char body[96], hdr[320];
+			const char *cors = httpconn_cors_origin(c);
+			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}", s->seq);
+			snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\nCache-Control: no-store\r\n%s%s%s",
+				 1 + (int)wait_s, cors ? "Access-Control-Allow-Origin: " : "",
+				 cors ? cors : "", cors ? "\r\nVary: Origin\r\n" : "");
+			f->metrics.limited[LIMIT_CLIENT_RATE]++;
+			log_info("send %s: client %s over --rate-messages", httpconn_peer(c), s->id);
+			proto_send_release(&batch);
+			httpconn_respond(c, 429, hdr, "application/json", body, strlen(body));
+			return;
+		}
 	}
 	struct batch *b = xcalloc(1, sizeof(*b));
 	b->f = f;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "auth.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "http.h"
@@ -335,8 +336,9 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
 	struct cursor *cursors;
+	struct identity id = { 0 };
 	int n;
-	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors)) < 0)
+	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors, &id)) < 0)
 		return;
 	/* Last-Event-ID (the browser's reconnect) overrides the URL's cursors. */
 	/* event-source-polyfill sends it as a query parameter instead */
@@ -378,7 +380,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 
-	ferry_client_add(f, &s->link, &sse_link_ops, 1);
+	ferry_client_add(f, &s->link, &sse_link_ops, 1, s->peer);
 	f->metrics.connections[TRANSPORT_SSE]++;
 	f->metrics.connections_total[TRANSPORT_SSE]++;
 	bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
@@ -393,6 +395,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	}
 	evbuffer_add_printf(s->early, "retry: %d\n\n", SSE_RETRY_MS);
 	s->session = session_new(f, &sse_transport, s);
+	*session_identity(s->session) = id; /* the session owns it now */
 	session_open(s->session, cfg->heartbeat_ms); /* the first event: the stream flows */
 	for (int i = 0; i < n && s->state != SSE_DEAD; i++)
 		session_subscribe(s->session, cursors[i].channel,

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
+#include "bucket.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "flush.h"
@@ -60,11 +62,16 @@ struct ws_conn {
 
 	int awaiting_pong;
 	int in_callback;
+	int throttled;           /* over --rate-messages: not reading until throttle fires */
+	struct bucket rate;
+	struct event *throttle;  /* made the first time the client goes over */
 	struct flush_entry flush;
 	char peer[64];
 };
 
 static const char *const ferry_protocols[] = { "ferry.v1", NULL };
+
+static void rate_limit(struct ws_conn *w);
 
 static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, size_t len)
 {
@@ -135,6 +142,8 @@ static void ws_destroy(struct ws_conn *w)
 	f->metrics.connections[TRANSPORT_WS]--;
 	free(w->msg);
 	free(w->ctl);
+	if (w->throttle)
+		event_free(w->throttle);
 	free(w);
 	ferry_client_gone(f);
 }
@@ -279,8 +288,35 @@ static void on_message(struct ws_conn *w)
 			return;
 		}
 		session_handle(w->session, (const char *)w->msg, w->msg_len);
+		rate_limit(w);
 		break;
 	}
+}
+
+static void throttle_cb(evutil_socket_t fd, short what, void *arg);
+
+/* --rate-messages: a client that spends its bucket is slowed, not closed:
+ * ferry stops reading its socket until a message's worth has refilled, and
+ * TCP holds the sender back. Pings wait too; the pause is short. */
+static void rate_limit(struct ws_conn *w)
+{
+	int rate = w->f->cfg->rate_messages;
+	if (!rate || w->state != WS_OPEN)
+		return;
+	struct timeval now;
+	event_base_gettimeofday_cached(w->f->base, &now);
+	double wait_s;
+	if (bucket_take(&w->rate, rate, 2.0 * rate, &now, &wait_s))
+		return;
+	if (!w->throttle) {
+		w->throttle = evtimer_new(w->f->base, throttle_cb, w);
+		log_info("ws %s: over --rate-messages %d/s, slowing it down", w->peer, rate);
+	}
+	w->f->metrics.limited[LIMIT_CLIENT_RATE]++;
+	w->throttled = 1;
+	bufferevent_disable(w->bev, EV_READ);
+	struct timeval tv = { (time_t)wait_s, (suseconds_t)((wait_s - (double)(time_t)wait_s) * 1e6) + 1 };
+	event_add(w->throttle, &tv);
 }
 
 static void on_header(struct ws_conn *w)
@@ -393,13 +429,13 @@ static int reading(const struct ws_conn *w)
 static void process_input(struct ws_conn *w)
 {
 	struct evbuffer *in = bufferevent_get_input(w->bev);
-	while (reading(w)) {
+	while (reading(w) && !w->throttled) {
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			break;
 		const uint8_t *data = v.iov_base;
 		size_t off = 0;
-		while (reading(w)) {
+		while (reading(w) && !w->throttled) {
 			struct ws_event ev;
 			ssize_t n = ws_parser_feed(&w->parser, data + off, v.iov_len - off, &ev);
 			if (n < 0) {
@@ -422,6 +458,18 @@ static void process_input(struct ws_conn *w)
 }
 
 /* bufferevent callbacks */
+
+static void throttle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ws_conn *w = arg;
+	w->in_callback++;
+	w->throttled = 0;
+	if (reading(w)) {
+		bufferevent_enable(w->bev, EV_READ);
+		process_input(w); /* what arrived before the pause */
+	}
+	ws_reap(w);
+}
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
@@ -544,6 +592,16 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 		refuse(c, 503, hdr, "server is restarting");
 		return;
 	}
+	/* A token in the header or the query is checked now (401); with
+	 * --require-token and none, the first operation must be auth. */
+	struct identity id = { 0 };
+	const char *token_err = NULL;
+	if (mode == WS_MODE_FERRY && auth_request(f, req, &id, &token_err) < 0) {
+		char reason[96];
+		snprintf(reason, sizeof(reason), "invalid token: %s", token_err);
+		refuse(c, 401, "WWW-Authenticate: Bearer\r\n", reason);
+		return;
+	}
 
 	struct ws_conn *w = xcalloc(1, sizeof(*w));
 	w->f = f;
@@ -564,7 +622,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n", res.protocol);
 	evbuffer_add(out, "\r\n", 2);
 
-	ferry_client_add(f, &w->link, &ws_link_ops, 1);
+	ferry_client_add(f, &w->link, &ws_link_ops, 1, w->peer);
 	f->metrics.connections[TRANSPORT_WS]++;
 	f->metrics.connections_total[TRANSPORT_WS]++;
 	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);
@@ -578,6 +636,9 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	w->in_callback++;
 	if (mode == WS_MODE_FERRY) {
 		w->session = session_new(f, &ws_transport, w);
+		*session_identity(w->session) = id; /* the session owns it now */
+		if (!id.authenticated && auth_required(f))
+			session_require_auth(w->session);
 		session_open(w->session, cfg->ws_ping_ms);
 		char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 		size_t pos = 0;

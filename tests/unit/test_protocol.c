@@ -545,13 +545,13 @@ static void test_encode_ack(void **state)
 	size_t len;
 	long long ref = LLONG_MAX;
 	static const char *const keys[] = { "type", "ref", "channel", "id", NULL };
-	json_t *root = parse_frame(proto_ack(&ref, "news", "10-0", &len), &len, "ack", keys);
+	json_t *root = parse_frame(proto_ack(&ref, "news", "10-0", NULL, &len), &len, "ack", keys);
 	assert_true(integer(root, "ref") == LLONG_MAX);
 	assert_string_equal(str(root, "channel"), "news");
 	assert_string_equal(str(root, "id"), "10-0");
 	json_decref(root);
 	static const char *const keys_no_ref[] = { "type", "channel", "id", NULL };
-	root = parse_frame(proto_ack(NULL, "news", "10-0", &len), &len, "ack", keys_no_ref);
+	root = parse_frame(proto_ack(NULL, "news", "10-0", NULL, &len), &len, "ack", keys_no_ref);
 	json_decref(root);
 }
 
@@ -612,7 +612,7 @@ static void test_publish_round_trip(void **state)
 	assert_memory_equal(json_string_value(d), op.data, op.data_len);
 	json_decref(root);
 
-	char *ack = proto_ack(op.has_ref ? &op.ref : NULL, op.channel, "77-0", &len);
+	char *ack = proto_ack(op.has_ref ? &op.ref : NULL, op.channel, "77-0", NULL, &len);
 	static const char *const ack_keys[] = { "type", "ref", "channel", "id", NULL };
 	root = parse_frame(ack, &len, "ack", ack_keys);
 	assert_int_equal(integer(root, "ref"), 5);
@@ -882,7 +882,7 @@ static void test_event_json(void **state)
 		{ { .type = PEV_UNSUBSCRIBED, .channel = "c", .ref = &ref },
 		  proto_unsubscribed("c", &ref, NULL) },
 		{ { .type = PEV_ACK, .ref = &ref, .channel = "c", .id = "3-0" },
-		  proto_ack(&ref, "c", "3-0", NULL) },
+		  proto_ack(&ref, "c", "3-0", NULL, NULL) },
 		{ { .type = PEV_ERROR, .code = "bad_request", .message = "why" },
 		  proto_error(NULL, "bad_request", "why", NULL) },
 		{ { .type = PEV_PONG, .ref = &ref }, proto_pong(&ref, NULL) },

@@ -1,0 +1,119 @@
+/* auth.c -- tokens and the channel policy (see auth.h) */
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ferry.h"
+#include "http.h"
+
+#define TOKEN_LEEWAY_S 30 /* clock skew between the app that signs and ferry */
+
+int auth_init(struct ferry *f, char *err, size_t errsz)
+{
+	const struct config *cfg = f->cfg;
+	if (!cfg->jwt_secret && !cfg->jwt_public_key) {
+		if (cfg->require_token) {
+			snprintf(err, errsz, "--require-token needs --jwt-secret or --jwt-public-key");
+			return -1;
+		}
+		return 0;
+	}
+	struct jwt_config jc = {
+		.hs256_secret = cfg->jwt_secret,
+		.rs256_key_file = cfg->jwt_public_key,
+		.issuer = cfg->jwt_issuer,
+		.audience = cfg->jwt_audience,
+		.leeway_s = TOKEN_LEEWAY_S,
+	};
+	f->jwt = jwt_verifier_new(&jc, err, errsz);
+	return f->jwt ? 0 : -1;
+}
+
+void auth_free(struct ferry *f)
+{
+	jwt_verifier_free(f->jwt);
+	f->jwt = NULL;
+}
+
+void identity_clear(struct identity *id)
+{
+	jwt_claims_free(&id->claims);
+	memset(id, 0, sizeof(*id));
+}
+
+int auth_required(const struct ferry *f)
+{
+	return f->cfg->require_token;
+}
+
+int auth_token(struct ferry *f, const char *token, size_t len, struct identity *id,
+	       const char **err)
+{
+	if (!f->jwt) {
+		*err = "tokens are not enabled (--jwt-secret, --jwt-public-key)";
+		return -1;
+	}
+	struct jwt_claims claims;
+	if (jwt_verify(f->jwt, token, len, (long long)time(NULL), &claims, err) < 0)
+		return -1;
+	identity_clear(id);
+	id->claims = claims;
+	id->authenticated = 1;
+	snprintf(id->name, sizeof(id->name), "%s", claims.sub);
+	return 0;
+}
+
+int auth_request(struct ferry *f, const struct http_request *req, struct identity *id,
+		 const char **err)
+{
+	const char *auth = http_request_header(req, "Authorization");
+	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+		return auth_token(f, auth + 7, strlen(auth + 7), id, err);
+	char token[JWT_MAX_TOKEN + 1];
+	size_t pos = 0;
+	int len = http_query_next(req->query, "token", &pos, token, sizeof(token));
+	if (len == -2) {
+		*err = "malformed token";
+		return -1;
+	}
+	if (len >= 0)
+		return auth_token(f, token, (size_t)len, id, err);
+	return 0;
+}
+
+static int is_private(const struct ferry *f, const char *channel)
+{
+	const struct config *cfg = f->cfg;
+	if (cfg->require_token)
+		return 1;
+	return jwt_patterns_match((char *const *)cfg->private_channels, cfg->nprivate_channels,
+				  channel);
+}
+
+const char *auth_can_subscribe(const struct ferry *f, const struct identity *id,
+			       const char *channel)
+{
+	if (!is_private(f, channel))
+		return NULL;
+	if (!id || !id->authenticated)
+		return "a token is required for this channel";
+	if (!jwt_patterns_match(id->claims.subscribe, id->claims.nsubscribe, channel))
+		return "the token does not allow subscribing to this channel";
+	return NULL;
+}
+
+const char *auth_can_publish(const struct ferry *f, const struct identity *id, const char *channel)
+{
+	if (id && id->authenticated &&
+	    jwt_patterns_match(id->claims.publish, id->claims.npublish, channel))
+		return NULL;
+	if (is_private(f, channel))
+		return id && id->authenticated ? "the token does not allow publishing to this channel"
+					       : "a token is required for this channel";
+	if (!f->cfg->client_publish)
+		return "publishing from clients is disabled";
+	return NULL;
+}
