@@ -1,8 +1,7 @@
 /* bucket.c -- token bucket (see bucket.h) */
 #include "bucket.h"
 
-int bucket_take(struct bucket *b, double rate, double burst, const struct timeval *now,
-		double *wait_s)
+static void refill(struct bucket *b, double rate, double burst, const struct timeval *now)
 {
 	if (!b->started) {
 		b->started = 1;
@@ -16,6 +15,19 @@ int bucket_take(struct bucket *b, double rate, double burst, const struct timeva
 			b->tokens = burst;
 	}
 	b->last = *now;
+}
+
+double bucket_charge(struct bucket *b, double rate, double burst, const struct timeval *now)
+{
+	refill(b, rate, burst, now);
+	b->tokens -= 1.0;
+	return b->tokens >= 0 ? 0 : -b->tokens / rate;
+}
+
+int bucket_take(struct bucket *b, double rate, double burst, const struct timeval *now,
+		double *wait_s)
+{
+	refill(b, rate, burst, now);
 	if (b->tokens >= 1.0) {
 		b->tokens -= 1.0;
 		*wait_s = 0;

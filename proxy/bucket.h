@@ -16,4 +16,9 @@ struct bucket {
 int bucket_take(struct bucket *b, double rate, double burst, const struct timeval *now,
 		double *wait_s);
 
+/* Take one token even when there is none (the bucket goes into debt) and
+ * return the seconds until it is out of debt: 0 when it never was. For a
+ * limit applied after the fact (a message already read). */
+double bucket_charge(struct bucket *b, double rate, double burst, const struct timeval *now);
+
 #endif

@@ -43,6 +43,8 @@ static const struct opt opts[] = {
 	  "http://HOST:PORT of the app that gets every request outside PREFIX" },
 	{ "upstream-timeout", OPT_DURATION, F(upstream_timeout_ms), 0, "30s", "TIME",
 	  "the app must start its answer within this (over: 504)" },
+	{ "callback", OPT_LIST, L(callbacks, ncallbacks), NULL, "RULE",
+	  "ask the app: subscribe:PATTERN=/path or publish:PATTERN=/path (repeatable; see docs)" },
 	{ "grip-key", OPT_STR, F(grip_key), 0, NULL, "SECRET",
 	  "sign requests to the app with Grip-Sig (HS256), so GRIP libraries hold" },
 	{ "prefix", OPT_STR, F(prefix), 0, "/ferry/", "PATH", "path prefix of ferry's routes" },

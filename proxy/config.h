@@ -27,6 +27,8 @@ struct config {
 	const char *upstream_url; /* the app behind ferry, or NULL */
 	int upstream_timeout_ms;  /* to the start of its answer */
 	const char *grip_key;     /* Grip-Sig signing key, or NULL */
+	const char *callbacks[CONFIG_MAX_LIST]; /* EVENT:PATTERN=/path */
+	int ncallbacks;
 	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
 	const char *publish_key;  /* NULL: the publish API is open */
 	const char *log_level;

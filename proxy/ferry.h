@@ -21,6 +21,7 @@ struct dict;
 struct tls;
 struct upstream;
 struct jwt_verifier;
+struct callback_rules;
 
 /* What ferry does with a live client when it drains (SIGTERM). */
 struct client_link_ops {
@@ -54,6 +55,7 @@ struct ferry {
 	struct tls *tls;              /* NULL without --tls-listen */
 	struct upstream *upstream;    /* NULL without --upstream */
 	struct jwt_verifier *jwt;     /* NULL without --jwt-secret/--jwt-public-key */
+	struct callback_rules *callbacks; /* --callback, or NULL */
 	struct bucket publish_bucket; /* --publish-rate */
 	struct dict *per_ip;          /* address -> open connections (--max-connections-per-ip) */
 	struct flush_list flush_pending; /* sockets with output to write this turn */

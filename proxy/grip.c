@@ -153,9 +153,10 @@ static int parse_keepalive(struct grip_hold *g, const char *value)
 
 static int framing_or_hop(const char *name)
 {
+	/* Server too: a held answer is ferry's own, which names itself */
 	static const char *const names[] = { "Connection", "Keep-Alive", "Transfer-Encoding",
 					     "Content-Length", "Content-Type", "TE", "Trailer",
-					     "Upgrade", "Proxy-Connection" };
+					     "Upgrade", "Proxy-Connection", "Server" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcasecmp(name, names[i]) == 0)
 			return 1;

@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "backend.h"
+#include "callback.h"
 #include "ferry.h"
 #include "hub.h"
 #include "listener.h"
@@ -122,6 +123,11 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (callback_init(&f, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		rc = 2;
+		goto out;
+	}
 	if (cfg.ntls_listen && !(f.tls = tls_new(&cfg))) {
 		rc = 1;
 		goto out;
@@ -154,6 +160,7 @@ out:
 	ferry_ip_free(&f);
 	upstream_free(f.upstream);
 	auth_free(&f);
+	callback_free_rules(&f);
 	send_free(&f);
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);

@@ -407,3 +407,82 @@ void proto_send_release(struct proto_send *s)
 	json_decref(s->json);
 	s->json = NULL;
 }
+
+char *proto_callback_request(const char *event, const char *channel, const char *event_name,
+			     const char *data, size_t data_len, const char *client,
+			     const char *identity, size_t *len_out)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "event", json_string(event));
+	json_object_set_new(o, "channel", json_string(channel));
+	if (event_name)
+		json_object_set_new(o, "event_name", json_string(event_name));
+	if (data)
+		json_object_set_new(o, "data", json_stringn(data, data_len));
+	json_object_set_new(o, "client", json_string(client));
+	json_object_set_new(o, "identity", identity && *identity ? json_string(identity) : json_null());
+	return dump(o, len_out);
+}
+
+static char *dup_member(json_t *root, const char *key, int *bad)
+{
+	json_t *v = json_object_get(root, key);
+	if (!v || json_is_null(v))
+		return NULL;
+	if (!json_is_string(v)) {
+		*bad = 1;
+		return NULL;
+	}
+	size_t n = json_string_length(v);
+	char *s = malloc(n + 1);
+	if (!s)
+		abort();
+	memcpy(s, json_string_value(v), n);
+	s[n] = '\0';
+	return s;
+}
+
+int proto_callback_answer(const char *buf, size_t len, struct proto_callback_answer *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len == 0)
+		return 0;
+	json_t *root = json_loadb(buf, len, 0, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return -1;
+	}
+	int bad = 0;
+	out->reply = dup_member(root, "reply", &bad);
+	out->publish = dup_member(root, "publish", &bad);
+	out->identity = dup_member(root, "identity", &bad);
+	json_decref(root);
+	/* jansson has checked the strings are UTF-8 */
+	if (bad || (out->identity && strlen(out->identity) > 128)) {
+		proto_callback_answer_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+void proto_callback_answer_free(struct proto_callback_answer *a)
+{
+	free(a->reply);
+	free(a->publish);
+	free(a->identity);
+	memset(a, 0, sizeof(*a));
+}
+
+char *proto_json_string(const char *s, size_t *len_out)
+{
+	json_t *v = json_string(s);
+	if (!v)
+		abort(); /* callers pass UTF-8 that jansson has already read */
+	char *out = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(v);
+	if (!out)
+		abort();
+	if (len_out)
+		*len_out = strlen(out);
+	return out;
+}

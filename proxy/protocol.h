@@ -114,6 +114,22 @@ int proto_client_id_valid(const char *id);
  * which SSE uses for ferry's own events. */
 int proto_event_publishable(const char *name, size_t len);
 
+/* HTTP callbacks to the app (proxy/callback.c): the request body
+ * {"event":E,"channel":C,"event_name":N?,"data":D?,"client":ID,"identity":I|null}
+ * and the answer {"reply":STR?,"publish":STR?,"identity":STR?} (an empty
+ * body is an empty answer). Strings of the answer are malloc'd. */
+char *proto_callback_request(const char *event, const char *channel, const char *event_name,
+			     const char *data, size_t data_len, const char *client,
+			     const char *identity, size_t *len_out);
+struct proto_callback_answer {
+	char *reply, *publish, *identity;
+};
+int proto_callback_answer(const char *buf, size_t len, struct proto_callback_answer *out);
+void proto_callback_answer_free(struct proto_callback_answer *a);
+
+/* A JSON string literal, quoted and escaped. */
+char *proto_json_string(const char *s, size_t *len_out);
+
 /* A JSON object with one string member, for small HTTP bodies. */
 char *proto_object1(const char *key, const char *value, size_t *len_out);
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admission.h"
 #include "assets.h"
 #include "auth.h"
 #include "bucket.h"
@@ -265,11 +266,11 @@ void router_dispatch(struct httpconn *c, const struct http_request *req)
 			websocket_upgrade(c, req, WS_MODE_FERRY);
 	} else if (strcmp(route, "sse") == 0) {
 		count_fallback(f, req);
-		if (offered(c, "sse"))
+		if (offered(c, "sse") && !admission_ask_app(c, req, sse_start))
 			sse_start(c, req);
 	} else if (strcmp(route, "poll") == 0) {
 		count_fallback(f, req);
-		if (offered(c, "poll"))
+		if (offered(c, "poll") && !admission_ask_app(c, req, longpoll_start))
 			longpoll_start(c, req);
 	} else if (strcmp(route, "send") == 0) {
 		send_handle(c, req);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "callback.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "hub.h"
@@ -27,7 +28,28 @@ struct session {
 	int nsubs;
 	struct identity identity;
 	int need_auth;  /* --require-token and none came with the handshake */
+	int admitted;   /* the transport asked the app's subscribe callbacks itself */
+	char *cookie;   /* the client's Cookie header, for the app's callbacks */
+	char peer[64];
+	LIST_HEAD(, ask) asks; /* callbacks to the app in flight */
 };
+
+/* One question to the app on behalf of this session (callback.h). */
+struct ask {
+	struct session *s;
+	struct callback *cb;
+	int publish;
+	char channel[PROTO_MAX_CHANNEL + 1];
+	char cursor[PROTO_MAX_CURSOR + 1];
+	int has_cursor;
+	char event[PROTO_MAX_EVENT + 1];
+	int has_event;
+	long long ref;
+	int has_ref;
+	LIST_ENTRY(ask) entry;
+};
+
+static void send_error(struct session *s, const long long *ref, const char *code, const char *msg);
 
 struct session *session_new(struct ferry *f, const struct transport_ops *ops, void *t)
 {
@@ -37,6 +59,7 @@ struct session *session_new(struct ferry *f, const struct transport_ops *ops, vo
 	s->t = t;
 	s->refs = 1;
 	LIST_INIT(&s->subs);
+	LIST_INIT(&s->asks);
 	unsigned char rnd[8];
 	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
 	for (int i = 0; i < 8; i++) {
@@ -59,8 +82,60 @@ void session_free(struct session *s)
 	while ((sub = LIST_FIRST(&s->subs)) != NULL)
 		hub_unsubscribe(s->f->hub, sub);
 	s->nsubs = 0;
+	struct ask *a;
+	while ((a = LIST_FIRST(&s->asks)) != NULL) {
+		LIST_REMOVE(a, entry);
+		callback_cancel(a->cb);
+		free(a);
+	}
 	identity_clear(&s->identity);
+	free(s->cookie);
 	session_release(s);
+}
+
+void session_set_client(struct session *s, const char *cookie, const char *peer, int admitted)
+{
+	free(s->cookie);
+	s->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
+	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
+	s->admitted = admitted;
+}
+
+static struct ask *ask_app(struct session *s, const char *path, int publish, const char *channel,
+			   const char *data, size_t data_len, const char *event,
+			   const long long *ref, callback_cb cb)
+{
+	struct ask *a = xcalloc(1, sizeof(*a));
+	a->s = s;
+	a->publish = publish;
+	snprintf(a->channel, sizeof(a->channel), "%s", channel);
+	if (event) {
+		snprintf(a->event, sizeof(a->event), "%s", event);
+		a->has_event = 1;
+	}
+	if (ref) {
+		a->ref = *ref;
+		a->has_ref = 1;
+	}
+	size_t len;
+	char *body = proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
+					    data_len, s->id, s->identity.name, &len);
+	LIST_INSERT_HEAD(&s->asks, a, entry);
+	a->cb = callback_post(s->f, path, body, len, s->cookie, s->peer[0] ? s->peer : NULL, cb, a);
+	free(body);
+	return a;
+}
+
+static void app_refused(struct session *s, const long long *ref, const struct callback_result *r)
+{
+	char msg[80];
+	if (r->err) {
+		send_error(s, ref, "unavailable", r->err);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "the app refused (%d)", r->status);
+	s->f->metrics.errors[ERR_FORBIDDEN]++;
+	send_error(s, ref, "forbidden", msg);
 }
 
 struct identity *session_identity(struct session *s)
@@ -111,6 +186,29 @@ static struct sub *find_sub(struct session *s, const char *channel)
 	return NULL;
 }
 
+static void subscribe_answered(void *arg, const struct callback_result *r)
+{
+	struct ask *a = arg;
+	struct session *s = a->s;
+	const long long *ref = a->has_ref ? &a->ref : NULL;
+	LIST_REMOVE(a, entry);
+	if (!r->err && r->status >= 200 && r->status < 300) {
+		if (r->answer.identity && !s->identity.authenticated)
+			snprintf(s->identity.name, sizeof(s->identity.name), "%s", r->answer.identity);
+		if (find_sub(s, a->channel)) {
+			s->nsubs--;
+			send_error(s, ref, "already_subscribed", "already subscribed to this channel");
+		} else {
+			hub_subscribe(s->f->hub, s, &s->subs, a->channel,
+				      a->has_cursor ? a->cursor : NULL, ref);
+		}
+	} else {
+		s->nsubs--;
+		app_refused(s, ref, r);
+	}
+	free(a);
+}
+
 void session_subscribe(struct session *s, const char *channel, const char *cursor,
 		       const long long *ref)
 {
@@ -132,6 +230,15 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		return;
 	}
 	s->nsubs++;
+	const char *path = s->admitted ? NULL : callback_find(s->f, CALLBACK_SUBSCRIBE, channel);
+	if (path) {
+		struct ask *a = ask_app(s, path, 0, channel, NULL, 0, NULL, ref, subscribe_answered);
+		if (cursor) {
+			snprintf(a->cursor, sizeof(a->cursor), "%s", cursor);
+			a->has_cursor = 1;
+		}
+		return;
+	}
 	hub_subscribe(s->f->hub, s, &s->subs, channel, cursor, ref);
 }
 
@@ -245,6 +352,7 @@ struct publish_ctx {
 	long long ref;
 	int has_ref;
 	char channel[PROTO_MAX_CHANNEL + 1];
+	char *reply;    /* the app's answer to the sender (publish callback) */
 };
 
 static void publish_done(void *arg, const char *id, const char *err)
@@ -257,20 +365,56 @@ static void publish_done(void *arg, const char *id, const char *err)
 		send_error(s, ref, "publish_failed", err);
 	} else {
 		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = pc->channel,
-					  .id = id };
+					  .id = id, .reply = pc->reply };
 		send_event(s, &ev);
 	}
 	session_release(s);
+	free(pc->reply);
 	free(pc);
+}
+
+static void publish_answered(void *arg, const struct callback_result *r)
+{
+	struct ask *a = arg;
+	struct session *s = a->s;
+	const long long *ref = a->has_ref ? &a->ref : NULL;
+	LIST_REMOVE(a, entry);
+	if (r->err || r->status < 200 || r->status >= 300) {
+		app_refused(s, ref, r);
+	} else if (r->answer.publish) {
+		/* the app's version of the message goes to the channel */
+		struct publish_ctx *pc = xcalloc(1, sizeof(*pc));
+		pc->s = s;
+		pc->ref = a->ref;
+		pc->has_ref = a->has_ref;
+		strcpy(pc->channel, a->channel);
+		pc->reply = r->answer.reply ? xstrdup(r->answer.reply) : NULL;
+		s->refs++;
+		struct publish_from from = { .sender = s->id };
+		hub_publish(s->f->hub, a->channel, a->has_event ? a->event : NULL, r->answer.publish,
+			    strlen(r->answer.publish), &from, publish_done, pc);
+	} else {
+		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = a->channel,
+					  .reply = r->answer.reply };
+		send_event(s, &ev);
+	}
+	free(a);
 }
 
 static void publish(struct session *s, const struct proto_op *op)
 {
 	const long long *ref = op->has_ref ? &op->ref : NULL;
-	const char *why = auth_can_publish(s->f, &s->identity, op->channel);
+	/* a channel whose messages go to the app is the app's to allow */
+	const char *path = callback_find(s->f, CALLBACK_PUBLISH, op->channel);
+	const char *why = path ? NULL : auth_can_publish(s->f, &s->identity, op->channel);
 	if (why) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		send_error(s, ref, "forbidden", why);
+		return;
+	}
+	if (path) {
+		ask_app(s, path, 1, op->channel, op->data, op->data_len, op->event, ref,
+			publish_answered);
 		return;
 	}
 	struct publish_ctx *pc = xcalloc(1, sizeof(*pc));

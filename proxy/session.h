@@ -43,6 +43,10 @@ int session_subscriptions(const struct session *s);
 /* Who the client is: the transport fills it from the request before
  * subscribing (auth.h); the session frees it. */
 struct identity *session_identity(struct session *s);
+/* What the app's callbacks get about the client: its Cookie header and
+ * address. admitted: the transport already asked the subscribe callbacks
+ * (SSE and long-poll ask before they start), so the session does not. */
+void session_set_client(struct session *s, const char *cookie, const char *peer, int admitted);
 /* Refuse every operation but auth until a valid token comes (--require-token). */
 void session_require_auth(struct session *s);
 const char *session_id(const struct session *s);

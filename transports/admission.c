@@ -6,11 +6,13 @@
 #include <string.h>
 
 #include "auth.h"
+#include "callback.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "http.h"
 #include "httpconn.h"
 #include "origin.h"
+#include "protocol.h"
 #include "xmalloc.h"
 
 void admission_retry_later(struct httpconn *c, int retry_ms)
@@ -90,4 +92,116 @@ int admission_channels(struct httpconn *c, const struct http_request *req, struc
 	}
 	*out = cursors;
 	return n;
+}
+
+/* ---- asking the app before a stream or poll starts ---- */
+
+struct app_check;
+
+struct check_item {
+	struct app_check *ac;
+	struct callback *cb; /* NULL once answered */
+};
+
+struct app_check {
+	struct httpconn *c;
+	admission_start_fn start;
+	struct check_item items[CONFIG_MAX_LIST * 4];
+	int n, pending;
+};
+
+static void check_free(struct app_check *ac)
+{
+	for (int i = 0; i < ac->n; i++)
+		if (ac->items[i].cb)
+			callback_cancel(ac->items[i].cb);
+	httpconn_release(ac->c);
+	free(ac);
+}
+
+static void check_gone(void *arg)
+{
+	check_free(arg);
+}
+
+static void check_drain(void *arg)
+{
+	struct app_check *ac = arg;
+	struct httpconn *c = ac->c;
+	httpconn_hold(c);
+	check_free(ac);
+	admission_retry_later(c, httpconn_ferry(c)->cfg->reconnect_delay_ms);
+	httpconn_release(c);
+}
+
+static const struct httpconn_waiter_ops check_waiter = { .gone = check_gone,
+							 .drain = check_drain };
+
+static void check_answered(void *arg, const struct callback_result *r)
+{
+	struct check_item *item = arg;
+	struct app_check *ac = item->ac;
+	item->cb = NULL; /* the callback frees itself after this returns */
+	int ok = !r->err && r->status >= 200 && r->status < 300;
+	if (ok && --ac->pending > 0)
+		return;
+	struct httpconn *c = ac->c;
+	admission_start_fn start = ac->start;
+	httpconn_hold(c);
+	check_free(ac); /* the other questions, if any, no longer matter */
+	httpconn_wait(c, NULL, NULL);
+	if (!httpconn_gone(c)) {
+		if (ok)
+			start(c, httpconn_request(c)); /* still the current request: nothing answered it */
+		else if (r->err)
+			httpconn_error(c, 503, "the app could not say whether you may subscribe");
+		else
+			httpconn_error(c, 403, "the app refused this subscription");
+	}
+	httpconn_release(c);
+}
+
+int admission_ask_app(struct httpconn *c, const struct http_request *req,
+		      admission_start_fn start)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (!f->callbacks)
+		return 0;
+	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2], client[PROTO_MAX_CLIENT_ID + 1] = "";
+	size_t pos = 0;
+	int len;
+	if (http_query_next(req->query, "client", &pos, client, sizeof(client)) < 0 ||
+	    !proto_client_id_valid(client))
+		client[0] = '\0';
+	struct app_check *ac = NULL;
+	pos = 0;
+	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
+		struct cursor cur;
+		if (len < 0 || cursor_parse(spec, (size_t)len, &cur) < 0)
+			continue; /* the transport answers 400 for it */
+		const char *path = callback_find(f, CALLBACK_SUBSCRIBE, cur.channel);
+		if (!path)
+			continue;
+		if (!ac) {
+			ac = xcalloc(1, sizeof(*ac));
+			ac->c = c;
+			ac->start = start;
+			httpconn_hold(c);
+		}
+		if (ac->n == (int)(sizeof(ac->items) / sizeof(ac->items[0])))
+			break;
+		size_t blen;
+		char *body = proto_callback_request("subscribe", cur.channel, NULL, NULL, 0, client,
+						    NULL, &blen);
+		struct check_item *item = &ac->items[ac->n++];
+		item->ac = ac;
+		ac->pending++;
+		item->cb = callback_post(f, path, body, blen, http_request_header(req, "Cookie"),
+					 httpconn_peer(c), check_answered, item);
+		free(body);
+	}
+	if (!ac)
+		return 0;
+	httpconn_wait(c, &check_waiter, ac);
+	return 1;
 }

@@ -24,6 +24,15 @@ int admission_channels(struct httpconn *c, const struct http_request *req, struc
 /* The token part alone (POST send): 0, or -1 when refused with 401. */
 int admission_identity(struct httpconn *c, const struct http_request *req, struct identity *id);
 
+/* --callback subscribe rules for the request's ch= channels: if any
+ * applies, ask the app (with the client's cookies) and return 1; start(c,
+ * req) follows once every answer allows, else the refusal is answered
+ * (403 when the app says 401/403, 503 when it cannot say). 0: nothing to
+ * ask, start now. */
+typedef void (*admission_start_fn)(struct httpconn *c, const struct http_request *req);
+int admission_ask_app(struct httpconn *c, const struct http_request *req,
+		      admission_start_fn start);
+
 /* The drain's 503: Retry-After in seconds, at least 1. */
 void admission_retry_later(struct httpconn *c, int retry_ms);
 

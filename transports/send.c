@@ -9,6 +9,7 @@
  * on another instance is recognised there. */
 #include "send.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "bucket.h"
+#include "callback.h"
 #include "dict.h"
 #include "ferry.h"
 #include "http.h"
@@ -92,6 +94,10 @@ struct batch {
 	size_t next;            /* index of the op to publish next */
 	long long floor;        /* ops at or below were published before */
 	const char *err;
+	int err_status;         /* 503, or 403 when the app refused an op */
+	struct evbuffer *replies; /* "SEQ":"reply",... from the app's publish callback */
+	char *cookie;           /* for the app's callbacks */
+	char peer[64];
 };
 
 static void respond_json(struct httpconn *c, int status, const char *body);
@@ -104,16 +110,30 @@ static void batch_done(struct batch *b)
 		s->busy = 0;
 	long long ack = s ? s->seq : 0;
 	if (!httpconn_gone(b->c)) {
-		char body[96];
-		if (b->err) {
-			b->f->metrics.errors[ERR_PUBLISH]++;
-			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"publish_failed\"}", ack);
-			respond_json(b->c, 503, body);
-		} else {
-			snprintf(body, sizeof(body), "{\"ack\":%lld}", ack);
-			respond_json(b->c, 200, body);
+		struct evbuffer *body = evbuffer_new();
+		evbuffer_add_printf(body, "{\"ack\":%lld", ack);
+		if (b->err)
+			evbuffer_add_printf(body, ",\"error\":\"%s\"",
+					    b->err_status == 403 ? "forbidden" : "publish_failed");
+		if (b->replies && evbuffer_get_length(b->replies)) {
+			evbuffer_add(body, ",\"replies\":{", 12);
+			evbuffer_add_buffer(body, b->replies);
+			evbuffer_add(body, "}", 1);
 		}
+		evbuffer_add(body, "}", 1);
+		if (b->err && b->err_status != 403)
+			b->f->metrics.errors[ERR_PUBLISH]++;
+		size_t len = evbuffer_get_length(body);
+		char *text = xmalloc(len + 1);
+		evbuffer_remove(body, text, len);
+		text[len] = '\0';
+		respond_json(b->c, b->err ? b->err_status : 200, text);
+		free(text);
+		evbuffer_free(body);
 	}
+	if (b->replies)
+		evbuffer_free(b->replies);
+	free(b->cookie);
 	proto_send_release(&b->ops);
 	httpconn_release(b->c);
 	free(b);
@@ -124,11 +144,43 @@ static void published(void *arg, const char *id, const char *err)
 	struct batch *b = arg;
 	const struct proto_send_op *op = &b->ops.ops[b->next++];
 	struct sender *s = dict_get(b->f->senders, b->ops.client);
-	if (err)
+	if (err) {
 		b->err = err;
-	else if (s && op->seq > s->seq)
+		b->err_status = 503;
+	} else if (s && op->seq > s->seq) {
 		s->seq = op->seq;
+	}
 	publish_next(b);
+}
+
+/* The app's answer to an op its publish callback covers: publish its
+ * version, or nothing; keep its reply for the sender. */
+static void app_answered(void *arg, const struct callback_result *r)
+{
+	struct batch *b = arg;
+	const struct proto_send_op *op = &b->ops.ops[b->next];
+	if (r->err || r->status < 200 || r->status >= 300) {
+		b->err = r->err ? r->err : "the app refused";
+		b->err_status = r->err ? 503 : 403;
+		publish_next(b);
+		return;
+	}
+	if (r->answer.reply) {
+		if (!b->replies)
+			b->replies = evbuffer_new();
+		size_t qlen;
+		char *quoted = proto_json_string(r->answer.reply, &qlen);
+		evbuffer_add_printf(b->replies, "%s\"%lld\":%s", evbuffer_get_length(b->replies) ? "," : "",
+				    op->seq, quoted);
+		free(quoted);
+	}
+	if (r->answer.publish) {
+		struct publish_from from = { .sender = b->ops.client, .seq = op->seq };
+		hub_publish(b->f->hub, op->channel, op->event, r->answer.publish,
+			    strlen(r->answer.publish), &from, published, b);
+		return;
+	}
+	published(b, NULL, NULL); /* taken by the app: done with this op */
 }
 
 static void publish_next(struct batch *b)
@@ -140,6 +192,15 @@ static void publish_next(struct batch *b)
 		return;
 	}
 	const struct proto_send_op *op = &b->ops.ops[b->next];
+	const char *path = callback_find(b->f, CALLBACK_PUBLISH, op->channel);
+	if (path) {
+		size_t len;
+		char *body = proto_callback_request("publish", op->channel, op->event, op->data,
+						    op->data_len, b->ops.client, NULL, &len);
+		callback_post(b->f, path, body, len, b->cookie, b->peer, app_answered, b);
+		free(body);
+		return;
+	}
 	struct publish_from from = { .sender = b->ops.client, .seq = op->seq };
 	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, &from, published, b);
 }
@@ -183,7 +244,9 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 	}
 	/* Every operation is allowed, or none is published. */
 	for (size_t i = 0; i < batch.nops; i++) {
-		const char *why = auth_can_publish(f, &id, batch.ops[i].channel);
+		const char *why = callback_find(f, CALLBACK_PUBLISH, batch.ops[i].channel)
+					  ? NULL /* the app's to allow */
+					  : auth_can_publish(f, &id, batch.ops[i].channel);
 		if (why) {
 			char body[200];
 			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}", why);
@@ -243,6 +306,9 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 	struct batch *b = xcalloc(1, sizeof(*b));
 	b->f = f;
 	b->c = c;
+	const char *cookie = http_request_header(req, "Cookie");
+	b->cookie = cookie ? xstrdup(cookie) : NULL;
+	snprintf(b->peer, sizeof(b->peer), "%s", httpconn_peer(c));
 	b->ops = batch;
 	b->floor = s->seq;
 	s->busy = 1;

@@ -305,8 +305,10 @@ static void rate_limit(struct ws_conn *w)
 		return;
 	struct timeval now;
 	event_base_gettimeofday_cached(w->f->base, &now);
-	double wait_s;
-	if (bucket_take(&w->rate, rate, 2.0 * rate, &now, &wait_s))
+	/* the message was read already: it is charged, and the pause lasts
+	 * until the bucket is out of debt */
+	double wait_s = bucket_charge(&w->rate, rate, 2.0 * rate, &now);
+	if (wait_s <= 0)
 		return;
 	if (!w->throttle) {
 		w->throttle = evtimer_new(w->f->base, throttle_cb, w);
@@ -611,6 +613,8 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 
 	/* Copy what we still need from the request: detaching frees it. */
 	char *query = xstrdup(req->query);
+	const char *cookie_hdr = http_request_header(req, "Cookie");
+	char *cookie = cookie_hdr ? xstrdup(cookie_hdr) : NULL;
 	w->bev = httpconn_detach(c);
 
 	struct evbuffer *out = bufferevent_get_output(w->bev);
@@ -637,6 +641,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	if (mode == WS_MODE_FERRY) {
 		w->session = session_new(f, &ws_transport, w);
 		*session_identity(w->session) = id; /* the session owns it now */
+		session_set_client(w->session, cookie, w->peer, 0);
 		if (!id.authenticated && auth_required(f))
 			session_require_auth(w->session);
 		session_open(w->session, cfg->ws_ping_ms);
@@ -646,6 +651,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 			session_subscribe_spec(w->session, spec);
 	}
 	free(query);
+	free(cookie);
 	/* Frames the client sent right behind its handshake. */
 	process_input(w);
 	ws_reap(w);
