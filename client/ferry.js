@@ -2,7 +2,7 @@
  *
  *   var ferry = new Ferry('/ferry/');               // or 'https://rt.example.com/ferry/'
  *   ferry.subscribe('news', function (data, msg) { ... });
- *   ferry.publish('chat', 'hello', function (err) { ... });
+ *   ferry.publish('chat', 'hello', function (err, reply) { ... });  // reply: the app's, if any
  *   ferry.on('transport', function (name, reason) { ... });
  *   ferry.on('state', function (state) { ... });    // connecting, open, closed
  *   ferry.on('reset', function (channel, reason) { ... });
@@ -20,7 +20,9 @@
  *
  * Options: transports (e.g. ['sse', 'poll'], in order), probeTimeout (ms),
  * maxDelay (ms, reconnect backoff cap), reprobe (ms before trying a better
- * transport again), storage (false: do not remember fallbacks).
+ * transport again), storage (false: do not remember fallbacks), token (a
+ * connection token, or a function returning one: sent as token= on every
+ * request, since EventSource and WebSocket cannot set headers).
  */
 (function (root) {
 	'use strict';
@@ -145,6 +147,8 @@
 
 	P.url = function (path, params) {
 		var url = this.base + path, sep = url.indexOf('?') < 0 ? '?' : '&';
+		var token = typeof this.options.token === 'function' ? this.options.token() : this.options.token;
+		if (token) params = params.concat([['token', token]]);
 		for (var i = 0; i < params.length; i++) {
 			url += sep + params[i][0] + '=' + encodeURIComponent(params[i][1]);
 			sep = '&';
@@ -389,7 +393,7 @@
 		case 'ack':
 		case 'error':
 			if (f.type === 'error' && !f.ref) this.emit('error', f);
-			this.settle(f.ref, f.type === 'error' ? f : null);
+			this.settle(f.ref, f.type === 'error' ? f : null, f.reply);
 			break;
 		}
 	};
@@ -402,11 +406,11 @@
 		return this;
 	};
 
-	P.settle = function (seq, err) {
+	P.settle = function (seq, err, reply) {
 		for (var i = 0; i < this.outbox.length; i++) {
 			if (this.outbox[i].seq === seq) {
 				var op = this.outbox.splice(i, 1)[0];
-				if (op.cb) op.cb(err);
+				if (op.cb) op.cb(err, reply === undefined ? null : reply);
 				return;
 			}
 		}
@@ -441,7 +445,11 @@
 			self.sending = false;
 			var r = parseJSON(text);
 			if (status === 200 && r) {
-				while (self.outbox.length && self.outbox[0].seq <= r.ack) self.settle(self.outbox[0].seq, null);
+				var replies = r.replies || {};
+				while (self.outbox.length && self.outbox[0].seq <= r.ack) {
+					var seq = self.outbox[0].seq;
+					self.settle(seq, null, replies[seq]);
+				}
 				self.sendAttempt = 0;
 				self.sendBatch();
 			} else if (status === 400 || status === 403) {
