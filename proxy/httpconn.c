@@ -102,8 +102,8 @@ static void conn_close(struct httpconn *c)
 	event_del(c->timer);
 	ferry_client_remove(f, &c->link);
 	f->metrics.connections[TRANSPORT_HTTP]--;
-	httpconn_release(c);
-	httpconn_release(c); /* c may be freed here */
+	c->refs--;           /* the connection's own reference; ours keeps c alive */
+	httpconn_release(c); /* ours: c may be freed here */
 	ferry_client_gone(f);
 }
 

@@ -1,10 +1,12 @@
 /* session.c -- protocol operations of one client */
 #include "session.h"
 
+#include <event2/event.h>
 #include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "callback.h"
@@ -29,6 +31,7 @@ struct session {
 	struct identity identity;
 	int need_auth;  /* --require-token and none came with the handshake */
 	int admitted;   /* the transport asked the app's subscribe callbacks itself */
+	struct event *expiry; /* closes the session at its token's exp */
 	char *cookie;   /* the client's Cookie header, for the app's callbacks */
 	char peer[64];
 	LIST_HEAD(, ask) asks; /* callbacks to the app in flight */
@@ -89,6 +92,8 @@ void session_free(struct session *s)
 		free(a);
 	}
 	identity_clear(&s->identity);
+	if (s->expiry)
+		event_free(s->expiry);
 	free(s->cookie);
 	session_release(s);
 }
@@ -138,9 +143,37 @@ static void app_refused(struct session *s, const long long *ref, const struct ca
 	send_error(s, ref, "forbidden", msg);
 }
 
-struct identity *session_identity(struct session *s)
+static void expired_cb(evutil_socket_t fd, short what, void *arg)
 {
-	return &s->identity;
+	struct session *s = arg;
+	if (s->closed)
+		return;
+	log_info("session %s: token expired", s->id);
+	s->closed = 1;
+	s->ops->close(s->t, WS_CLOSE_POLICY, "token expired");
+}
+
+/* Arm (or move) the close at the token's exp. */
+static void arm_expiry(struct session *s)
+{
+	if (!s->identity.authenticated || !s->identity.claims.exp) {
+		if (s->expiry)
+			event_del(s->expiry);
+		return;
+	}
+	if (!s->expiry)
+		s->expiry = evtimer_new(s->f->base, expired_cb, s);
+	long long left = s->identity.claims.exp - (long long)time(NULL);
+	struct timeval tv = { left > 0 ? (time_t)left : 0, 0 };
+	event_add(s->expiry, &tv);
+}
+
+void session_set_identity(struct session *s, struct identity *id)
+{
+	identity_clear(&s->identity);
+	s->identity = *id;
+	memset(id, 0, sizeof(*id));
+	arm_expiry(s);
 }
 
 void session_require_auth(struct session *s)
@@ -456,6 +489,7 @@ void session_handle(struct session *s, const char *json, size_t len)
 			break;
 		}
 		s->need_auth = 0;
+		arm_expiry(s);
 		struct proto_event ev = { .type = PEV_AUTHENTICATED, .ref = ref,
 					  .id = s->identity.name };
 		send_event(s, &ev);

@@ -40,9 +40,11 @@ void session_deliver(struct session *s, struct sub *sub, struct message *m);
 void session_replayed(struct session *s, struct sub *sub, const struct history_result *res);
 
 int session_subscriptions(const struct session *s);
-/* Who the client is: the transport fills it from the request before
- * subscribing (auth.h); the session frees it. */
-struct identity *session_identity(struct session *s);
+/* Who the client is (auth.h), from the request, before subscribing: the
+ * session takes it over (id is left empty) and, when the token has an
+ * exp, closes at that moment (1008 "token expired"): a connection does not
+ * outlive its token. */
+void session_set_identity(struct session *s, struct identity *id);
 /* What the app's callbacks get about the client: its Cookie header and
  * address. admitted: the transport already asked the subscribe callbacks
  * (SSE and long-poll ask before they start), so the session does not. */

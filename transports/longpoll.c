@@ -362,7 +362,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 		dict_put(f->polls, p->client, p);
 	}
 	p->session = session_new(f, &poll_transport, p);
-	*session_identity(p->session) = id; /* the session owns it now */
+	session_set_identity(p->session, &id); /* the session owns it now */
 	session_set_client(p->session, NULL, httpconn_peer(c), 1); /* the app was asked (admission.c) */
 	for (int i = 0; i < n; i++)
 		session_subscribe(p->session, p->cursors[i].channel,

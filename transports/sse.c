@@ -395,7 +395,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	}
 	evbuffer_add_printf(s->early, "retry: %d\n\n", SSE_RETRY_MS);
 	s->session = session_new(f, &sse_transport, s);
-	*session_identity(s->session) = id; /* the session owns it now */
+	session_set_identity(s->session, &id); /* the session owns it now */
 	session_set_client(s->session, NULL, s->peer, 1); /* the app was asked (admission.c) */
 	session_open(s->session, cfg->heartbeat_ms); /* the first event: the stream flows */
 	for (int i = 0; i < n && s->state != SSE_DEAD; i++)

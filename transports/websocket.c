@@ -640,10 +640,10 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	w->in_callback++;
 	if (mode == WS_MODE_FERRY) {
 		w->session = session_new(f, &ws_transport, w);
-		*session_identity(w->session) = id; /* the session owns it now */
-		session_set_client(w->session, cookie, w->peer, 0);
 		if (!id.authenticated && auth_required(f))
 			session_require_auth(w->session);
+		session_set_identity(w->session, &id); /* the session owns it now */
+		session_set_client(w->session, cookie, w->peer, 0);
 		session_open(w->session, cfg->ws_ping_ms);
 		char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 		size_t pos = 0;

@@ -36,6 +36,7 @@ Endpoints (methods not listed answer 405):
   GET  /app-ws                a WebSocket echo server written by hand (?greet=1: sends
                               "hello from app" first); its 101 carries X-Legacy-App: ws
   POST /hooks/publish         {"channel","data","client","identity"} -> {"reply": "app got: DATA"}
+  GET  /hooks/seen            JSON: the bodies /hooks/publish received so far (stats.hooks), oldest first
   POST /publish?channel=C     publishes the body to ferry (--ferry-url, --publish-key)
   ANY  /ferry/...             must never arrive here: counted in stats.ferry_paths, answered 418
 Every response carries X-Legacy-App: 1.
@@ -303,6 +304,7 @@ class Handler(BaseHTTPRequestHandler):
             "/hop": (("GET", "HEAD"), self.h_hop),
             "/app-ws": (("GET",), self.h_ws),
             "/hooks/publish": (("POST",), self.h_hook),
+            "/hooks/seen": (("GET",), self.h_hooks_seen),
             "/publish": (("POST",), self.h_publish),
         }
         if path not in routes:
@@ -467,6 +469,11 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(data, str):
             data = json.dumps(data)
         self.reply_json(200, {"reply": "app got: " + data})
+
+    def h_hooks_seen(self, q):
+        with self.stats.lock:
+            hooks = list(self.stats.hooks)
+        self.reply_json(200, hooks, headers=[("Cache-Control", "no-store")])
 
     def h_publish(self, q):
         body = self.read_body()

@@ -782,6 +782,42 @@ def test_cross_origin():
         assert metrics(f)["ferry_messages_in_total"] == 2
 
 
+def test_connection_ends_with_its_token():
+    """A connection does not outlive its token: at exp, WebSocket close 1008
+    "token expired", and an SSE stream ends; a fresh auth moves the end."""
+    with Ferry("--jwt-secret", SECRET) as f:
+        async def main():
+            short = hs256(claims(channels=["private-a"], ttl=2))
+            ws = await connect(f, "?ch=private-a", bearer(short))
+            start = time.monotonic()
+            code, reason, _ = await expect_close(ws, timeout=10)
+            took = time.monotonic() - start
+            assert (code, reason) == (1008, "token expired"), (code, reason)
+            assert 0.5 < took < 8, took
+            # renewed before it ran out: still open after the first exp
+            ws = await connect(f, "", bearer(hs256(claims(channels=["private-a"], ttl=2))))
+            r = await request(ws, {"type": "auth", "ref": 7,
+                                   "token": hs256(claims(channels=["private-a"], ttl=600))})
+            assert r["type"] == "authenticated", r
+            await asyncio.sleep(3.5)
+            assert await barrier(ws) == []
+            await ws.close()
+        arun(main())
+        s = socket.create_connection(("127.0.0.1", f.port), timeout=10)
+        tok = hs256(claims(channels=["private-a"], ttl=2))
+        s.sendall(("GET /ferry/sse?ch=private-a&token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % q(tok)).encode())
+        start, data = time.monotonic(), b""
+        while time.monotonic() - start < 10:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data[:80]
+        assert 0.5 < time.monotonic() - start < 8, "the stream did not end at the token's exp"
+
+
 if __name__ == "__main__":
     run([test_hs256_end_to_end, test_rs256, test_invalid_tokens, test_require_token,
-         test_subscribe_outside_claims, test_publish_outside_claims, test_cross_origin])
+         test_subscribe_outside_claims, test_publish_outside_claims, test_cross_origin,
+         test_connection_ends_with_its_token])
