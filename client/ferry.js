@@ -443,20 +443,24 @@
 		var body = JSON.stringify({ client: this.clientId, ops: ops });
 		request('POST', this.url('send', [['t', now()]]), body, 15000, function (status, text) {
 			self.sending = false;
-			var r = parseJSON(text);
+			var r = parseJSON(text), replies = (r && r.replies) || {}, seq;
+			/* what the answer acknowledges is done, whatever else it says */
+			while (r && self.outbox.length && self.outbox[0].seq <= r.ack) {
+				seq = self.outbox[0].seq;
+				self.settle(seq, null, replies[seq]);
+			}
 			if (status === 200 && r) {
-				var replies = r.replies || {};
-				while (self.outbox.length && self.outbox[0].seq <= r.ack) {
-					var seq = self.outbox[0].seq;
-					self.settle(seq, null, replies[seq]);
-				}
 				self.sendAttempt = 0;
 				self.sendBatch();
-			} else if (status === 400 || status === 403) {
-				var err = r || { code: 'forbidden' };
-				while (self.outbox.length) self.settle(self.outbox[0].seq, err);
+			} else if (status === 400 || status === 401 || status === 403) {
+				/* refused: the ops of this batch that are left fail */
+				var err = { code: (r && r.error) || (status === 401 ? 'unauthorized' : 'forbidden'),
+					message: (r && r.message) || text };
+				for (var j = 0; j < ops.length; j++) self.settle(ops[j].seq, err);
+				self.sendBatch();
 			} else {
 				var delay = Math.random() * Math.min(30000, 500 * Math.pow(2, self.sendAttempt = (self.sendAttempt || 0) + 1));
+				if (status === 429) delay = Math.max(delay, 1000); /* over the rate: Retry-After is at least 1 s */
 				setTimeout(function () { self.sendBatch(); }, delay);
 			}
 		});

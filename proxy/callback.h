@@ -3,10 +3,12 @@
  * POST each, to a path on the app, with the client's cookies, so an app
  * that knows its users by session cookie decides as it always has.
  *   RULE  subscribe:PATTERN=/path   2xx allows ({"identity":..} names the
- *                                   client), 401/403 refuse, else 503
+ *                                   client)
  *         publish:PATTERN=/path     2xx: {"publish":STR} is published to the
  *                                   channel, {"reply":STR} goes back to the
- *                                   sender only; other statuses refuse */
+ *                                   sender only
+ *   For both, a 4xx answer refuses (forbidden, 403); a 5xx, a malformed
+ *   answer or none within --upstream-timeout is "unavailable" (503). */
 #ifndef FERRY_CALLBACK_H
 #define FERRY_CALLBACK_H
 

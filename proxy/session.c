@@ -35,7 +35,15 @@ struct session {
 	char *cookie;   /* the client's Cookie header, for the app's callbacks */
 	char peer[64];
 	LIST_HEAD(, ask) asks; /* callbacks to the app in flight */
+	/* Messages for the app's publish callback go one at a time, in the
+	 * client's order: each waits for the one before (and for the publish
+	 * of the app's version) so acks and the channel keep that order. */
+	STAILQ_HEAD(, ask) pubq;
+	int npubq;
+	int pub_busy;
 };
+
+#define MAX_PUBLISH_QUEUE 100 /* messages waiting for the app, per client */
 
 /* One question to the app on behalf of this session (callback.h). */
 struct ask {
@@ -50,6 +58,10 @@ struct ask {
 	long long ref;
 	int has_ref;
 	LIST_ENTRY(ask) entry;
+	STAILQ_ENTRY(ask) queue;
+	const char *path;    /* queued publish: where to, and what */
+	char *body;
+	size_t body_len;
 };
 
 static void send_error(struct session *s, const long long *ref, const char *code, const char *msg);
@@ -63,6 +75,7 @@ struct session *session_new(struct ferry *f, const struct transport_ops *ops, vo
 	s->refs = 1;
 	LIST_INIT(&s->subs);
 	LIST_INIT(&s->asks);
+	STAILQ_INIT(&s->pubq);
 	unsigned char rnd[8];
 	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
 	for (int i = 0; i < 8; i++) {
@@ -89,6 +102,12 @@ void session_free(struct session *s)
 	while ((a = LIST_FIRST(&s->asks)) != NULL) {
 		LIST_REMOVE(a, entry);
 		callback_cancel(a->cb);
+		free(a->body);
+		free(a);
+	}
+	while ((a = STAILQ_FIRST(&s->pubq)) != NULL) {
+		STAILQ_REMOVE_HEAD(&s->pubq, queue);
+		free(a->body);
 		free(a);
 	}
 	identity_clear(&s->identity);
@@ -104,6 +123,15 @@ void session_set_client(struct session *s, const char *cookie, const char *peer,
 	s->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
 	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
 	s->admitted = admitted;
+}
+
+static void post_ask(struct session *s, struct ask *a, callback_cb cb)
+{
+	LIST_INSERT_HEAD(&s->asks, a, entry);
+	a->cb = callback_post(s->f, a->path, a->body, a->body_len, s->cookie,
+			      s->peer[0] ? s->peer : NULL, cb, a);
+	free(a->body);
+	a->body = NULL;
 }
 
 static struct ask *ask_app(struct session *s, const char *path, int publish, const char *channel,
@@ -122,20 +150,30 @@ static struct ask *ask_app(struct session *s, const char *path, int publish, con
 		a->ref = *ref;
 		a->has_ref = 1;
 	}
-	size_t len;
-	char *body = proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
-					    data_len, s->id, s->identity.name, &len);
-	LIST_INSERT_HEAD(&s->asks, a, entry);
-	a->cb = callback_post(s->f, path, body, len, s->cookie, s->peer[0] ? s->peer : NULL, cb, a);
-	free(body);
+	a->path = path;
+	a->body = proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
+					 data_len, s->id, s->identity.name, &a->body_len);
+	if (publish) {
+		STAILQ_INSERT_TAIL(&s->pubq, a, queue);
+		s->npubq++;
+		return a; /* sent when its turn comes (next_publish) */
+	}
+	post_ask(s, a, cb);
 	return a;
+}
+
+/* A 4xx says no; a 5xx (or no answer) means the app could not say. */
+static int app_said_no(const struct callback_result *r)
+{
+	return !r->err && r->status >= 400 && r->status < 500;
 }
 
 static void app_refused(struct session *s, const long long *ref, const struct callback_result *r)
 {
 	char msg[80];
-	if (r->err) {
-		send_error(s, ref, "unavailable", r->err);
+	if (r->err || !app_said_no(r)) {
+		snprintf(msg, sizeof(msg), "the app could not answer (%d)", r->status);
+		send_error(s, ref, "unavailable", r->err ? r->err : msg);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "the app refused (%d)", r->status);
@@ -386,7 +424,10 @@ struct publish_ctx {
 	int has_ref;
 	char channel[PROTO_MAX_CHANNEL + 1];
 	char *reply;    /* the app's answer to the sender (publish callback) */
+	int from_app;   /* the app's version: the next queued message waits for it */
 };
+
+static void next_publish(struct session *s);
 
 static void publish_done(void *arg, const char *id, const char *err)
 {
@@ -400,6 +441,10 @@ static void publish_done(void *arg, const char *id, const char *err)
 		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = pc->channel,
 					  .id = id, .reply = pc->reply };
 		send_event(s, &ev);
+	}
+	if (pc->from_app) {
+		s->pub_busy = 0;
+		next_publish(s);
 	}
 	session_release(s);
 	free(pc->reply);
@@ -415,6 +460,9 @@ static void publish_answered(void *arg, const struct callback_result *r)
 	if (r->err || r->status < 200 || r->status >= 300) {
 		app_refused(s, ref, r);
 	} else if (r->answer.publish) {
+		char event[PROTO_MAX_EVENT + 1];
+		snprintf(event, sizeof(event), "%s", a->event);
+		int has_event = a->has_event;
 		/* the app's version of the message goes to the channel */
 		struct publish_ctx *pc = xcalloc(1, sizeof(*pc));
 		pc->s = s;
@@ -422,16 +470,33 @@ static void publish_answered(void *arg, const struct callback_result *r)
 		pc->has_ref = a->has_ref;
 		strcpy(pc->channel, a->channel);
 		pc->reply = r->answer.reply ? xstrdup(r->answer.reply) : NULL;
+		pc->from_app = 1;
 		s->refs++;
 		struct publish_from from = { .sender = s->id };
-		hub_publish(s->f->hub, a->channel, a->has_event ? a->event : NULL, r->answer.publish,
+		free(a);
+		hub_publish(s->f->hub, pc->channel, has_event ? event : NULL, r->answer.publish,
 			    strlen(r->answer.publish), &from, publish_done, pc);
+		return;
 	} else {
 		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = a->channel,
 					  .reply = r->answer.reply };
 		send_event(s, &ev);
 	}
 	free(a);
+	s->pub_busy = 0;
+	next_publish(s);
+}
+
+/* Send the next queued message to the app, if none is out. */
+static void next_publish(struct session *s)
+{
+	if (s->closed || s->pub_busy || STAILQ_EMPTY(&s->pubq))
+		return;
+	struct ask *a = STAILQ_FIRST(&s->pubq);
+	STAILQ_REMOVE_HEAD(&s->pubq, queue);
+	s->npubq--;
+	s->pub_busy = 1;
+	post_ask(s, a, publish_answered);
 }
 
 static void publish(struct session *s, const struct proto_op *op)
@@ -446,8 +511,12 @@ static void publish(struct session *s, const struct proto_op *op)
 		return;
 	}
 	if (path) {
-		ask_app(s, path, 1, op->channel, op->data, op->data_len, op->event, ref,
-			publish_answered);
+		if (s->npubq >= MAX_PUBLISH_QUEUE) {
+			send_error(s, ref, "unavailable", "too many messages waiting for the app");
+			return;
+		}
+		ask_app(s, path, 1, op->channel, op->data, op->data_len, op->event, ref, NULL);
+		next_publish(s);
 		return;
 	}
 	struct publish_ctx *pc = xcalloc(1, sizeof(*pc));

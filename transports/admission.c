@@ -153,7 +153,7 @@ static void check_answered(void *arg, const struct callback_result *r)
 	if (!httpconn_gone(c)) {
 		if (ok)
 			start(c, httpconn_request(c)); /* still the current request: nothing answered it */
-		else if (r->err)
+		else if (r->err || r->status < 400 || r->status >= 500)
 			httpconn_error(c, 503, "the app could not say whether you may subscribe");
 		else
 			httpconn_error(c, 403, "the app refused this subscription");

@@ -160,8 +160,9 @@ static void app_answered(void *arg, const struct callback_result *r)
 	struct batch *b = arg;
 	const struct proto_send_op *op = &b->ops.ops[b->next];
 	if (r->err || r->status < 200 || r->status >= 300) {
-		b->err = r->err ? r->err : "the app refused";
-		b->err_status = r->err ? 503 : 403;
+		int no = !r->err && r->status >= 400 && r->status < 500; /* 5xx: could not say */
+		b->err = r->err ? r->err : no ? "the app refused" : "the app could not answer";
+		b->err_status = no ? 403 : 503;
 		publish_next(b);
 		return;
 	}

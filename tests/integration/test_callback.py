@@ -12,9 +12,9 @@ this process on a free 127.0.0.1 port) answers ferry's JSON POSTs:
                  "pub:X" -> {"publish": "PUB(X)"}, "both:X" -> both, "empty" ->
                  an empty 200, "deny" -> 403, "who" -> a reply naming the
                  identity, client and cookie it was asked with, "n:K" -> both,
-                 after a random few milliseconds (answers overtake each other)
-                 "sleep:MS" -> both, after MS milliseconds; session=sleepy
-                 is allowed to subscribe after 300 ms
+                 after a random few milliseconds (answers overtake each other),
+                 "sleep:MS" -> both, after MS milliseconds
+                 (session=sleepy is allowed to subscribe, after 300 ms)
   POST /cb/slow  answers after SLOW_S seconds, longer than --upstream-timeout
 
 Every POST the app receives is recorded (path, JSON body, Cookie,
@@ -26,7 +26,8 @@ all three transports, the identity from the subscribe answer in later publish
 callbacks, the reply back to the sender only, the app's version of a message
 published to every subscriber, an empty answer publishing nothing, refusals,
 an unreachable app and a slow one (503 / "unavailable", ferry serving others
-meanwhile), and 100 publishes in flight answered in order.
+meanwhile), clients leaving while the app decides and a drain with callbacks
+pending, and 100 publishes in flight answered in order.
 """
 import asyncio
 import http.client as httpclient
@@ -47,9 +48,10 @@ from harness import Ferry, free_port, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
-WAIT = 5.0          # any single answer or frame
-SLOW_S = 4.0        # how long /cb/slow takes
-TIMEOUT_MS = 1000   # --upstream-timeout of the slow-app case
+SCALE = 5 if os.environ.get("FERRY_TEST_WRAPPER", "").strip() else 1  # slower under valgrind
+WAIT = 5.0 * SCALE          # any single answer or frame
+SLOW_S = 4.0 * SCALE        # how long /cb/slow takes
+TIMEOUT_MS = 1000 * SCALE   # --upstream-timeout of the slow-app case
 RULES = ",".join([
     "subscribe:priv-*=/cb/sub",
     "subscribe:slowsub-*=/cb/slow",
@@ -184,7 +186,8 @@ APP_URL = "http://127.0.0.1:%d" % APP_SERVER.server_address[1]
 
 
 def ferry(*extra, upstream=APP_URL, rules=RULES):
-    return Ferry("--upstream", upstream, "--callback", rules, *extra)
+    """A ferryd asking APP; a failed case leaves clients open, hence the short drain."""
+    return Ferry("--upstream", upstream, "--callback", rules, "--drain-window", "200ms", *extra)
 
 
 def uniq(prefix):
@@ -347,6 +350,7 @@ class WS:
         h = {"Cookie": cookie} if cookie else {}
         self.ws = await websockets.connect(f.ws_url + "/ferry/ws" + query, extra_headers=h,
                                            ping_interval=None, open_timeout=WAIT, max_size=None)
+        OPEN.append(self.ws.transport.abort)
         hello = await self.recv()
         assert hello["type"] == "open", hello
         self.session = hello["session"]
@@ -412,8 +416,17 @@ class WS:
         self.ws.transport.abort()
 
 
+OPEN = []  # aborts every WebSocket a case opened, even when it failed half-way
+
+
 def arun(coro, timeout=90):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    async def guarded():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            while OPEN:
+                OPEN.pop()()
+    return asyncio.run(guarded())
 
 
 # ---------------------------------------------------------------- cases
@@ -426,7 +439,7 @@ def test_subscribe_websocket_by_cookie():
     with ferry() as f:
         async def main():
             alice = await WS.open(f, cookie="theme=dark; session=alice")
-            sub = await alice.subscribe(ch, ref=7)
+            await alice.subscribe(ch, ref=7)
             calls = APP.find("/cb/sub", ch, alice.session)
             assert len(calls) == 1, calls
             c = calls[0]
@@ -462,11 +475,10 @@ def test_subscribe_websocket_by_cookie():
             assert m["type"] == "subscribed" and m["channel"] == ch, m
 
             # alice (and bob) get what is published
-            mid = publish_api(f, ch, "for members")
+            publish_api(f, ch, "for members")
             for who in (alice, bob):
                 msgs = [x for x in await who.barrier() if x["type"] == "message"]
                 assert [x["data"] for x in msgs][-1:] == ["for members"], msgs
-            assert sub["cursor"] != mid
             # guest: allowed by an empty 2xx
             guest = await WS.open(f, cookie="session=guest")
             await guest.subscribe(ch, ref=1)
@@ -761,8 +773,9 @@ def test_app_slow_unavailable():
             t0 = time.monotonic()
             w = await WS.open(f, cookie="session=alice")
             await w.send({"type": "subscribe", "channel": ch, "ref": 1})
-            for i in range(5):
-                await w.send({"type": "publish", "channel": slowpub, "data": "s%d" % i, "ref": 10 + i})
+            # one publish: a client's messages go to the app one at a time
+            # (test_many_concurrent_in_order), so a second would wait behind it
+            await w.send({"type": "publish", "channel": slowpub, "data": "s0", "ref": 10})
             sse_box, poll_box, send_box = {}, {}, {}
             threads = [
                 threading.Thread(target=lambda: sse_box.update(r=SSE(f, "ch=" + ch, cookie="session=alice"))),
@@ -773,9 +786,9 @@ def test_app_slow_unavailable():
                 t.start()
             # everyone else is served while those wait on the app
             deadline = time.monotonic() + WAIT
-            while APP.slow_started - base_started < 9 and time.monotonic() < deadline:
+            while APP.slow_started - base_started < 5 and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert APP.slow_started - base_started >= 9, "the app did not get the slow callbacks"
+            assert APP.slow_started - base_started >= 5, "the app did not get the slow callbacks"
             t1 = time.monotonic()
             other = await WS.open(f, cookie="session=bob")
             free = uniq("free")
@@ -791,13 +804,13 @@ def test_app_slow_unavailable():
                 "other clients took %.2fs while callbacks were pending" % served
 
             got = {}
-            while len(got) < 6:
+            while len(got) < 2:
                 m = await w.recv(TIMEOUT_MS / 1000.0 + WAIT)
                 if m.get("ref") is not None:
                     got[m["ref"]] = (m["type"], m.get("code"), time.monotonic() - t0)
             for ref, (typ, code, at) in got.items():
                 assert (typ, code) == ("error", "unavailable"), (ref, typ, code)
-                assert TIMEOUT_MS / 1000.0 * 0.8 <= at < SLOW_S, (ref, at)
+                assert TIMEOUT_MS / 1000.0 * 0.8 <= at < TIMEOUT_MS / 1000.0 + 1.5, (ref, at)
             for t in threads:
                 t.join(WAIT)
                 assert not t.is_alive()
@@ -806,12 +819,12 @@ def test_app_slow_unavailable():
             r.close()
             assert poll_box["r"][0] == 503, poll_box["r"]
             assert send_box["r"][0] == 503, send_box["r"]
-            assert APP.slow_done - base_done < 9, "the slow answers came back before the timeout"
+            assert APP.slow_done - base_done < 5, "the slow answers came back before the timeout"
 
             # after the app finally answers (into closed connections), fresh
             # callbacks get their own answers, not the late ones
             deadline = time.monotonic() + SLOW_S + WAIT
-            while APP.slow_done - base_done < 9 and time.monotonic() < deadline:
+            while APP.slow_done - base_done < 5 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             for i in range(20):
                 m = await other.publish(chat, "reply:after%d" % i, ref=100 + i)
@@ -888,10 +901,23 @@ def test_clients_gone_mid_callback():
     not in time), then a drain with callbacks pending: ferry carries on,
     publishes what the app published, and exits cleanly (no sanitizer report)."""
     ch, chat, slowsub, slowpub = uniq("priv-gone"), uniq("chat-gone"), uniq("slowsub"), uniq("slowpub")
-    with ferry("--upstream-timeout", "%dms" % TIMEOUT_MS, "--drain-window", "200ms") as f:
+    with ferry("--upstream-timeout", "%dms" % TIMEOUT_MS) as f:
         start = cursor_of(f, chat)
+
+        def asked():
+            with APP.lock:
+                return len(APP.calls) + APP.slow_started
+
+        def wait_asked(n):
+            """Until the app has been asked n more times: then the client leaves."""
+            deadline = time.monotonic() + WAIT
+            while asked() < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert asked() >= n, "the app was asked %d times, expected %d" % (asked() - base, n - base)
+
         n_sub = len(APP.find("/cb/sub"))
         n_pub = len(APP.find("/cb/pub"))
+        base = asked()
 
         async def leave_ws():
             w = await WS.open(f, cookie="session=sleepy")
@@ -899,15 +925,10 @@ def test_clients_gone_mid_callback():
             await w.send({"type": "subscribe", "channel": slowsub, "ref": 2})
             await w.send({"type": "publish", "channel": chat, "data": "sleep:300", "ref": 3})
             await w.send({"type": "publish", "channel": slowpub, "data": "x", "ref": 4})
-            await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_asked, base + 4)
             await w.close()
         arun(leave_ws())
 
-        def leave_http(raw):
-            s = socket.create_connection(("127.0.0.1", f.port), timeout=WAIT)
-            s.sendall(raw)
-            time.sleep(0.05)
-            s.close()
         body = json.dumps({"client": "gone-1", "ops": [op(1, chat, "sleep:300"), op(2, chat, "pub:after")]})
         for raw in ("GET /ferry/sse?ch=%s HTTP/1.1\r\nHost: x\r\nCookie: session=sleepy\r\n\r\n" % ch,
                     "GET /ferry/sse?ch=%s HTTP/1.1\r\nHost: x\r\n\r\n" % slowsub,
@@ -915,7 +936,11 @@ def test_clients_gone_mid_callback():
                     "GET /ferry/poll?ch=%s HTTP/1.1\r\nHost: x\r\n\r\n" % slowsub,
                     "POST /ferry/send HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                     "Content-Length: %d\r\n\r\n%s" % (len(body), body)):
-            leave_http(raw.encode())
+            n = asked()
+            sock = socket.create_connection(("127.0.0.1", f.port), timeout=WAIT)
+            sock.sendall(raw.encode())
+            wait_asked(n + 1)
+            sock.close()
         # the app answers the sleepy ones after the clients left, the slow
         # ones too late; ferry is still fine after both
         time.sleep(TIMEOUT_MS / 1000.0 + 0.5)
@@ -953,7 +978,7 @@ def test_clients_gone_mid_callback():
             f.signal(signal.SIGTERM)
             head = await asyncio.to_thread(sock.recv, 4096)
             sock.close()
-            assert head.startswith(b"HTTP/1.1 503"), head
+            assert head.startswith(b"HTTP/1.1 503") and b"Retry-After:" in head, head
             try:
                 while True:
                     m = await w.recv()
