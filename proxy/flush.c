@@ -16,22 +16,28 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
 		TAILQ_REMOVE(&f->flush_pending, e, entry);
 		e->queued = 0;
+		/* a socket already waiting for writability would say EAGAIN again */
+		if (!(bufferevent_get_enabled(e->bev) & EV_WRITE))
+			flush_now(e->bev);
 		struct evbuffer *out = bufferevent_get_output(e->bev);
-		/* A socket bufferevent keeps its output frozen at the front so
-		 * that only its own write callback drains it; evbuffer_write on
-		 * it fails without a syscall. Unfreeze around our write as that
-		 * callback does. A socket already waiting for writability would
-		 * only say EAGAIN again. */
-		if (!tls_is_tls(e->bev) && !(bufferevent_get_enabled(e->bev) & EV_WRITE)) {
-			evbuffer_unfreeze(out, 1);
-			evbuffer_write(out, bufferevent_getfd(e->bev));
-			evbuffer_freeze(out, 1);
-		}
 		/* what the kernel did not take (or a TLS record) goes the usual
 		 * way: libevent watches the socket and writes when it can */
 		if (evbuffer_get_length(out) > 0)
 			bufferevent_enable(e->bev, EV_WRITE);
 	}
+}
+
+void flush_now(struct bufferevent *bev)
+{
+	if (tls_is_tls(bev))
+		return;
+	/* A socket bufferevent keeps its output frozen at the front so that
+	 * only its own write callback drains it; evbuffer_write on it fails
+	 * without a syscall. Unfreeze around our write as that callback does. */
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
 }
 
 void flush_init(struct ferry *f)

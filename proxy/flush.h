@@ -28,6 +28,10 @@ void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev)
 /* Forget e before its bufferevent is freed or handed on. */
 void flush_cancel(struct ferry *f, struct flush_entry *e);
 
+/* Write what bev's output holds to its socket now, if it is a plain one;
+ * what the kernel does not take stays queued for the bufferevent. */
+void flush_now(struct bufferevent *bev);
+
 /* The write callback of such a bufferevent (or call it from one): once its
  * output is empty, stop watching the socket for writability. */
 void flush_written(struct bufferevent *bev);
