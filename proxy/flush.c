@@ -16,15 +16,19 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
 		TAILQ_REMOVE(&f->flush_pending, e, entry);
 		e->queued = 0;
-		/* a socket already waiting for writability would say EAGAIN again */
-		if (!(bufferevent_get_enabled(e->bev) & EV_WRITE))
-			flush_now(e->bev);
-		struct evbuffer *out = bufferevent_get_output(e->bev);
-		/* what the kernel did not take (or a TLS record) goes the usual
-		 * way: libevent watches the socket and writes when it can */
-		if (evbuffer_get_length(out) > 0)
-			bufferevent_enable(e->bev, EV_WRITE);
+		e->cb(e->arg);
 	}
+}
+
+void flush_bufferevent(struct bufferevent *bev)
+{
+	/* a socket already waiting for writability would say EAGAIN again */
+	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+		flush_now(bev);
+	/* what the kernel did not take (or a TLS record) goes the usual way:
+	 * libevent watches the socket and writes when it can */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		bufferevent_enable(bev, EV_WRITE);
 }
 
 void flush_now(struct bufferevent *bev)
@@ -51,11 +55,10 @@ void flush_free(struct ferry *f)
 	event_free(f->flush_ev);
 }
 
-void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev)
+void flush_mark(struct ferry *f, struct flush_entry *e)
 {
 	if (e->queued)
 		return;
-	e->bev = bev;
 	e->queued = 1;
 	if (TAILQ_EMPTY(&f->flush_pending))
 		event_active(f->flush_ev, EV_WRITE, 0);

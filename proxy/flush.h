@@ -12,7 +12,8 @@ struct ferry;
 struct bufferevent;
 
 struct flush_entry {
-	struct bufferevent *bev;
+	void (*cb)(void *arg); /* writes the connection's output; set by its owner */
+	void *arg;
 	int queued;
 	TAILQ_ENTRY(flush_entry) entry;
 };
@@ -22,11 +23,17 @@ TAILQ_HEAD(flush_list, flush_entry);
 void flush_init(struct ferry *f);
 void flush_free(struct ferry *f);
 
-/* bev's output grew: write it at the end of this loop turn. bev must be
- * enabled for reading only; flush_write_cb disables writing again. */
-void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev);
-/* Forget e before its bufferevent is freed or handed on. */
+/* The connection has output: run e->cb(e->arg) once, at the end of this
+ * loop turn, however often it is marked meanwhile. */
+void flush_mark(struct ferry *f, struct flush_entry *e);
+/* Forget e before its connection is freed or handed on. */
 void flush_cancel(struct ferry *f, struct flush_entry *e);
+
+/* For a bufferevent enabled for reading only: write its output to the
+ * socket unless it already waits for writability, and arm EV_WRITE for
+ * whatever the kernel did not take (for TLS, all of it). flush_written
+ * disarms it again. */
+void flush_bufferevent(struct bufferevent *bev);
 
 /* Write what bev's output holds to its socket now, if it is a plain one;
  * what the kernel does not take stays queued for the bufferevent. */
