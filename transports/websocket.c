@@ -71,7 +71,7 @@ struct ws_conn {
 	 * WS_BATCH_MAX messages) goes through the evbuffer, this first. */
 	struct message *batch[WS_BATCH_MAX];
 	unsigned nbatch;
-	int plain; /* not TLS: ferry may write the socket itself */
+	evutil_socket_t fd; /* -1 for TLS: only the bufferevent writes */
 
 	int awaiting_pong;
 	int in_callback;
@@ -124,13 +124,17 @@ static void ws_flush(void *arg)
 	}
 	/* The evbuffer is empty while there is a batch (see ws_conn.batch). */
 	struct iovec iov[WS_BATCH_MAX];
-	for (unsigned i = 0; i < w->nbatch; i++)
+	size_t total = 0;
+	for (unsigned i = 0; i < w->nbatch; i++) {
 		iov[i].iov_base = (void *)message_wire(w->batch[i], WIRE_WS, &iov[i].iov_len);
-	ssize_t n = writev(bufferevent_getfd(w->bev), iov, (int)w->nbatch);
+		total += iov[i].iov_len;
+	}
+	ssize_t n = writev(w->fd, iov, (int)w->nbatch);
+	size_t written = n > 0 ? (size_t)n : 0;
 	/* On EAGAIN, a short write or an error, the rest goes the bufferevent's
 	 * way: it writes when the socket can take more, or reports the error. */
-	batch_spill(w, n > 0 ? (size_t)n : 0);
-	if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0)
+	batch_spill(w, written);
+	if (written < total)
 		bufferevent_enable(w->bev, EV_WRITE);
 }
 
@@ -242,7 +246,7 @@ static void t_send_message(void *t, struct message *m)
 		frame = message_wire(m, WIRE_WS, &len);
 	}
 	struct evbuffer *out = bufferevent_get_output(w->bev);
-	if (w->plain && w->nbatch < WS_BATCH_MAX && evbuffer_get_length(out) == 0) {
+	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && evbuffer_get_length(out) == 0) {
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
 		batch_spill(w, 0);
@@ -644,7 +648,8 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	/* writes go through flush.c, which arms EV_WRITE only when blocked */
 	bufferevent_disable(w->bev, EV_WRITE);
 	bufferevent_enable(w->bev, EV_READ);
-	w->plain = !tls_is_tls(w->bev);
+	/* bufferevent_getfd takes the bufferevent's lock: ask once */
+	w->fd = tls_is_tls(w->bev) ? -1 : bufferevent_getfd(w->bev);
 	w->flush.cb = ws_flush;
 	w->flush.arg = w;
 	flush_mark(f, &w->flush); /* the 101 */
