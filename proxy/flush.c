@@ -20,15 +20,17 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void flush_bufferevent(struct bufferevent *bev)
+int flush_bufferevent(struct bufferevent *bev)
 {
 	/* a socket already waiting for writability would say EAGAIN again */
 	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
 		flush_now(bev);
 	/* what the kernel did not take (or a TLS record) goes the usual way:
 	 * libevent watches the socket and writes when it can */
-	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		bufferevent_enable(bev, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		return 0;
+	bufferevent_enable(bev, EV_WRITE);
+	return 1;
 }
 
 void flush_now(struct bufferevent *bev)
@@ -73,8 +75,10 @@ void flush_cancel(struct ferry *f, struct flush_entry *e)
 	e->queued = 0;
 }
 
-void flush_written(struct bufferevent *bev)
+int flush_written(struct bufferevent *bev)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_disable(bev, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return 0;
+	bufferevent_disable(bev, EV_WRITE);
+	return 1;
 }

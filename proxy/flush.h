@@ -32,15 +32,16 @@ void flush_cancel(struct ferry *f, struct flush_entry *e);
 /* For a bufferevent enabled for reading only: write its output to the
  * socket unless it already waits for writability, and arm EV_WRITE for
  * whatever the kernel did not take (for TLS, all of it). flush_written
- * disarms it again. */
-void flush_bufferevent(struct bufferevent *bev);
+ * disarms it again. Returns 1 if output is left, 0 if none. */
+int flush_bufferevent(struct bufferevent *bev);
 
 /* Write what bev's output holds to its socket now, if it is a plain one;
  * what the kernel does not take stays queued for the bufferevent. */
 void flush_now(struct bufferevent *bev);
 
 /* The write callback of such a bufferevent (or call it from one): once its
- * output is empty, stop watching the socket for writability. */
-void flush_written(struct bufferevent *bev);
+ * output is empty, stop watching the socket for writability. Returns 1 if
+ * it was empty. */
+int flush_written(struct bufferevent *bev);
 
 #endif

@@ -72,6 +72,10 @@ struct ws_conn {
 	struct message *batch[WS_BATCH_MAX];
 	unsigned nbatch;
 	evutil_socket_t fd; /* -1 for TLS: only the bufferevent writes */
+	/* The evbuffer may hold output (cleared where it is seen empty). With
+	 * 10,000 subscribers, asking libevent touched two more structures per
+	 * delivery, each a cache miss: 5% of the CPU of a fast fan-out. */
+	int buffered;
 
 	int awaiting_pong;
 	int in_callback;
@@ -101,6 +105,7 @@ static void batch_spill(struct ws_conn *w, size_t written)
 			continue;
 		}
 		evbuffer_add_reference(out, frame + written, len - written, release_message, m);
+		w->buffered = 1;
 		written = 0;
 	}
 	w->nbatch = 0;
@@ -108,7 +113,7 @@ static void batch_spill(struct ws_conn *w, size_t written)
 
 static size_t ws_queued(const struct ws_conn *w)
 {
-	size_t n = evbuffer_get_length(bufferevent_get_output(w->bev));
+	size_t n = w->buffered ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
 	for (unsigned i = 0; i < w->nbatch; i++)
 		n += w->batch[i]->wire[WIRE_WS].len;
 	return n;
@@ -119,7 +124,7 @@ static void ws_flush(void *arg)
 {
 	struct ws_conn *w = arg;
 	if (w->nbatch == 0) {
-		flush_bufferevent(w->bev);
+		w->buffered = flush_bufferevent(w->bev);
 		return;
 	}
 	/* The evbuffer is empty while there is a batch (see ws_conn.batch). */
@@ -147,6 +152,7 @@ static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, s
 	evbuffer_add(out, hdr, hlen);
 	if (len)
 		evbuffer_add(out, payload, len);
+	w->buffered = 1;
 	w->f->metrics.bytes_out += hlen + len;
 	flush_mark(w->f, &w->flush);
 }
@@ -245,12 +251,13 @@ static void t_send_message(void *t, struct message *m)
 		message_set_wire(m, WIRE_WS, bytes, hlen + jlen);
 		frame = message_wire(m, WIRE_WS, &len);
 	}
-	struct evbuffer *out = bufferevent_get_output(w->bev);
-	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && evbuffer_get_length(out) == 0) {
+	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && !w->buffered) {
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
 		batch_spill(w, 0);
-		evbuffer_add_reference(out, frame, len, release_message, message_ref(m));
+		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
+				       message_ref(m));
+		w->buffered = 1;
 	}
 	w->f->metrics.bytes_out += len;
 	flush_mark(w->f, &w->flush);
@@ -501,7 +508,8 @@ static void process_input(struct ws_conn *w)
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-	flush_written(bev);
+	struct ws_conn *w = arg;
+	w->buffered = !flush_written(bev);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -639,6 +647,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	if (res.protocol)
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n", res.protocol);
 	evbuffer_add(out, "\r\n", 2);
+	w->buffered = 1;
 
 	ferry_client_add(f, &w->link, &ws_link_ops, 1);
 	f->metrics.connections[TRANSPORT_WS]++;
