@@ -16,14 +16,34 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
 		TAILQ_REMOVE(&f->flush_pending, e, entry);
 		e->queued = 0;
-		struct evbuffer *out = bufferevent_get_output(e->bev);
-		if (!tls_is_tls(e->bev))
-			evbuffer_write(out, bufferevent_getfd(e->bev));
-		/* what the kernel did not take (or a TLS record) goes the usual
-		 * way: libevent watches the socket and writes when it can */
-		if (evbuffer_get_length(out) > 0)
-			bufferevent_enable(e->bev, EV_WRITE);
+		e->cb(e->arg);
 	}
+}
+
+int flush_bufferevent(struct bufferevent *bev)
+{
+	/* a socket already waiting for writability would say EAGAIN again */
+	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+		flush_now(bev);
+	/* what the kernel did not take (or a TLS record) goes the usual way:
+	 * libevent watches the socket and writes when it can */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		return 0;
+	bufferevent_enable(bev, EV_WRITE);
+	return 1;
+}
+
+void flush_now(struct bufferevent *bev)
+{
+	if (tls_is_tls(bev))
+		return;
+	/* A socket bufferevent keeps its output frozen at the front so that
+	 * only its own write callback drains it; evbuffer_write on it fails
+	 * without a syscall. Unfreeze around our write as that callback does. */
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
 }
 
 void flush_init(struct ferry *f)
@@ -37,11 +57,10 @@ void flush_free(struct ferry *f)
 	event_free(f->flush_ev);
 }
 
-void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev)
+void flush_mark(struct ferry *f, struct flush_entry *e)
 {
 	if (e->queued)
 		return;
-	e->bev = bev;
 	e->queued = 1;
 	if (TAILQ_EMPTY(&f->flush_pending))
 		event_active(f->flush_ev, EV_WRITE, 0);
@@ -56,8 +75,10 @@ void flush_cancel(struct ferry *f, struct flush_entry *e)
 	e->queued = 0;
 }
 
-void flush_written(struct bufferevent *bev)
+int flush_written(struct bufferevent *bev)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_disable(bev, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return 0;
+	bufferevent_disable(bev, EV_WRITE);
+	return 1;
 }

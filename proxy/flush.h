@@ -12,7 +12,8 @@ struct ferry;
 struct bufferevent;
 
 struct flush_entry {
-	struct bufferevent *bev;
+	void (*cb)(void *arg); /* writes the connection's output; set by its owner */
+	void *arg;
 	int queued;
 	TAILQ_ENTRY(flush_entry) entry;
 };
@@ -22,14 +23,25 @@ TAILQ_HEAD(flush_list, flush_entry);
 void flush_init(struct ferry *f);
 void flush_free(struct ferry *f);
 
-/* bev's output grew: write it at the end of this loop turn. bev must be
- * enabled for reading only; flush_write_cb disables writing again. */
-void flush_mark(struct ferry *f, struct flush_entry *e, struct bufferevent *bev);
-/* Forget e before its bufferevent is freed or handed on. */
+/* The connection has output: run e->cb(e->arg) once, at the end of this
+ * loop turn, however often it is marked meanwhile. */
+void flush_mark(struct ferry *f, struct flush_entry *e);
+/* Forget e before its connection is freed or handed on. */
 void flush_cancel(struct ferry *f, struct flush_entry *e);
 
+/* For a bufferevent enabled for reading only: write its output to the
+ * socket unless it already waits for writability, and arm EV_WRITE for
+ * whatever the kernel did not take (for TLS, all of it). flush_written
+ * disarms it again. Returns 1 if output is left, 0 if none. */
+int flush_bufferevent(struct bufferevent *bev);
+
+/* Write what bev's output holds to its socket now, if it is a plain one;
+ * what the kernel does not take stays queued for the bufferevent. */
+void flush_now(struct bufferevent *bev);
+
 /* The write callback of such a bufferevent (or call it from one): once its
- * output is empty, stop watching the socket for writability. */
-void flush_written(struct bufferevent *bev);
+ * output is empty, stop watching the socket for writability. Returns 1 if
+ * it was empty. */
+int flush_written(struct bufferevent *bev);
 
 #endif

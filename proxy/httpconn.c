@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ferry.h"
+#include "flush.h"
 #include "http.h"
 #include "linger.h"
 #include "log.h"
@@ -221,6 +222,10 @@ static void answered(struct httpconn *c, int close_after)
 		linger_close(f, httpconn_detach(c)); /* c may be freed here */
 		return;
 	}
+	/* Answer now rather than after the next wait for events: a publisher
+	 * then sends its next message while this turn's fan-out is written,
+	 * and the next turn fans out several messages with one write each. */
+	flush_now(c->bev);
 	http_parser_next(c->parser);
 	enter_phase(c, PHASE_IDLE);
 	if (!c->in_handler)

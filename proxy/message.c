@@ -16,6 +16,9 @@ struct message *message_new(const char *channel, const char *id, struct msg_pos 
 	m->channel = memcpy(p, channel, clen);
 	p += clen;
 	m->id = memcpy(p, id, ilen);
+	/* found once here rather than at each subscriber's epoch check */
+	const char *colon = strrchr(id, ':');
+	m->epoch_len = colon ? (size_t)(colon - id) : 0;
 	p += ilen;
 	if (event) {
 		m->event = memcpy(p, event, elen);

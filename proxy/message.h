@@ -21,6 +21,7 @@ struct message {
 	unsigned refs;
 	const char *channel;
 	const char *id; /* "<epoch>:<position>", opaque to clients */
+	size_t epoch_len; /* of id, up to its last ':' (0 without one) */
 	struct msg_pos pos;
 	const char *event; /* NULL when the message names none */
 	const char *data;  /* UTF-8, NUL-terminated */

@@ -381,12 +381,16 @@ static void set_epoch(struct sub *sub, const char *id)
 	sub->epoch[n] = '\0';
 }
 
+static int same_epoch(const struct sub *sub, const struct message *m)
+{
+	return strlen(sub->epoch) == m->epoch_len && memcmp(sub->epoch, m->id, m->epoch_len) == 0;
+}
+
 static void deliver(struct session *s, struct sub *sub, struct message *m, int capped)
 {
 	if (s->closed)
 		return;
-	size_t elen = epoch_len(m->id);
-	if (sub->has_last && (strlen(sub->epoch) != elen || memcmp(sub->epoch, m->id, elen) != 0)) {
+	if (sub->has_last && !same_epoch(sub, m)) {
 		/* The channel's history was lost and began again (it expired while
 		 * idle, or the backend lost its data): say so, then go on. */
 		struct proto_event ev = { .type = PEV_RESET, .channel = sub->name, .reason = "epoch",
@@ -406,9 +410,11 @@ static void deliver(struct session *s, struct sub *sub, struct message *m, int c
 		s->ops->close(s->t, WS_CLOSE_SLOW_CONSUMER, "slow consumer: resume from your cursor");
 		return;
 	}
+	/* While has_last holds, the epoch is m's already (checked above). */
+	if (!sub->has_last)
+		set_epoch(sub, m->id);
 	sub->last = m->pos;
 	sub->has_last = 1;
-	set_epoch(sub, m->id);
 	s->ops->send_message(s->t, m);
 	s->f->metrics.messages_out++;
 }

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "bucket.h"
@@ -27,11 +29,15 @@
 #include "origin.h"
 #include "protocol.h"
 #include "session.h"
+#include "tls.h"
 #include "transport.h"
 #include "utf8.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 #include "xmalloc.h"
+
+/* Channel messages one loop turn may batch for a socket (see ws_conn.batch). */
+#define WS_BATCH_MAX 8
 
 enum ws_state {
 	WS_OPEN,       /* frames both ways */
@@ -60,6 +66,20 @@ struct ws_conn {
 	uint8_t *ctl;
 	size_t ctl_len;
 
+	/* Channel messages for this loop turn's write, while nothing else is
+	 * queued: one writev straight from their shared frames. Through the
+	 * evbuffer, each delivery allocated a chain and freed it once written,
+	 * about half of the instructions a delivery took. Whatever cannot go
+	 * this way (a TLS socket, a blocked one, a protocol event, more than
+	 * WS_BATCH_MAX messages) goes through the evbuffer, this first. */
+	struct message *batch[WS_BATCH_MAX];
+	unsigned nbatch;
+	evutil_socket_t fd; /* -1 for TLS: only the bufferevent writes */
+	/* The evbuffer may hold output (cleared where it is seen empty). With
+	 * 10,000 subscribers, asking libevent touched two more structures per
+	 * delivery, each a cache miss: 5% of the CPU of a fast fan-out. */
+	int buffered;
+
 	int awaiting_pong;
 	int in_callback;
 	int throttled;           /* over --rate-messages: not reading until throttle fires */
@@ -73,16 +93,80 @@ static const char *const ferry_protocols[] = { "ferry.v1", NULL };
 
 static void rate_limit(struct ws_conn *w);
 
+static void release_message(const void *data, size_t len, void *arg)
+{
+	message_unref(arg);
+}
+
+/* Empty the batch: the first `written` bytes of it reached the socket; the
+ * rest moves to the evbuffer with its references, ahead of anything newer. */
+static void batch_spill(struct ws_conn *w, size_t written)
+{
+	for (unsigned i = 0; i < w->nbatch; i++) {
+		struct message *m = w->batch[i];
+		size_t len;
+		const char *frame = message_wire(m, WIRE_WS, &len);
+		if (written >= len) {
+			written -= len;
+			message_unref(m);
+			continue;
+		}
+		/* (only here: the bufferevent is one more cache miss) */
+		evbuffer_add_reference(bufferevent_get_output(w->bev), frame + written,
+				       len - written, release_message, m);
+		w->buffered = 1;
+		written = 0;
+	}
+	w->nbatch = 0;
+}
+
+static size_t ws_queued(const struct ws_conn *w)
+{
+	size_t n = w->buffered ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
+	for (unsigned i = 0; i < w->nbatch; i++)
+		n += w->batch[i]->wire[WIRE_WS].len;
+	return n;
+}
+
+/* The end of a loop turn in which this connection got output. */
+static void ws_flush(void *arg)
+{
+	struct ws_conn *w = arg;
+	if (w->nbatch == 0) {
+		w->buffered = flush_bufferevent(w->bev);
+		return;
+	}
+	/* The evbuffer is empty while there is a batch (see ws_conn.batch). */
+	struct iovec iov[WS_BATCH_MAX];
+	size_t total = 0;
+	for (unsigned i = 0; i < w->nbatch; i++) {
+		iov[i].iov_base = (void *)message_wire(w->batch[i], WIRE_WS, &iov[i].iov_len);
+		total += iov[i].iov_len;
+	}
+	/* write() spares the kernel copying in an iovec array: the usual case
+	 * below saturation is one message a turn */
+	ssize_t n = w->nbatch == 1 ? write(w->fd, iov[0].iov_base, iov[0].iov_len)
+				   : writev(w->fd, iov, (int)w->nbatch);
+	size_t written = n > 0 ? (size_t)n : 0;
+	/* On EAGAIN, a short write or an error, the rest goes the bufferevent's
+	 * way: it writes when the socket can take more, or reports the error. */
+	batch_spill(w, written);
+	if (written < total)
+		bufferevent_enable(w->bev, EV_WRITE);
+}
+
 static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, size_t len)
 {
 	uint8_t hdr[10];
 	size_t hlen = ws_frame_header(hdr, op, 1, len);
 	struct evbuffer *out = bufferevent_get_output(w->bev);
+	batch_spill(w, 0); /* keep the order */
 	evbuffer_add(out, hdr, hlen);
 	if (len)
 		evbuffer_add(out, payload, len);
+	w->buffered = 1;
 	w->f->metrics.bytes_out += hlen + len;
-	flush_mark(w->f, &w->flush, w->bev);
+	flush_mark(w->f, &w->flush);
 }
 
 static void send_close_frame(struct ws_conn *w, int code, const char *reason)
@@ -102,6 +186,7 @@ static void send_close_frame(struct ws_conn *w, int code, const char *reason)
 static void start_flushing(struct ws_conn *w)
 {
 	struct bufferevent *bev = w->bev;
+	batch_spill(w, 0);
 	w->bev = NULL;
 	w->state = WS_DEAD;
 	flush_cancel(w->f, &w->flush);
@@ -136,6 +221,8 @@ static void ws_destroy(struct ws_conn *w)
 	if (w->session)
 		session_free(w->session);
 	flush_cancel(f, &w->flush);
+	for (unsigned i = 0; i < w->nbatch; i++)
+		message_unref(w->batch[i]);
 	if (w->bev)
 		bufferevent_free(w->bev);
 	ferry_client_remove(f, &w->link);
@@ -156,11 +243,6 @@ static void ws_reap(struct ws_conn *w)
 }
 
 /* transport_ops for the session */
-
-static void release_message(const void *data, size_t len, void *arg)
-{
-	message_unref(arg);
-}
 
 static void t_send_message(void *t, struct message *m)
 {
@@ -183,10 +265,16 @@ static void t_send_message(void *t, struct message *m)
 		message_set_wire(m, WIRE_WS, bytes, hlen + jlen);
 		frame = message_wire(m, WIRE_WS, &len);
 	}
-	evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
-			       message_ref(m));
+	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && !w->buffered) {
+		w->batch[w->nbatch++] = message_ref(m);
+	} else {
+		batch_spill(w, 0);
+		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
+				       message_ref(m));
+		w->buffered = 1;
+	}
 	w->f->metrics.bytes_out += len;
-	flush_mark(w->f, &w->flush, w->bev);
+	flush_mark(w->f, &w->flush);
 }
 
 static void t_send_event(void *t, const struct proto_event *ev)
@@ -203,7 +291,7 @@ static void t_send_event(void *t, const struct proto_event *ev)
 static size_t t_queued(void *t)
 {
 	struct ws_conn *w = t;
-	return w->bev ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
+	return w->bev ? ws_queued(w) : 0;
 }
 
 static void t_close(void *t, int code, const char *reason)
@@ -475,7 +563,8 @@ static void throttle_cb(evutil_socket_t fd, short what, void *arg)
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
-	flush_written(bev);
+	struct ws_conn *w = arg;
+	w->buffered = !flush_written(bev);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -625,6 +714,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	if (res.protocol)
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n", res.protocol);
 	evbuffer_add(out, "\r\n", 2);
+	w->buffered = 1;
 
 	ferry_client_add(f, &w->link, &ws_link_ops, 1, w->peer);
 	f->metrics.connections[TRANSPORT_WS]++;
@@ -634,7 +724,11 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	/* writes go through flush.c, which arms EV_WRITE only when blocked */
 	bufferevent_disable(w->bev, EV_WRITE);
 	bufferevent_enable(w->bev, EV_READ);
-	flush_mark(f, &w->flush, w->bev); /* the 101 */
+	/* bufferevent_getfd takes the bufferevent's lock: ask once */
+	w->fd = tls_is_tls(w->bev) ? -1 : bufferevent_getfd(w->bev);
+	w->flush.cb = ws_flush;
+	w->flush.arg = w;
+	flush_mark(f, &w->flush); /* the 101 */
 	log_debug("ws %s: open (%s)", w->peer, mode == WS_MODE_ECHO ? "echo" : "ferry");
 
 	w->in_callback++;

@@ -489,8 +489,22 @@ def test_fanout():
 
 # ---------------------------------------------------------------- flow control
 
+def tcp_wmem_max():
+    """The largest send buffer the kernel grows a socket's to (bytes)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 4 << 20
+
+
 def test_slow_consumer():
-    n, size = 2000, 1024
+    # ferryd writes to a socket whenever the kernel takes bytes, so a reader
+    # that stalls first fills its kernel send buffer (autotuned up to
+    # tcp_wmem's maximum, 4 MiB by default) and only then ferry's own queue:
+    # publish twice that, or the cap is never reached.
+    size = 4096
+    n = max(1000, 2 * tcp_wmem_max() // size)
     with Ferry("--out-queue-max", "64K") as f:
         async def main():
             good = await connect(f, "?ch=slow")
