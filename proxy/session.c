@@ -28,11 +28,17 @@ struct session {
 	int closed;     /* the transport is gone or going: send nothing more */
 	struct sub_list subs;
 	int nsubs;
-	struct identity identity;
 	int need_auth;  /* --require-token and none came with the handshake */
 	int admitted;   /* the transport asked the app's subscribe callbacks itself */
+	struct session_extra *x; /* NULL for an anonymous client without callbacks */
+};
+
+/* What only some clients have (a token, the app's callbacks), kept apart so
+ * that an anonymous idle subscriber stays small (bench: idle-18k). */
+struct session_extra {
+	struct identity identity;
 	struct event *expiry; /* closes the session at its token's exp */
-	char *cookie;   /* the client's Cookie header, for the app's callbacks */
+	char *cookie;         /* the client's Cookie header, for the app's callbacks */
 	char peer[64];
 	LIST_HEAD(, ask) asks; /* callbacks to the app in flight */
 	/* Messages for the app's publish callback go one at a time, in the
@@ -42,6 +48,22 @@ struct session {
 	int npubq;
 	int pub_busy;
 };
+
+static struct session_extra *extra(struct session *s)
+{
+	if (!s->x) {
+		s->x = xcalloc(1, sizeof(*s->x));
+		LIST_INIT(&s->x->asks);
+		STAILQ_INIT(&s->x->pubq);
+	}
+	return s->x;
+}
+
+/* The client's identity, or NULL when it has none. */
+static const struct identity *who(const struct session *s)
+{
+	return s->x ? &s->x->identity : NULL;
+}
 
 #define MAX_PUBLISH_QUEUE 100 /* messages waiting for the app, per client */
 
@@ -74,8 +96,6 @@ struct session *session_new(struct ferry *f, const struct transport_ops *ops, vo
 	s->t = t;
 	s->refs = 1;
 	LIST_INIT(&s->subs);
-	LIST_INIT(&s->asks);
-	STAILQ_INIT(&s->pubq);
 	unsigned char rnd[8];
 	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
 	for (int i = 0; i < 8; i++) {
@@ -98,38 +118,47 @@ void session_free(struct session *s)
 	while ((sub = LIST_FIRST(&s->subs)) != NULL)
 		hub_unsubscribe(s->f->hub, sub);
 	s->nsubs = 0;
-	struct ask *a;
-	while ((a = LIST_FIRST(&s->asks)) != NULL) {
-		LIST_REMOVE(a, entry);
-		callback_cancel(a->cb);
-		free(a->body);
-		free(a);
+	struct session_extra *x = s->x;
+	if (x) {
+		struct ask *a;
+		while ((a = LIST_FIRST(&x->asks)) != NULL) {
+			LIST_REMOVE(a, entry);
+			callback_cancel(a->cb);
+			free(a->body);
+			free(a);
+		}
+		while ((a = STAILQ_FIRST(&x->pubq)) != NULL) {
+			STAILQ_REMOVE_HEAD(&x->pubq, queue);
+			free(a->body);
+			free(a);
+		}
+		identity_clear(&x->identity);
+		if (x->expiry)
+			event_free(x->expiry);
+		free(x->cookie);
+		free(x);
+		s->x = NULL;
 	}
-	while ((a = STAILQ_FIRST(&s->pubq)) != NULL) {
-		STAILQ_REMOVE_HEAD(&s->pubq, queue);
-		free(a->body);
-		free(a);
-	}
-	identity_clear(&s->identity);
-	if (s->expiry)
-		event_free(s->expiry);
-	free(s->cookie);
 	session_release(s);
 }
 
 void session_set_client(struct session *s, const char *cookie, const char *peer, int admitted)
 {
-	free(s->cookie);
-	s->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
-	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
 	s->admitted = admitted;
+	if (!s->f->callbacks)
+		return; /* only the app's callbacks use them */
+	struct session_extra *x = extra(s);
+	free(x->cookie);
+	x->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
+	snprintf(x->peer, sizeof(x->peer), "%s", peer ? peer : "");
 }
 
 static void post_ask(struct session *s, struct ask *a, callback_cb cb)
 {
-	LIST_INSERT_HEAD(&s->asks, a, entry);
-	a->cb = callback_post(s->f, a->path, a->body, a->body_len, s->cookie,
-			      s->peer[0] ? s->peer : NULL, cb, a);
+	struct session_extra *x = extra(s);
+	LIST_INSERT_HEAD(&x->asks, a, entry);
+	a->cb = callback_post(s->f, a->path, a->body, a->body_len, x->cookie,
+			      x->peer[0] ? x->peer : NULL, cb, a);
 	free(a->body);
 	a->body = NULL;
 }
@@ -152,10 +181,10 @@ static struct ask *ask_app(struct session *s, const char *path, int publish, con
 	}
 	a->path = path;
 	a->body = proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
-					 data_len, s->id, s->identity.name, &a->body_len);
+					 data_len, s->id, who(s) ? who(s)->name : NULL, &a->body_len);
 	if (publish) {
-		STAILQ_INSERT_TAIL(&s->pubq, a, queue);
-		s->npubq++;
+		STAILQ_INSERT_TAIL(&extra(s)->pubq, a, queue);
+		s->x->npubq++;
 		return a; /* sent when its turn comes (next_publish) */
 	}
 	post_ask(s, a, cb);
@@ -194,22 +223,30 @@ static void expired_cb(evutil_socket_t fd, short what, void *arg)
 /* Arm (or move) the close at the token's exp. */
 static void arm_expiry(struct session *s)
 {
-	if (!s->identity.authenticated || !s->identity.claims.exp) {
-		if (s->expiry)
-			event_del(s->expiry);
+	struct session_extra *x = s->x;
+	if (!x)
+		return;
+	if (!x->identity.authenticated || !x->identity.claims.exp) {
+		if (x->expiry)
+			event_del(x->expiry);
 		return;
 	}
-	if (!s->expiry)
-		s->expiry = evtimer_new(s->f->base, expired_cb, s);
-	long long left = s->identity.claims.exp - (long long)time(NULL);
+	if (!x->expiry)
+		x->expiry = evtimer_new(s->f->base, expired_cb, s);
+	long long left = x->identity.claims.exp - (long long)time(NULL);
 	struct timeval tv = { left > 0 ? (time_t)left : 0, 0 };
-	event_add(s->expiry, &tv);
+	event_add(x->expiry, &tv);
 }
 
 void session_set_identity(struct session *s, struct identity *id)
 {
-	identity_clear(&s->identity);
-	s->identity = *id;
+	if (!id->authenticated && !id->name[0] && !s->x) {
+		identity_clear(id); /* anonymous: nothing to keep */
+		return;
+	}
+	struct session_extra *x = extra(s);
+	identity_clear(&x->identity);
+	x->identity = *id;
 	memset(id, 0, sizeof(*id));
 	arm_expiry(s);
 }
@@ -264,8 +301,9 @@ static void subscribe_answered(void *arg, const struct callback_result *r)
 	const long long *ref = a->has_ref ? &a->ref : NULL;
 	LIST_REMOVE(a, entry);
 	if (!r->err && r->status >= 200 && r->status < 300) {
-		if (r->answer.identity && !s->identity.authenticated)
-			snprintf(s->identity.name, sizeof(s->identity.name), "%s", r->answer.identity);
+		if (r->answer.identity && !s->x->identity.authenticated)
+			snprintf(s->x->identity.name, sizeof(s->x->identity.name), "%s",
+				 r->answer.identity);
 		if (find_sub(s, a->channel)) {
 			s->nsubs--;
 			send_error(s, ref, "already_subscribed", "already subscribed to this channel");
@@ -289,7 +327,7 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		send_error(s, ref, "already_subscribed", "already subscribed to this channel");
 		return;
 	}
-	const char *why = auth_can_subscribe(s->f, &s->identity, channel);
+	const char *why = auth_can_subscribe(s->f, who(s), channel);
 	if (why) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		send_error(s, ref, "forbidden", why);
@@ -448,8 +486,8 @@ static void publish_done(void *arg, const char *id, const char *err)
 					  .id = id, .reply = pc->reply };
 		send_event(s, &ev);
 	}
-	if (pc->from_app) {
-		s->pub_busy = 0;
+	if (pc->from_app && s->x) { /* (x is gone with a closed session) */
+		s->x->pub_busy = 0;
 		next_publish(s);
 	}
 	session_release(s);
@@ -489,19 +527,20 @@ static void publish_answered(void *arg, const struct callback_result *r)
 		send_event(s, &ev);
 	}
 	free(a);
-	s->pub_busy = 0;
+	s->x->pub_busy = 0;
 	next_publish(s);
 }
 
 /* Send the next queued message to the app, if none is out. */
 static void next_publish(struct session *s)
 {
-	if (s->closed || s->pub_busy || STAILQ_EMPTY(&s->pubq))
+	struct session_extra *x = s->x;
+	if (s->closed || !x || x->pub_busy || STAILQ_EMPTY(&x->pubq))
 		return;
-	struct ask *a = STAILQ_FIRST(&s->pubq);
-	STAILQ_REMOVE_HEAD(&s->pubq, queue);
-	s->npubq--;
-	s->pub_busy = 1;
+	struct ask *a = STAILQ_FIRST(&x->pubq);
+	STAILQ_REMOVE_HEAD(&x->pubq, queue);
+	x->npubq--;
+	x->pub_busy = 1;
 	post_ask(s, a, publish_answered);
 }
 
@@ -510,14 +549,14 @@ static void publish(struct session *s, const struct proto_op *op)
 	const long long *ref = op->has_ref ? &op->ref : NULL;
 	/* a channel whose messages go to the app is the app's to allow */
 	const char *path = callback_find(s->f, CALLBACK_PUBLISH, op->channel);
-	const char *why = path ? NULL : auth_can_publish(s->f, &s->identity, op->channel);
+	const char *why = path ? NULL : auth_can_publish(s->f, who(s), op->channel);
 	if (why) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		send_error(s, ref, "forbidden", why);
 		return;
 	}
 	if (path) {
-		if (s->npubq >= MAX_PUBLISH_QUEUE) {
+		if (s->x && s->x->npubq >= MAX_PUBLISH_QUEUE) {
 			send_error(s, ref, "unavailable", "too many messages waiting for the app");
 			return;
 		}
@@ -554,7 +593,7 @@ void session_handle(struct session *s, const char *json, size_t len)
 	}
 	switch (op.type) {
 	case PROTO_AUTH: {
-		if (auth_token(s->f, op.data, op.data_len, &s->identity, &err) < 0) {
+		if (auth_token(s->f, op.data, op.data_len, &extra(s)->identity, &err) < 0) {
 			char reason[96];
 			snprintf(reason, sizeof(reason), "invalid token: %s", err);
 			log_info("session %s: %s", s->id, reason);
@@ -566,7 +605,7 @@ void session_handle(struct session *s, const char *json, size_t len)
 		s->need_auth = 0;
 		arm_expiry(s);
 		struct proto_event ev = { .type = PEV_AUTHENTICATED, .ref = ref,
-					  .id = s->identity.name };
+					  .id = s->x->identity.name };
 		send_event(s, &ev);
 		break;
 	}
