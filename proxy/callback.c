@@ -259,8 +259,7 @@ struct callback *callback_post(struct ferry *f, const char *path, const char *bo
 		evbuffer_add_printf(c->request, "Cookie: %s\r\n", cookie);
 	if (peer) {
 		char ip[64];
-		size_t n = peer[0] == '[' ? strcspn(peer + 1, "]") : strcspn(peer, ":");
-		snprintf(ip, sizeof(ip), "%.*s", (int)n, peer[0] == '[' ? peer + 1 : peer);
+		ferry_peer_address(peer, ip, sizeof(ip));
 		evbuffer_add_printf(c->request, "X-Forwarded-For: %s\r\n", ip);
 	}
 	evbuffer_add(c->request, "\r\n", 2);

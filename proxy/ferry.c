@@ -24,8 +24,7 @@ struct ip_count {
 	int n;
 };
 
-/* "1.2.3.4:5678" or "[::1]:5678" -> the address alone */
-static void address_of(const char *peer, char *out, size_t outsz)
+void ferry_peer_address(const char *peer, char *out, size_t outsz)
 {
 	if (peer[0] == '[') {
 		size_t n = strcspn(peer + 1, "]");
@@ -41,7 +40,7 @@ int ferry_ip_full(struct ferry *f, const char *peer)
 	if (!f->cfg->max_connections_per_ip || !f->per_ip)
 		return 0;
 	char ip[64];
-	address_of(peer, ip, sizeof(ip));
+	ferry_peer_address(peer, ip, sizeof(ip));
 	struct ip_count *ic = dict_get(f->per_ip, ip);
 	return ic && ic->n >= f->cfg->max_connections_per_ip;
 }
@@ -54,7 +53,7 @@ static void ip_add(struct ferry *f, struct client_link *link, const char *peer)
 	if (!f->per_ip)
 		f->per_ip = dict_new();
 	char ip[64];
-	address_of(peer, ip, sizeof(ip));
+	ferry_peer_address(peer, ip, sizeof(ip));
 	struct ip_count *ic = dict_get(f->per_ip, ip);
 	if (!ic) {
 		ic = xcalloc(1, sizeof(*ic));

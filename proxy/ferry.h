@@ -86,6 +86,8 @@ struct ferry {
 void ferry_client_add(struct ferry *f, struct client_link *link, const struct client_link_ops *ops,
 		      int long_lived, const char *peer);
 void ferry_client_remove(struct ferry *f, struct client_link *link);
+/* "1.2.3.4:5678" or "[::1]:5678" (a connection's peer) -> the address alone */
+void ferry_peer_address(const char *peer, char *out, size_t outsz);
 /* 1 when peer's address has --max-connections-per-ip connections open. */
 int ferry_ip_full(struct ferry *f, const char *peer);
 void ferry_ip_free(struct ferry *f);

@@ -98,18 +98,6 @@ static int hop_by_hop(const char *name, const char *connection)
 	return connection && token_listed(connection, name);
 }
 
-/* "1.2.3.4:5678" or "[::1]:5678" -> the address alone */
-static void peer_ip(const char *peer, char *out, size_t outsz)
-{
-	if (peer[0] == '[') {
-		size_t n = strcspn(peer + 1, "]");
-		snprintf(out, outsz, "%.*s", (int)n, peer + 1);
-	} else {
-		const char *colon = strrchr(peer, ':');
-		snprintf(out, outsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
-	}
-}
-
 /* The request head as the app gets it. upgrade: keep Connection/Upgrade
  * (a WebSocket tunnel). */
 static struct evbuffer *request_head(struct httpconn *c, const struct http_request *req,
@@ -133,7 +121,7 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 		evbuffer_add_printf(h, "%s: %s\r\n", name, value);
 	}
 	char ip[64];
-	peer_ip(httpconn_peer(c), ip, sizeof(ip));
+	ferry_peer_address(httpconn_peer(c), ip, sizeof(ip));
 	evbuffer_add_printf(h, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: %s\r\n",
 			    xff ? xff : "", xff ? ", " : "", ip, httpconn_tls(c) ? "https" : "http");
 	if (host)
