@@ -151,18 +151,6 @@ static int parse_keepalive(struct grip_hold *g, const char *value)
 	return rc;
 }
 
-static int framing_or_hop(const char *name)
-{
-	/* Server too: a held answer is ferry's own, which names itself */
-	static const char *const names[] = { "Connection", "Keep-Alive", "Transfer-Encoding",
-					     "Content-Length", "Content-Type", "TE", "Trailer",
-					     "Upgrade", "Proxy-Connection", "Server" };
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcasecmp(name, names[i]) == 0)
-			return 1;
-	return strncasecmp(name, "Grip-", 5) == 0;
-}
-
 void grip_hold_free(struct grip_hold *g)
 {
 	if (g->session)
@@ -190,8 +178,11 @@ struct grip_hold *grip_hold_new(struct httpconn *c, const struct http_response_h
 	g->headers = evbuffer_new();
 	g->body = evbuffer_new();
 	g->timeout_s = GRIP_DEFAULT_TIMEOUT_S;
-	const char *bad = NULL;
+	const char *bad = NULL, *connection = NULL;
 	int hold = 0;
+	for (unsigned i = 0; i < head->nheaders; i++)
+		if (strcasecmp(head->headers[i].name, "Connection") == 0)
+			connection = head->headers[i].value;
 	for (unsigned i = 0; i < head->nheaders && !bad; i++) {
 		const char *name = head->headers[i].name, *value = head->headers[i].value;
 		if (strcasecmp(name, "Grip-Hold") == 0) {
@@ -213,7 +204,9 @@ struct grip_hold *grip_hold_new(struct httpconn *c, const struct http_response_h
 				bad = "invalid Grip-Keep-Alive";
 		} else if (strcasecmp(name, "Content-Type") == 0) {
 			snprintf(g->ctype, sizeof(g->ctype), "%s", value);
-		} else if (!framing_or_hop(name)) {
+		} else if (!http_hop_by_hop(name, connection) && strcasecmp(name, "Server") != 0 &&
+			   strncasecmp(name, "Grip-", 5) != 0) {
+			/* (Server: a held answer is ferry's own, which names itself) */
 			evbuffer_add_printf(g->headers, "%s: %s\r\n", name, value);
 		}
 	}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "xmalloc.h"
 
@@ -252,4 +253,30 @@ int http_response_eof(struct http_response_parser *p)
 int http_response_in_progress(const struct http_response_parser *p)
 {
 	return p->in_progress;
+}
+
+static int token_listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		p += strspn(p, " \t,");
+		size_t len = strcspn(p, " \t,");
+		if (len == n && strncasecmp(p, name, n) == 0)
+			return 1;
+		p += len;
+	}
+	return 0;
+}
+
+int http_hop_by_hop(const char *name, const char *connection)
+{
+	static const char *const names[] = {
+		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+		"Content-Length",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return 1;
+	return connection && token_listed(connection, name);
 }

@@ -47,6 +47,11 @@ int http_response_feed(struct http_response_parser *p, const char *data, size_t 
  * close. Returns 1 if that completed a response, 0 otherwise (truncated). */
 int http_response_eof(struct http_response_parser *p);
 
+/* Fields that belong to one connection, not to the message (RFC 9110
+ * 7.6.1), those named in its Connection header (connection, may be NULL),
+ * and Content-Length, which a relay re-frames: never passed on. */
+int http_hop_by_hop(const char *name, const char *connection);
+
 /* 1 between the first byte of a response and its end. */
 int http_response_in_progress(const struct http_response_parser *p);
 

@@ -70,34 +70,6 @@ static void exchange_free(struct exchange *x)
 
 /* ---- headers ---- */
 
-static int token_listed(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = list; *p;) {
-		p += strspn(p, " \t,");
-		size_t len = strcspn(p, " \t,");
-		if (len == n && strncasecmp(p, name, n) == 0)
-			return 1;
-		p += len;
-	}
-	return 0;
-}
-
-/* Fields that belong to one connection, not to the message (RFC 9110
- * 7.6.1), plus those ferry re-frames or sets itself. */
-static int hop_by_hop(const char *name, const char *connection)
-{
-	static const char *const names[] = {
-		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-		"Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
-		"Content-Length",
-	};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcasecmp(name, names[i]) == 0)
-			return 1;
-	return connection && token_listed(connection, name);
-}
-
 /* The request head as the app gets it. upgrade: keep Connection/Upgrade
  * (a WebSocket tunnel). */
 static struct evbuffer *request_head(struct httpconn *c, const struct http_request *req,
@@ -114,7 +86,7 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 			xff = value; /* the last one wins; ours is appended below */
 			continue;
 		}
-		if (hop_by_hop(name, connection) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
+		if (http_hop_by_hop(name, connection) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
 		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "Expect") == 0 ||
 		    strncasecmp(name, "Grip-", 5) == 0)
 			continue;
@@ -204,7 +176,7 @@ static int on_head(void *arg, const struct http_response_head *head)
 			    head->reason[0] ? head->reason : http_status_text(head->status));
 	for (unsigned i = 0; i < head->nheaders; i++) {
 		const char *name = head->headers[i].name;
-		if (hop_by_hop(name, connection) || strncasecmp(name, "Grip-", 5) == 0)
+		if (http_hop_by_hop(name, connection) || strncasecmp(name, "Grip-", 5) == 0)
 			continue;
 		evbuffer_add_printf(out, "%s: %s\r\n", name, head->headers[i].value);
 	}

@@ -127,11 +127,11 @@ void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *
 	evbuffer_free(head);
 	/* bytes the client sent after its request go first */
 	evbuffer_add_buffer(bufferevent_get_output(t->up), bufferevent_get_input(client));
+	bufferevent_set_timeouts(t->client, NULL, NULL); /* the app's protocol: no idle bound */
 	for (int i = 0; i < 2; i++) {
 		struct bufferevent *bev = i ? t->up : t->client;
 		bufferevent_setcb(bev, read_cb, write_cb, event_cb, t);
 		bufferevent_setwatermark(bev, EV_WRITE, TUNNEL_PAUSE_BYTES / 4, 0);
-		bufferevent_set_timeouts(t->client, NULL, NULL);
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
 	}
 }
