@@ -15,15 +15,17 @@ struct hub;
 struct hub_channel;
 
 struct sub {
+	/* what a live delivery reads and writes, first: one or two cache lines */
+	LIST_ENTRY(sub) in_channel;
 	struct session *session;
+	int live;                    /* replay finished */
+	int has_last;
+	struct msg_pos last;         /* newest position delivered */
+	char epoch[24];              /* of that position: positions of two epochs do not compare */
+
 	struct hub_channel *channel;
 	const char *name;            /* the channel's name, owned by the hub */
-	LIST_ENTRY(sub) in_channel;
 	LIST_ENTRY(sub) in_session;  /* for the session's own list */
-	struct msg_pos last;         /* newest position delivered */
-	int has_last;
-	char epoch[24];              /* of that position: positions of two epochs do not compare */
-	int live;                    /* replay finished */
 	int gone;                    /* unsubscribed; freed when refs drop */
 	int refs;
 	long long ref;               /* the client's ref of the subscribe op */

@@ -23,9 +23,9 @@ struct session {
 	struct ferry *f;
 	const struct transport_ops *ops;
 	void *t;
-	char id[17];
-	int refs;
 	int closed;     /* the transport is gone or going: send nothing more */
+	int refs;
+	char id[17];
 	struct sub_list subs;
 	int nsubs;
 	int need_auth;  /* --require-token and none came with the handshake */
