@@ -1,6 +1,18 @@
-/* hub.c -- local fan-out */
+/* hub.c -- local fan-out.
+ *
+ * A channel's messages wait for the end of the loop turn they arrived in,
+ * then each subscriber is visited once for all of them. Visiting every
+ * subscriber once per message cost a cache miss or three per subscriber and
+ * message when many messages share a turn (publishing fast to 10,000
+ * subscribers). The writes stay a pass of their own (flush.c): a pass that
+ * only marks runs its cache misses in parallel, while a miss right after a
+ * system call waits alone (measured: a pass that delivered and wrote each
+ * subscriber in turn was slower at 10,000 subscribers x 2 msg/s). Order
+ * within a channel is kept; a client on several channels may see one turn's
+ * messages grouped by channel. */
 #include "hub.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,18 +25,30 @@ struct hub_channel {
 	char *name;
 	LIST_HEAD(, sub) subs;
 	int nsubs;
+	/* this loop turn's messages, referenced, until fan_out_cb */
+	struct message **turn;
+	size_t nturn, turn_cap;
+	int waiting;    /* on the hub's waiting list */
+	int fanning;    /* in fan_out_channel: emptied, it is freed there */
+	TAILQ_ENTRY(hub_channel) in_waiting;
 };
 
 struct hub {
 	struct ferry *f;
 	struct dict *channels;
+	TAILQ_HEAD(, hub_channel) waiting;
+	struct event *fan_out;
 };
+
+static void fan_out_cb(evutil_socket_t fd, short what, void *arg);
 
 struct hub *hub_new(struct ferry *f)
 {
 	struct hub *h = xcalloc(1, sizeof(*h));
 	h->f = f;
 	h->channels = dict_new();
+	TAILQ_INIT(&h->waiting);
+	h->fan_out = event_new(f->base, -1, 0, fan_out_cb, h);
 	return h;
 }
 
@@ -34,7 +58,20 @@ void hub_free(struct hub *h)
 		return;
 	/* Sessions unsubscribe before the hub goes; what is left is empty. */
 	dict_free(h->channels);
+	event_free(h->fan_out);
 	free(h);
+}
+
+static void channel_free(struct hub *h, struct hub_channel *ch)
+{
+	if (ch->waiting)
+		TAILQ_REMOVE(&h->waiting, ch, in_waiting);
+	for (size_t i = 0; i < ch->nturn; i++)
+		message_unref(ch->turn[i]);
+	free(ch->turn);
+	dict_del(h->channels, ch->name);
+	free(ch->name);
+	free(ch);
 }
 
 static void sub_release(struct sub *sub)
@@ -100,9 +137,8 @@ void hub_unsubscribe(struct hub *h, struct sub *sub)
 	LIST_REMOVE(sub, in_session);
 	if (--ch->nsubs == 0) {
 		h->f->backend->ops->unwatch(h->f->backend, ch->name);
-		dict_del(h->channels, ch->name);
-		free(ch->name);
-		free(ch);
+		if (!ch->fanning)
+			channel_free(h, ch);
 	}
 	sub->channel = NULL;
 	sub->name = NULL;
@@ -116,22 +152,69 @@ void hub_publish(struct hub *h, const char *channel, const char *event, const ch
 	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, from, cb, arg);
 }
 
+static void fan_out_channel(struct hub *h, struct hub_channel *ch)
+{
+	/* Take the turn: a message arriving meanwhile starts the next one. */
+	struct message **msgs = ch->turn;
+	size_t n = ch->nturn, cap = ch->turn_cap;
+	ch->turn = NULL;
+	ch->nturn = ch->turn_cap = 0;
+	ch->fanning = 1;
+	struct sub *sub, *next;
+	for (sub = LIST_FIRST(&ch->subs); sub; sub = next) {
+		next = LIST_NEXT(sub, in_channel); /* delivery never unsubscribes, but be safe */
+		if (sub->live) {
+			for (size_t i = 0; i < n; i++)
+				session_deliver(sub->session, sub, msgs[i]);
+		} else {
+			sub->pending = xrealloc(sub->pending,
+						(sub->npending + n) * sizeof(*sub->pending));
+			for (size_t i = 0; i < n; i++)
+				sub->pending[sub->npending++] = message_ref(msgs[i]);
+		}
+	}
+	ch->fanning = 0;
+	for (size_t i = 0; i < n; i++)
+		message_unref(msgs[i]);
+	if (ch->nsubs == 0) {
+		free(msgs);
+		channel_free(h, ch);
+	} else if (!ch->turn) {
+		ch->turn = msgs; /* keep the array for the next turn */
+		ch->turn_cap = cap;
+	} else {
+		free(msgs);
+	}
+}
+
+static void fan_out_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hub *h = arg;
+	struct hub_channel *ch;
+	while ((ch = TAILQ_FIRST(&h->waiting)) != NULL) {
+		TAILQ_REMOVE(&h->waiting, ch, in_waiting);
+		ch->waiting = 0;
+		fan_out_channel(h, ch);
+	}
+}
+
 static void deliver(void *arg, struct message *m)
 {
 	struct hub *h = arg;
 	struct hub_channel *ch = dict_get(h->channels, m->channel);
 	if (!ch)
 		return;
-	struct sub *sub, *next;
-	for (sub = LIST_FIRST(&ch->subs); sub; sub = next) {
-		next = LIST_NEXT(sub, in_channel); /* delivery never unsubscribes, but be safe */
-		if (sub->live) {
-			session_deliver(sub->session, sub, m);
-		} else {
-			sub->pending = xrealloc(sub->pending, (sub->npending + 1) * sizeof(*sub->pending));
-			sub->pending[sub->npending++] = message_ref(m);
-		}
+	if (ch->nturn == ch->turn_cap) {
+		ch->turn_cap = ch->turn_cap ? 2 * ch->turn_cap : 4;
+		ch->turn = xrealloc(ch->turn, ch->turn_cap * sizeof(*ch->turn));
 	}
+	ch->turn[ch->nturn++] = message_ref(m);
+	if (ch->waiting)
+		return;
+	ch->waiting = 1;
+	if (TAILQ_EMPTY(&h->waiting))
+		event_active(h->fan_out, EV_TIMEOUT, 0);
+	TAILQ_INSERT_TAIL(&h->waiting, ch, in_waiting);
 }
 
 void hub_events(struct hub *h, struct backend_events *ev)

@@ -132,9 +132,16 @@ static void publish_cb(void *arg, const char *id, const char *err)
 		snprintf(last_id, sizeof(last_id), "%s", id);
 }
 
+/* The hub fans a turn's messages out at its end. */
+static void end_turn(struct fixture *fx)
+{
+	event_base_loop(fx->f.base, EVLOOP_NONBLOCK);
+}
+
 static const char *publish(struct fixture *fx, const char *channel, const char *data)
 {
 	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
+	end_turn(fx);
 	return last_id;
 }
 
@@ -240,6 +247,44 @@ static void test_fanout_shares_one_message(void **state)
 	assert_int_equal(fx->rec[0].msgs[0]->refs, 4);
 }
 
+static void publish_no_turn(struct fixture *fx, const char *channel, const char *data)
+{
+	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
+}
+
+/* A turn's messages go out at its end, in order, with what changed meanwhile
+ * respected: a subscriber that left gets none, a channel that lost its last
+ * subscriber is freed with its turn, and one that joined from a cursor
+ * already past them gets none. */
+static void test_turn_fanout(void **state)
+{
+	struct fixture *fx = *state;
+	session_subscribe(fx->s[0], "news", NULL, NULL);
+	session_subscribe(fx->s[1], "news", NULL, NULL);
+	session_subscribe(fx->s[2], "gone", NULL, NULL);
+	publish_no_turn(fx, "news", "1");
+	publish_no_turn(fx, "news", "2");
+	publish_no_turn(fx, "gone", "x");
+
+	const char *unsub = "{\"type\":\"unsubscribe\",\"channel\":\"news\"}";
+	session_handle(fx->s[1], unsub, strlen(unsub));
+	const char *unsub2 = "{\"type\":\"unsubscribe\",\"channel\":\"gone\"}";
+	session_handle(fx->s[2], unsub2, strlen(unsub2));
+	session_subscribe(fx->s[2], "news", NULL, NULL); /* live from after "2" */
+	end_turn(fx);
+
+	assert_int_equal(fx->rec[0].nmsgs, 2);
+	assert_string_equal(fx->rec[0].msgs[0]->data, "1");
+	assert_string_equal(fx->rec[0].msgs[1]->data, "2");
+	assert_int_equal(fx->rec[1].nmsgs, 0);
+	assert_int_equal(fx->rec[2].nmsgs, 0);
+
+	publish(fx, "news", "3");
+	assert_int_equal(fx->rec[0].nmsgs, 3);
+	assert_int_equal(fx->rec[2].nmsgs, 1);
+	assert_string_equal(fx->rec[2].msgs[0]->data, "3");
+}
+
 static void test_unsubscribe_stops_delivery(void **state)
 {
 	struct fixture *fx = *state;
@@ -319,6 +364,7 @@ static void test_client_publish_acked_and_delivered(void **state)
 	session_subscribe(fx->s[1], "news", NULL, NULL);
 	const char *op = "{\"type\":\"publish\",\"channel\":\"news\",\"data\":\"hi\",\"event\":\"say\",\"ref\":3}";
 	session_handle(fx->s[0], op, strlen(op));
+	end_turn(fx);
 	assert_string_equal(frame_str(&fx->rec[0], 0, "type"), "ack");
 	assert_int_equal(fx->rec[1].nmsgs, 1);
 	assert_string_equal(fx->rec[1].msgs[0]->event, "say");
@@ -334,6 +380,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset_epoch_and_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout_shares_one_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsubscribe_stops_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_turn_fanout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_consumer_closed_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_publish_needs_flag, setup, teardown),
