@@ -9,15 +9,19 @@
 #include "ferry.h"
 #include "tls.h"
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+void flush_run(struct ferry *f)
 {
-	struct ferry *f = arg;
 	struct flush_entry *e;
 	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
 		TAILQ_REMOVE(&f->flush_pending, e, entry);
 		e->queued = 0;
 		e->cb(e->arg);
 	}
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush_run(arg);
 }
 
 int flush_bufferevent(struct bufferevent *bev)

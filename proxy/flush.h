@@ -26,6 +26,9 @@ void flush_free(struct ferry *f);
 /* The connection has output: run e->cb(e->arg) once, at the end of this
  * loop turn, however often it is marked meanwhile. */
 void flush_mark(struct ferry *f, struct flush_entry *e);
+/* Run what is marked now rather than at the end of the turn (the hub's
+ * fan-out, every so many subscribers). */
+void flush_run(struct ferry *f);
 /* Forget e before its connection is freed or handed on. */
 void flush_cancel(struct ferry *f, struct flush_entry *e);
 
