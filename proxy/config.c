@@ -66,6 +66,8 @@ static const struct opt opts[] = {
 	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
 	  "let clients publish to channels (WebSocket publish, POST send)" },
 	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug" },
+	{ "access-log", OPT_STR, F(access_log), 0, NULL, "FILE",
+	  "a line per HTTP request, combined format + seconds ('-': stdout; SIGHUP reopens)" },
 	{ "max-request-line", OPT_SIZE, F(max_request_line), 0, "8K", "BYTES",
 	  "longest request URI (over: 414)" },
 	{ "max-header-bytes", OPT_SIZE, F(max_header_bytes), 0, "16K", "BYTES",

@@ -32,6 +32,7 @@ struct config {
 	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
 	const char *publish_key;  /* NULL: the publish API is open */
 	const char *log_level;
+	const char *access_log;   /* file for a line per HTTP request, "-" stdout, or NULL */
 	int echo;                 /* serve PREFIX echo */
 	int client_publish;       /* WebSocket clients may publish */
 

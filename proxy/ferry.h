@@ -19,6 +19,7 @@ struct listener;
 struct client_link;
 struct dict;
 struct tls;
+struct accesslog;
 struct upstream;
 struct jwt_verifier;
 struct callback_rules;
@@ -53,6 +54,7 @@ struct ferry {
 	struct backend *backend;
 	struct listener *listener;
 	struct tls *tls;              /* NULL without --tls-listen */
+	struct accesslog *access_log; /* NULL without --access-log */
 	struct upstream *upstream;    /* NULL without --upstream */
 	struct jwt_verifier *jwt;     /* NULL without --jwt-secret/--jwt-public-key */
 	struct callback_rules *callbacks; /* --callback, or NULL */

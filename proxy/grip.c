@@ -390,6 +390,7 @@ void grip_hold_start(struct grip_hold *g)
 	httpconn_wait(c, &grip_waiter, g);
 	if (g->stream) {
 		struct evbuffer *out = httpconn_output(c);
+		httpconn_set_status(c, g->status);
 		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", g->status,
 				    g->reason[0] ? g->reason : http_status_text(g->status), g->ctype);
 		evbuffer_add_buffer(out, g->headers);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "ferry.h"
 #include "flush.h"
 #include "http.h"
@@ -44,6 +45,13 @@ struct httpconn {
 	int after_head;  /* feed the parser once more even without input */
 	int tls;
 	char peer[64];
+
+	/* for --access-log: the request being answered */
+	int in_request;
+	int status;          /* of its answer, once known */
+	size_t sent, mark;   /* bytes queued to the client in all; at its start */
+	struct timeval start;
+	struct evbuffer_cb_entry *counter;
 };
 
 static void process(struct httpconn *c);
@@ -89,6 +97,43 @@ static void tell_waiter_gone(struct httpconn *c)
 		st->gone(c->stream_arg);
 }
 
+static void count_sent(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	((struct httpconn *)arg)->sent += info->n_added;
+}
+
+static void request_started(struct httpconn *c)
+{
+	c->in_request = 1;
+	c->status = 0;
+	c->mark = c->sent;
+	event_base_gettimeofday_cached(c->f->base, &c->start);
+}
+
+/* The request's line in the access log, once. */
+static void request_ended(struct httpconn *c)
+{
+	if (!c->in_request)
+		return;
+	c->in_request = 0;
+	if (!c->f->access_log)
+		return;
+	struct access_entry e = {
+		.peer = c->peer,
+		.req = http_parser_request(c->parser),
+		.status = c->status ? c->status : 499, /* the client left first */
+		.bytes = c->sent - c->mark,
+		.start = c->start,
+	};
+	event_base_gettimeofday_cached(c->f->base, &e.end);
+	accesslog_write(c->f->access_log, &e);
+}
+
+void httpconn_set_status(struct httpconn *c, int status)
+{
+	c->status = status;
+}
+
 /* Close the socket now; the struct lives on while someone holds it. */
 static void conn_close(struct httpconn *c)
 {
@@ -97,6 +142,7 @@ static void conn_close(struct httpconn *c)
 		return;
 	httpconn_hold(c);
 	tell_waiter_gone(c);
+	request_ended(c);
 	c->gone = 1;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
@@ -217,6 +263,7 @@ int httpconn_reusable(const struct httpconn *c)
 /* The connection after an answer: the next request, or a lingering close. */
 static void answered(struct httpconn *c, int close_after)
 {
+	request_ended(c);
 	if (close_after) {
 		struct ferry *f = c->f;
 		linger_close(f, httpconn_detach(c)); /* c may be freed here */
@@ -276,6 +323,7 @@ static void respond(struct httpconn *c, int status, const char *headers, const c
 	else if (len)
 		evbuffer_add(out, body, len);
 	c->f->metrics.bytes_out += evbuffer_get_length(out) - before;
+	c->status = status;
 	if (status >= 400)
 		c->f->metrics.errors[metrics_http_error(status)]++;
 	answered(c, close_after);
@@ -304,6 +352,9 @@ void httpconn_error(struct httpconn *c, int status, const char *reason)
 struct bufferevent *httpconn_detach(struct httpconn *c)
 {
 	struct bufferevent *bev = c->bev;
+	request_ended(c);
+	if (c->counter)
+		evbuffer_remove_cb_entry(bufferevent_get_output(bev), c->counter);
 	c->bev = NULL;
 	c->gone = 1;
 	event_del(c->timer);
@@ -334,6 +385,8 @@ static void process(struct httpconn *c)
 			v.iov_len = 0;
 		}
 		c->after_head = 0;
+		if (!c->in_request && v.iov_len)
+			request_started(c);
 		size_t used = 0;
 		enum http_parse_result rc = http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
@@ -465,4 +518,6 @@ void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, in
 	f->metrics.connections_total[TRANSPORT_HTTP]++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (f->access_log)
+		c->counter = evbuffer_add_cb(bufferevent_get_output(bev), count_sent, c);
 }

@@ -76,6 +76,10 @@ int httpconn_reusable(const struct httpconn *c);
  * the output is written (a body framed by the close, an early answer). */
 void httpconn_stream_done(struct httpconn *c, int reusable);
 
+/* The status of an answer written other than by httpconn_respond (a proxied
+ * head, a protocol switch, a stream), for the access log. */
+void httpconn_set_status(struct httpconn *c, int status);
+
 const char *httpconn_peer(const struct httpconn *c);
 /* The request being answered (valid until its answer is written). */
 const struct http_request *httpconn_request(const struct httpconn *c);

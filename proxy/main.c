@@ -1,6 +1,7 @@
 /* main.c -- ferryd: configuration, the event loop, signals */
 #include "config.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "accesslog.h"
 #include "auth.h"
 #include "backend.h"
 #include "callback.h"
@@ -27,6 +29,8 @@ static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 	struct ferry *f = arg;
 	if (f->tls)
 		tls_reload(f->tls);
+	if (f->access_log && accesslog_reopen(f->access_log) < 0)
+		log_warn("cannot reopen --access-log %s: %s", f->cfg->access_log, strerror(errno));
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -128,6 +132,11 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	if (cfg.access_log && !(f.access_log = accesslog_open(cfg.access_log))) {
+		log_error("cannot open --access-log %s: %s", cfg.access_log, strerror(errno));
+		rc = 2;
+		goto out;
+	}
 	if (cfg.ntls_listen && !(f.tls = tls_new(&cfg))) {
 		rc = 1;
 		goto out;
@@ -174,6 +183,7 @@ out:
 	if (sighup)
 		event_free(sighup);
 	tls_free(f.tls);
+	accesslog_close(f.access_log);
 	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;

@@ -172,6 +172,7 @@ static int on_head(void *arg, const struct http_response_head *head)
 	for (unsigned i = 0; i < head->nheaders; i++)
 		if (strcasecmp(head->headers[i].name, "Connection") == 0)
 			connection = head->headers[i].value;
+	httpconn_set_status(x->c, head->status);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", head->status,
 			    head->reason[0] ? head->reason : http_status_text(head->status));
 	for (unsigned i = 0; i < head->nheaders; i++) {

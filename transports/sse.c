@@ -378,6 +378,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	if (cors && strlen(cors) < sizeof(s->cors))
 		strcpy(s->cors, cors);
 	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
+	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 
 	ferry_client_add(f, &s->link, &sse_link_ops, 1, s->peer);

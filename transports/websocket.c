@@ -721,6 +721,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	char *query = xstrdup(req->query);
 	const char *cookie_hdr = http_request_header(req, "Cookie");
 	char *cookie = cookie_hdr ? xstrdup(cookie_hdr) : NULL;
+	httpconn_set_status(c, 101);
 	w->bev = httpconn_detach(c);
 
 	struct evbuffer *out = bufferevent_get_output(w->bev);
