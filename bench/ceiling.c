@@ -7,8 +7,9 @@
  * message becomes ferry's envelope, framed once, and every subscriber gets
  * one write per loop turn holding all the frames of that turn. It writes
  * with send(), the cheapest call for it: a socket call skips the VFS layer
- * write() goes through (about 4% of the kernel's cost of a 64-byte loopback
- * write here), and the limit must not be beatable by a cheaper call. A write
+ * write() goes through (a few percent of the kernel's cost of a small
+ * loopback write; bench/sendcost), and the limit must not be beatable by a
+ * cheaper call. A write
  * the socket does not take whole is kept and finished on EPOLLOUT. No pings,
  * no history, no limits beyond a per-subscriber backlog cap.
  *

@@ -153,10 +153,11 @@ static void ws_flush(void *arg)
 		iov[i].iov_base = (void *)message_wire(w->batch[i], WIRE_WS, &iov[i].iov_len);
 		total += iov[i].iov_len;
 	}
-	/* send(), not write(): a socket call skips the VFS layer, about 4% of
-	 * the kernel's cost of a small loopback write (bench/ceiling.c does
-	 * the same); and a single buffer spares the kernel copying in an iovec
-	 * array, the usual case below saturation being one message a turn. */
+	/* send(), not write(): a socket call skips the VFS layer, a few
+	 * percent of the kernel's cost of a small loopback write (bench/sendcost;
+	 * bench/ceiling.c does the same); and a single buffer spares the kernel
+	 * copying in an iovec array, the usual case below saturation being one
+	 * message a turn. */
 	ssize_t n;
 	if (w->nbatch == 1) {
 		n = send(w->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
