@@ -37,16 +37,16 @@
 // nginx or the npm packages are not installed.
 'use strict';
 
-const { spawn } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
 const os = require('os');
 const path = require('path');
+const harness = require(path.join(__dirname, '..', 'lib', 'harness.js'));
+const { assert, sleep, skip, request } = harness;
 
 const HERE = __dirname;
-const FERRYD = process.env.FERRYD || path.join(HERE, '..', '..', 'ferryd');
 const FERRY_JS = path.join(HERE, '..', '..', 'client', 'ferry.js');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const NGINX = process.env.NGINX || '/usr/sbin/nginx';
@@ -57,106 +57,17 @@ const DELIVER_MS = 20000;   // all messages on the page, including a reconnect w
 const OUTAGE_MS = 1000;     // how long the network stays cut
 const SETTLE_MS = 700;      // after the last message: time for a late duplicate to show up
 
-function skip(msg) {
-  console.log('SKIP: ' + msg);
-  process.exit(77);
-}
-
-function load(name) {
-  try {
-    return require(name);
-  } catch (e) {
-    try {
-      return require(path.join(HERE, '..', 'node_modules', name));
-    } catch (e2) {
-      skip('the npm package "' + name + '" is not installed: run `npm ci` in tests/ (' + e.message + ')');
-    }
-  }
-  return null;
-}
-
 if (!fs.existsSync(CHROMIUM)) skip('Chromium not found at ' + CHROMIUM + ' (apt-get install chromium, or set CHROMIUM)');
 if (!fs.existsSync(NGINX)) skip('nginx not found at ' + NGINX + ' (apt-get install nginx-light, or set NGINX)');
-const { chromium } = load('playwright-core');
-const acorn = load('acorn');
+const { chromium } = harness.load('playwright-core');
+const acorn = harness.load('acorn');
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 
-const cleanups = [];   // run at exit, last first
-let failures = 0;
-let passes = 0;
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function waitListening(port, ms, proc, what) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (proc && proc.exitCode !== null) throw new Error(what + ' exited at startup (' + proc.exitCode + ')');
-    if (await canConnect(port)) return;
-    await sleep(50);
-  }
-  throw new Error(what + ' did not listen on 127.0.0.1:' + port + ' within ' + ms + ' ms');
-}
-
-function waitExit(proc, ms) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    proc.once('exit', () => { clearTimeout(t); resolve(true); });
-  });
-}
-
-function request(port, method, urlPath, body, ms) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, agent: false,
-      headers: body === undefined ? {} : { 'Content-Type': 'text/plain; charset=utf-8' } }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
-        body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : Buffer.from(body, 'utf8'));
-  }), ms || 5000, method + ' ' + urlPath);
-}
+// Processes started here (ferryd, nginx) are harness children: SIGKILLed by
+// their PID at exit if they still run; the nginx folders go then too.
+const tally = new harness.Tally();
 
 /* ids are "<epoch>:<position>", the position "N" or "MS-N" */
 function position(id) {
@@ -171,38 +82,19 @@ function idAfter(a, b) {
 /* ------------------------------------------------------------------ */
 /* ferryd                                                              */
 
-class Ferryd {
-  constructor(args) {
-    this.args = args || [];
-    this.proc = null;
-    this.port = 0;
-    this.log = '';
-  }
-  async start() {
-    this.port = await freePort();
-    const args = ['--listen', '127.0.0.1:' + this.port, '--drain-window', '200ms', '--drain-timeout', '3s',
-      '--log-level', 'warn'].concat(this.args);
-    const p = this.proc = spawn(FERRYD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    p.stdout.on('data', (d) => { this.log += d; });
-    p.stderr.on('data', (d) => { this.log += d; });
-    p.on('error', (e) => { this.log += 'spawn error: ' + e.message + '\n'; });
-    cleanups.push(() => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
-    await waitListening(this.port, 10000, p, 'ferryd');
-    return this;
-  }
-  // SIGTERM; throws unless ferryd exited 0 without a sanitizer report
-  async stop() {
-    const p = this.proc;
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGTERM');
-      if (!(await waitExit(p, 20000))) {
-        p.kill('SIGKILL');
-        await waitExit(p, 5000);
-        throw new Error('ferryd did not exit within 20 s of SIGTERM');
-      }
-    }
-    if (p.exitCode !== 0) throw new Error('ferryd exited with ' + (p.exitCode === null ? p.signalCode : p.exitCode));
-    if (/AddressSanitizer|LeakSanitizer|runtime error/.test(this.log)) throw new Error('ferryd reported a sanitizer error');
+// A ferryd on a free port: the harness's, with these defaults before args.
+function startFerryd(args) {
+  return harness.startFerryd(['--drain-window', '200ms', '--drain-timeout', '3s', '--log-level', 'warn']
+    .concat(args || []));
+}
+
+// SIGTERM; throws unless ferryd exited 0 without a sanitizer report
+async function stopFerryd(server) {
+  const p = server.proc;
+  if (!(await harness.stop(server, 'SIGTERM', 20000))) throw new Error('ferryd did not exit within 20 s of SIGTERM');
+  if (p.exitCode !== 0) throw new Error('ferryd exited with ' + (p.exitCode === null ? p.signalCode : p.exitCode));
+  if (/AddressSanitizer|LeakSanitizer|runtime error/.test(server.log)) {
+    throw new Error('ferryd reported a sanitizer error');
   }
 }
 
@@ -339,14 +231,16 @@ class Nginx {
   constructor(name, locationDirectives) {
     this.name = name;
     this.directives = locationDirectives;
-    this.proc = null;
-    this.log = '';
+    this.runs = [];   // a harness child per start: stop() and start() again is an outage
+  }
+  get log() {
+    return this.runs.map((c) => c.log).join('');
   }
   async start() {
     if (!this.dir) {
       this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-e2e-nginx-'));
       fs.chmodSync(this.dir, 0o755);   // workers may run as another user
-      this.port = await freePort();
+      this.port = await harness.freePort();
       const d = this.dir;
       this.conf = path.join(d, 'nginx.conf');
       fs.writeFileSync(this.conf, [
@@ -368,30 +262,19 @@ class Nginx {
         '      proxy_set_header Host $http_host;',
         '      proxy_read_timeout 60s;',
       ].concat(this.directives.map((x) => '      ' + x), ['    }', '  }', '}', '']).join('\n'));
-      cleanups.push(() => fs.rmSync(this.dir, { recursive: true, force: true }));
+      const dir = this.dir;
+      harness.atExit(() => fs.rmSync(dir, { recursive: true, force: true }));
     }
-    this.proc = spawn(NGINX, ['-p', this.dir + '/', '-e', 'stderr', '-c', this.conf,
-      '-g', 'daemon off; pid ' + this.dir + '/nginx.pid; error_log stderr warn;'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-    const p = this.proc;
-    p.stdout.on('data', (x) => { this.log += x; });
-    p.stderr.on('data', (x) => { this.log += x; });
-    p.on('error', (e) => { this.log += 'spawn error: ' + e.message + '\n'; });
-    cleanups.push(() => this.kill(p));
-    await waitListening(this.port, 10000, p, 'nginx (' + this.name + ')\n' + this.log);
+    this.child = harness.spawnChild('nginx (' + this.name + ')', NGINX, ['-p', this.dir + '/', '-e', 'stderr',
+      '-c', this.conf, '-g', 'daemon off; pid ' + this.dir + '/nginx.pid; error_log stderr warn;']);
+    this.runs.push(this.child);
+    await harness.waitListening(this.port, 10000, this.child);
     return this;
-  }
-  kill(p) {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   }
   // graceful stop, bounded by worker_shutdown_timeout (the streams never end)
   async stop() {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    p.kill('SIGQUIT');
-    if (!(await waitExit(p, 10000))) {
-      p.kill('SIGKILL');
-      await waitExit(p, 5000);
+    if (!this.child) return;
+    if (!(await harness.stop(this.child, 'SIGQUIT', 10000))) {
       throw new Error('nginx (' + this.name + ') did not stop within 10 s of SIGQUIT:\n' + this.log);
     }
   }
@@ -509,7 +392,8 @@ const OLD_IE = '(' + function () {
 /* ------------------------------------------------------------------ */
 /* the chat check, common to every scenario                            */
 
-let browser = null;
+let chrome = null;    // harness.startChromium()
+let browser = null;   // chrome.browser
 const fallbackDelta = {};   // scenario id -> { reason: count } counted during it
 
 async function pageState(page) {
@@ -781,7 +665,7 @@ const scenarios = [
   ['6 old IE emulated (XDomainRequest, page on another origin): sse over XDomainRequest', async () => {
     // its own ferryd, which allows the page's origin (--allow-origin
     // replaces the same-host default)
-    const server = await new Ferryd(['--allow-origin', 'http://127.0.0.1:' + staticSite.port]).start();
+    const server = await startFerryd(['--allow-origin', 'http://127.0.0.1:' + staticSite.port]);
     const relay = await new Relay(server).start();
     try {
       const demo = (await request(relay.port, 'GET', '/ferry/')).body;
@@ -807,7 +691,7 @@ const scenarios = [
     } finally {
       staticSite.page = null;
       await relay.stop();
-      await server.stop();
+      await stopFerryd(server);
     }
   }],
 
@@ -843,19 +727,16 @@ const scenarios = [
 
 /* ------------------------------------------------------------------ */
 
+// Processes and folders go at exit (harness.atExit); this closes the rest.
 async function cleanup() {
-  if (browser) await withTimeout(browser.close(), 10000, 'Chromium to close').catch(() => {});
-  browser = null;
-  while (cleanups.length) {
-    try { await cleanups.pop()(); } catch (e) { /* best effort */ }
-  }
+  if (chrome) await chrome.close();
+  chrome = browser = null;
   if (staticSite.server) staticSite.server.close();
 }
 
 let current = '(startup)';
 const overall = setTimeout(async () => {
   console.log('not ok - the test did not finish within ' + OVERALL_MS + ' ms (running: ' + current + ')');
-  for (const c of cleanups.slice().reverse()) { try { c(); } catch (e) { /* best effort */ } }
   process.exit(1);
 }, OVERALL_MS);
 
@@ -876,32 +757,17 @@ async function main() {
   await new Promise((resolve) => staticSite.server.listen(0, '127.0.0.1', resolve));
   staticSite.port = staticSite.server.address().port;
 
-  ferryd = await new Ferryd().start();
-  browser = await withTimeout(chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  }), 30000, 'Chromium to start');
+  ferryd = await startFerryd();
+  chrome = await harness.startChromium(chromium, CHROMIUM);
+  browser = chrome.browser;
 
   for (const [name, fn] of scenarios) {
     const sid = (/^(\d+[a-z]?) /.exec(name) || [])[1];
     if (only.length && !only.some((o) => name.indexOf(o) === 0)) continue;
-    const start = Date.now();
     current = name;
     const before = await fallbackCounts();
-    try {
-      const what = await fn();
-      passes++;
-      console.log('ok - ' + name + ' (' + ((Date.now() - start) / 1000).toFixed(1) + ' s; ended on ' + what + ')');
-    } catch (e) {
-      failures++;
-      console.log('not ok - ' + name + ' (' + ((Date.now() - start) / 1000).toFixed(1) + ' s): ' + e.message);
-      if (e.diag) {
-        console.log('  requests:\n    ' + e.diag.requests.slice(-40).join('\n    '));
-        if (e.diag.console.length) console.log('  console:\n    ' + e.diag.console.slice(-20).join('\n    '));
-        if (e.diag.frames.length) console.log('  WebSocket frames:\n    ' + e.diag.frames.slice(-40).join('\n    '));
-      }
-    }
+    const e = await tally.run(name, async () => 'ended on ' + await fn());
+    if (e && e.diag) harness.printDiag(e.diag, 40);
     if (sid) {
       const after = await fallbackCounts();
       const delta = {};
@@ -910,22 +776,21 @@ async function main() {
     }
   }
 
-  await withTimeout(browser.close(), 10000, 'Chromium to close').catch(() => {});
-  browser = null;
+  await chrome.close();
+  chrome = browser = null;
   try {
-    await ferryd.stop();
+    await stopFerryd(ferryd);
   } catch (e) {
-    failures++;
-    console.log('not ok - ' + e.message);
+    tally.notOk(e.message);
   }
-  if (failures && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-4000));
-  console.log(passes + ' passed, ' + failures + ' failed (' + ((Date.now() - t0) / 1000).toFixed(1) + ' s)');
+  if (tally.failures && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-4000));
+  console.log(tally.summary(t0));
 }
 
 main().then(async () => {
   await cleanup();
   clearTimeout(overall);
-  process.exit(failures ? 1 : 0);
+  process.exit(tally.failures ? 1 : 0);
 }, async (e) => {
   console.log('not ok - ' + (e && e.stack || e));
   if (ferryd && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-4000));

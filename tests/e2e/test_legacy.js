@@ -31,14 +31,13 @@
 // npm packages).
 'use strict';
 
-const { spawn, execFileSync } = require('child_process');
+const { execFileSync } = require('child_process');
 const fs = require('fs');
-const http = require('http');
-const net = require('net');
 const path = require('path');
+const harness = require(path.join(__dirname, '..', 'lib', 'harness.js'));
+const { assert, sleep, withTimeout, skip, request } = harness;
 
 const HERE = __dirname;
-const FERRYD = process.env.FERRYD || path.join(HERE, '..', '..', 'ferryd');
 const LEGACY_APP = path.join(HERE, '..', 'integration', 'legacy_app.py');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const PYTHON3 = process.env.PYTHON3 || '/usr/bin/python3';
@@ -50,127 +49,15 @@ const SETTLE_MS = 500;      // after the last message: time for a duplicate to s
 const KEY = 'legacy-e2e-key-' + process.pid;
 const DOWNLOAD_SIZE = 3 * 1024 * 1024 + 12345;
 
-function skip(msg) {
-  console.log('SKIP: ' + msg);
-  process.exit(77);
-}
-
-function load(name) {
-  try {
-    return require(name);
-  } catch (e) {
-    try {
-      return require(path.join(HERE, '..', 'node_modules', name));
-    } catch (e2) {
-      skip('the npm package "' + name + '" is not installed: run `npm ci` in tests/ (' + e.message + ')');
-    }
-  }
-  return null;
-}
-
 if (!fs.existsSync(CHROMIUM)) skip('Chromium not found at ' + CHROMIUM + ' (apt-get install chromium, or set CHROMIUM)');
 if (!fs.existsSync(PYTHON3)) skip('python3 not found at ' + PYTHON3);
-const { chromium } = load('playwright-core');
+const { chromium } = harness.load('playwright-core');
 
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-
-const procs = [];      // every child process: killed by PID at exit
-let browser = null;
-let failures = 0;
-let passes = 0;
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function waitListening(port, ms, child) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (child.proc.exitCode !== null) throw new Error(child.name + ' exited at startup (' + child.proc.exitCode + '):\n' + child.log);
-    if (await canConnect(port)) return;
-    await sleep(50);
-  }
-  throw new Error(child.name + ' did not listen on 127.0.0.1:' + port + ' within ' + ms + ' ms:\n' + child.log);
-}
-
-function waitExit(proc, ms) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    proc.once('exit', () => { clearTimeout(t); resolve(true); });
-  });
-}
-
-function start(name, cmd, args) {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const child = { name, proc, log: '' };
-  proc.stdout.on('data', (d) => { child.log += d; });
-  proc.stderr.on('data', (d) => { child.log += d; });
-  proc.on('error', (e) => { child.log += 'spawn error: ' + e.message + '\n'; });
-  procs.push(child);
-  return child;
-}
-
-function killAll() {
-  for (const c of procs) {
-    const p = c.proc;
-    if (p.pid && p.exitCode === null && p.signalCode === null) {
-      try { process.kill(p.pid, 'SIGKILL'); } catch (e) { /* gone */ }
-    }
-  }
-}
-process.on('exit', killAll);
-
-function request(port, method, urlPath, body, headers, ms) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, agent: false,
-      headers: Object.assign(body === undefined ? {} : { 'Content-Type': 'text/plain; charset=utf-8' },
-        headers || {}) }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
-        body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : Buffer.from(body, 'utf8'));
-  }), ms || 5000, method + ' ' + urlPath);
-}
+// Every process started here (the app, ferryd) is a harness child: SIGKILLed
+// by its PID at exit if it still runs.
+let chrome = null;     // harness.startChromium()
+let browser = null;    // chrome.browser
+const tally = new harness.Tally();
 
 /* ------------------------------------------------------------------ */
 /* the app and ferryd                                                   */
@@ -180,16 +67,14 @@ let app = null;
 let ferryd = null;
 
 async function startAll() {
-  ports.app = await freePort();
-  ports.ferry = await freePort();
-  app = start('legacy_app.py', PYTHON3, [LEGACY_APP, '--port', String(ports.app),
+  ports.app = await harness.freePort();
+  ports.ferry = await harness.freePort();
+  app = harness.spawnChild('legacy_app.py', PYTHON3, [LEGACY_APP, '--port', String(ports.app),
     '--ferry-url', 'http://127.0.0.1:' + ports.ferry, '--publish-key', KEY]);
-  ferryd = start('ferryd', FERRYD, ['--listen', '127.0.0.1:' + ports.ferry,
-    '--upstream', 'http://127.0.0.1:' + ports.app, '--publish-key', KEY,
+  ferryd = await harness.startFerryd(['--upstream', 'http://127.0.0.1:' + ports.app, '--publish-key', KEY,
     '--callback', 'publish:chat=/hooks/publish',
-    '--drain-window', '200ms', '--drain-timeout', '3s', '--log-level', 'warn']);
-  await waitListening(ports.app, 10000, app);
-  await waitListening(ports.ferry, 10000, ferryd);
+    '--drain-window', '200ms', '--drain-timeout', '3s', '--log-level', 'warn'], { port: ports.ferry });
+  await harness.waitListening(ports.app, 10000, app);
 }
 
 // The app publishes: it makes one POST /ferry/publish/news (with its key).
@@ -426,69 +311,49 @@ let current = '(startup)';
 const overall = setTimeout(() => {
   console.log('not ok - the test did not finish within ' + OVERALL_MS + ' ms (running: ' + current + ')');
   if (ferryd && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));
-  killAll();
   process.exit(1);
 }, OVERALL_MS);
 
 async function stopAll() {
-  if (browser) await withTimeout(browser.close(), 10000, 'Chromium to close').catch(() => {});
-  browser = null;
+  if (chrome) await chrome.close();
+  chrome = browser = null;
   if (ferryd && ferryd.proc.exitCode === null && ferryd.proc.signalCode === null) {
-    process.kill(ferryd.proc.pid, 'SIGTERM');
-    if (!(await waitExit(ferryd.proc, 10000))) {
-      failures++;
-      console.log('not ok - ferryd did not exit within 10 s of SIGTERM');
+    if (!(await harness.stop(ferryd, 'SIGTERM', 10000))) {
+      tally.notOk('ferryd did not exit within 10 s of SIGTERM');
     } else if (ferryd.proc.exitCode !== 0) {
-      failures++;
-      console.log('not ok - ferryd exited with ' + (ferryd.proc.exitCode === null ? ferryd.proc.signalCode : ferryd.proc.exitCode));
+      tally.notOk('ferryd exited with ' + (ferryd.proc.exitCode === null ? ferryd.proc.signalCode : ferryd.proc.exitCode));
     }
   }
   if (ferryd && /AddressSanitizer|LeakSanitizer|runtime error/.test(ferryd.log)) {
-    failures++;
-    console.log('not ok - ferryd reported a sanitizer error');
+    tally.notOk('ferryd reported a sanitizer error');
   }
-  killAll();
+  harness.killChildren();
 }
 
 async function main() {
   const t0 = Date.now();
   const only = process.argv.slice(2);
   await startAll();
-  browser = await withTimeout(chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  }), 30000, 'Chromium to start');
+  chrome = await harness.startChromium(chromium, CHROMIUM);
+  browser = chrome.browser;
   for (const [name, fn] of cases) {
     if (only.length && !only.some((o) => name.indexOf(o) === 0)) continue;
     current = name;
-    const start = Date.now();
-    try {
-      const what = await fn();
-      passes++;
-      console.log('ok - ' + name + ' (' + ((Date.now() - start) / 1000).toFixed(1) + ' s; ' + what + ')');
-    } catch (e) {
-      failures++;
-      console.log('not ok - ' + name + ' (' + ((Date.now() - start) / 1000).toFixed(1) + ' s): ' + e.message);
-      if (e.diag) {
-        console.log('  requests:\n    ' + e.diag.requests.slice(-30).join('\n    '));
-        if (e.diag.console.length) console.log('  console:\n    ' + e.diag.console.slice(-20).join('\n    '));
-        if (e.diag.frames.length) console.log('  WebSocket frames:\n    ' + e.diag.frames.slice(-30).join('\n    '));
-      }
-    }
+    const e = await tally.run(name, fn);
+    if (e && e.diag) harness.printDiag(e.diag, 30);
   }
   current = '(shutdown)';
   await stopAll();
-  if (failures) {
+  if (tally.failures) {
     console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));
     if (app.log) console.log('---- legacy_app.py log ----\n' + app.log.slice(-2000));
   }
-  console.log(passes + ' passed, ' + failures + ' failed (' + ((Date.now() - t0) / 1000).toFixed(1) + ' s)');
+  console.log(tally.summary(t0));
 }
 
 main().then(() => {
   clearTimeout(overall);
-  process.exit(failures ? 1 : 0);
+  process.exit(tally.failures ? 1 : 0);
 }, async (e) => {
   console.log('not ok - ' + (e && e.stack || e));
   if (ferryd && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));

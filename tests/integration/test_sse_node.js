@@ -11,76 +11,39 @@
 // Exits non-zero on any failure; the whole run is bounded by a timer.
 'use strict';
 
-const { spawn } = require('child_process');
 const http = require('http');
 const net = require('net');
 const path = require('path');
+const harness = require(path.join(__dirname, '..', 'lib', 'harness.js'));
+const { assert, sleep, withTimeout } = harness;
 
-function tryRequire(name) {
-  try {
-    return require(name);
-  } catch (e) {
-    return null;
-  }
-}
-
-const EventSourceLib = tryRequire('eventsource');
-const polyfillLib = tryRequire('event-source-polyfill');
+const EventSourceLib = harness.tryRequire('eventsource');
+const polyfillLib = harness.tryRequire('event-source-polyfill');
 if (!EventSourceLib && !polyfillLib) {
-  console.log('SKIP: neither "eventsource" nor "event-source-polyfill" is installed: run `npm ci` in tests/');
-  process.exit(77); // automake: skipped
+  harness.skip('neither "eventsource" nor "event-source-polyfill" is installed: run `npm ci` in tests/');
 }
 
-const FERRYD = process.env.FERRYD || path.join(__dirname, '..', '..', 'ferryd');
 const OVERALL_MS = 60000;
 const WAIT_MS = 10000;
 const COUNT = 30;       // messages published per run
 const CUT_AFTER = 10;   // the proxy cuts the stream once this many arrived
 
-let server = null;
-let serverLog = '';
-let passed = 0;
-let failed = 0;
+let server = null;   // ferryd: harness.startFerryd(); killed at exit by its PID
+const tally = new harness.Tally();
 
 function finish() {
-  if (server && server.exitCode === null) server.kill('SIGKILL');
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(failed ? 1 : 0);
+  console.log(tally.summary());
+  process.exit(tally.failures ? 1 : 0);
 }
 
 const overall = setTimeout(() => {
-  console.log('not ok - the test did not finish within ' + OVERALL_MS + ' ms');
-  if (serverLog) console.log('---- ferryd log ----\n' + serverLog.slice(-4000));
-  failed++;
+  tally.notOk('the test did not finish within ' + OVERALL_MS + ' ms');
+  if (server && server.log) console.log('---- ferryd log ----\n' + server.log.slice(-4000));
   finish();
 }, OVERALL_MS);
 
-function ok(name) {
-  passed++;
-  console.log('ok - ' + name);
-}
-
 function notOk(name, err) {
-  failed++;
-  console.log('not ok - ' + name + ': ' + (err && err.message ? err.message : err));
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
+  tally.notOk(name + ': ' + (err && err.message ? err.message : err));
 }
 
 // Resolves once cond() is true (checked every 20 ms), or rejects after ms.
@@ -99,41 +62,6 @@ function until(cond, ms, what) {
     };
     tick();
   }).finally(() => clearTimeout(t));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function startFerryd(port) {
-  const args = ['--listen', '127.0.0.1:' + port, '--drain-window', '200ms', '--drain-timeout', '5s'];
-  server = spawn(FERRYD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (d) => { serverLog += d; });
-  server.stderr.on('data', (d) => { serverLog += d; });
-  server.exited = new Promise((resolve) => server.on('exit', (code, sig) => resolve({ code, sig })));
-  server.on('error', (e) => { serverLog += 'spawn error: ' + e.message; });
-  const deadline = Date.now() + 10000;
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error('ferryd exited at startup:\n' + serverLog);
-    if (await canConnect(port)) return;
-    await sleep(50);
-  }
-  throw new Error('ferryd did not start listening');
 }
 
 // A TCP proxy in front of ferryd whose connections can be cut on demand.
@@ -255,14 +183,14 @@ async function runReader(name, makeES, ferrydPort, channel) {
 }
 
 async function main() {
-  const port = await freePort();
-  await startFerryd(port);
+  server = await harness.startFerryd(['--drain-window', '200ms', '--drain-timeout', '5s']);
+  const port = server.port;
 
   // 1. the `eventsource` package: Last-Event-ID header on its reconnect
   if (EventSourceLib) {
     try {
       const r = await runReader('eventsource', (url) => new EventSourceLib(url), port, 'es-news');
-      ok('eventsource: ' + COUNT + ' messages in order across a cut connection (cut after #' + r.cutAt +
+      tally.ok('eventsource: ' + COUNT + ' messages in order across a cut connection (cut after #' + r.cutAt +
         ', ' + r.reconnects + ' reconnect)');
     } catch (e) {
       notOk('eventsource', e);
@@ -283,7 +211,7 @@ async function main() {
     try {
       const r = await runReader('polyfill', (url) => new Polyfill(url, { heartbeatTimeout: 60000 }), port,
         'pf-news');
-      ok('event-source-polyfill: ' + COUNT + ' messages in order across a cut connection (cut after #' +
+      tally.ok('event-source-polyfill: ' + COUNT + ' messages in order across a cut connection (cut after #' +
         r.cutAt + ', ' + r.reconnects + ' reconnect)');
     } catch (e) {
       notOk('event-source-polyfill', e);
@@ -295,7 +223,7 @@ async function main() {
     try {
       const r = await runReader('polyfill-ch', (url) => new Polyfill(url, { heartbeatTimeout: 60000,
         lastEventIdQueryParameterName: 'ch' }), port, 'pf-ch');
-      ok('event-source-polyfill (lastEventIdQueryParameterName "ch"): ' + COUNT +
+      tally.ok('event-source-polyfill (lastEventIdQueryParameterName "ch"): ' + COUNT +
         ' messages in order across a cut connection (cut after #' + r.cutAt + ')');
     } catch (e) {
       notOk('event-source-polyfill (lastEventIdQueryParameterName "ch")', e);
@@ -303,14 +231,14 @@ async function main() {
   }
 
   // ferryd drains and exits 0
-  server.kill('SIGTERM');
+  server.proc.kill('SIGTERM');
   const exit = await withTimeout(server.exited, WAIT_MS, 'ferryd to exit');
-  if (exit.code !== 0 || /AddressSanitizer|runtime error/.test(serverLog)) {
-    notOk('ferryd exit', 'code ' + exit.code + ' signal ' + exit.sig + '\n' + serverLog.slice(-4000));
+  if (exit.code !== 0 || /AddressSanitizer|runtime error/.test(server.log)) {
+    notOk('ferryd exit', 'code ' + exit.code + ' signal ' + exit.sig + '\n' + server.log.slice(-4000));
   } else {
-    ok('ferryd exited 0 after SIGTERM');
+    tally.ok('ferryd exited 0 after SIGTERM');
   }
-  if (failed && serverLog) console.log('---- ferryd log ----\n' + serverLog.slice(-4000));
+  if (tally.failures && server.log) console.log('---- ferryd log ----\n' + server.log.slice(-4000));
   clearTimeout(overall);
   finish();
 }

@@ -6,92 +6,29 @@
 // Exits non-zero on any failure; the whole run is bounded by a timer.
 'use strict';
 
-const { spawn } = require('child_process');
 const http = require('http');
-const net = require('net');
 const path = require('path');
+const harness = require(path.join(__dirname, '..', 'lib', 'harness.js'));
+const { assert, withTimeout } = harness;
 
-let WebSocket;
-try {
-  WebSocket = require('ws');
-} catch (e) {
-  console.log('SKIP: the npm package "ws" is not installed: run `npm ci` in tests/ (' + e.message + ')');
-  process.exit(77); // automake: skipped
-}
+const WebSocket = harness.load('ws');
 
-const FERRYD = process.env.FERRYD || path.join(__dirname, '..', '..', 'ferryd');
 const OVERALL_MS = 30000;
 const WAIT_MS = 5000;
 const RECONNECT_DELAY_MS = 3000;
 
-let server = null;
-let serverLog = '';
-let passed = 0;
+let server = null;   // ferryd: harness.startFerryd()
+const tally = new harness.Tally();
 
+// The first failure ends the run (ferryd is killed at exit, by its PID).
 function fail(msg) {
-  console.log('not ok - ' + msg);
-  if (serverLog) console.log('---- ferryd log ----\n' + serverLog.slice(-4000));
-  if (server && server.exitCode === null) server.kill('SIGKILL');
-  console.log(passed + ' passed, 1 failed');
+  tally.notOk(msg);
+  if (server && server.log) console.log('---- ferryd log ----\n' + server.log.slice(-4000));
+  console.log(tally.summary());
   process.exit(1);
 }
 
 const overall = setTimeout(() => fail('the test did not finish within ' + OVERALL_MS + ' ms'), OVERALL_MS);
-
-function ok(name) {
-  passed++;
-  console.log('ok - ' + name);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      t = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-async function startFerryd(port) {
-  const args = ['--listen', '127.0.0.1:' + port, '--echo', '--client-publish',
-    '--drain-window', '500ms', '--drain-timeout', '5s', '--reconnect-delay', RECONNECT_DELAY_MS + 'ms'];
-  server = spawn(FERRYD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout.on('data', (d) => { serverLog += d; });
-  server.stderr.on('data', (d) => { serverLog += d; });
-  server.exited = new Promise((resolve) => server.on('exit', (code, sig) => resolve({ code, sig })));
-  server.on('error', (e) => fail('cannot start ' + FERRYD + ': ' + e.message));
-  const deadline = Date.now() + 10000;
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error('ferryd exited at startup');
-    if (await canConnect(port)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('ferryd did not start listening');
-}
 
 // A ws client whose messages are queued, so a test can await the next one.
 function client(url, protocols) {
@@ -136,8 +73,9 @@ function httpPublish(port, channel, body) {
 }
 
 async function main() {
-  const port = await freePort();
-  await startFerryd(port);
+  server = await harness.startFerryd(['--echo', '--client-publish', '--drain-window', '500ms',
+    '--drain-timeout', '5s', '--reconnect-delay', RECONNECT_DELAY_MS + 'ms']);
+  const port = server.port;
   const base = 'ws://127.0.0.1:' + port;
 
   // 1. subscribe with ?ch=: the ferry.v1 subprotocol, then "open", then "subscribed"
@@ -148,7 +86,7 @@ async function main() {
   assert(m.type === 'open' && m.version === 1 && /^[0-9a-f]+$/.test(m.session), 'first frame ' + JSON.stringify(m));
   m = await sub.nextJSON('"subscribed"');
   assert(m.type === 'subscribed' && m.channel === 'news', 'second frame ' + JSON.stringify(m));
-  ok('subscribe via ?ch=news: subprotocol ferry.v1, "open" then "subscribed"');
+  tally.ok('subscribe via ?ch=news: subprotocol ferry.v1, "open" then "subscribed"');
 
   // 2. a message published with an HTTP POST reaches the subscriber
   const res = await httpPublish(port, 'news', 'hello from http ✓');
@@ -158,7 +96,7 @@ async function main() {
   m = await sub.nextJSON('the published message');
   assert(m.type === 'message' && m.channel === 'news' && m.id === id && m.data === 'hello from http ✓',
     'got ' + JSON.stringify(m));
-  ok('HTTP POST /ferry/publish/news delivered with its id');
+  tally.ok('HTTP POST /ferry/publish/news delivered with its id');
 
   // 3. publish through the JSON protocol (--client-publish): ack + the message
   sub.send(JSON.stringify({ type: 'publish', channel: 'news', data: 'from node', ref: 7 }));
@@ -168,7 +106,7 @@ async function main() {
   assert(ack && ack.ref === 7 && ack.channel === 'news', 'ack ' + JSON.stringify(two));
   assert(msg && msg.id === ack.id && msg.data === 'from node', 'message ' + JSON.stringify(two));
   assert(ack.id === id.split(':')[0] + ':2', 'ack id ' + ack.id + ' after ' + id);
-  ok('client publish: ack ref 7 and the message with the same id');
+  tally.ok('client publish: ack ref 7 and the message with the same id');
 
   // 4. fragmented messages to /ferry/echo come back whole
   const echo = client(base + '/ferry/echo');
@@ -184,7 +122,7 @@ async function main() {
   echo.send(blob.subarray(70000), { binary: true, fin: true });
   m = await echo.next('the echo of the fragmented binary');
   assert(m.isBinary && Buffer.compare(Buffer.from(m.data), blob) === 0, 'binary echo differs');
-  ok('fragmented text and binary messages echoed whole by /ferry/echo');
+  tally.ok('fragmented text and binary messages echoed whole by /ferry/echo');
 
   // 5. ws.ping() gets a pong with the same payload
   const pong = withTimeout(new Promise((resolve) => echo.once('pong', resolve)), WAIT_MS, 'the pong');
@@ -194,10 +132,10 @@ async function main() {
   const pong2 = withTimeout(new Promise((resolve) => sub.once('pong', resolve)), WAIT_MS, 'the pong');
   sub.ping();
   await pong2;
-  ok('ws.ping() answered by a pong (echo and ferry endpoints)');
+  tally.ok('ws.ping() answered by a pong (echo and ferry endpoints)');
 
   // 6. drain on SIGTERM: every client gets close 1012 "retry=<ms>"
-  server.kill('SIGTERM');
+  server.proc.kill('SIGTERM');
   const [c1, c2] = await withTimeout(Promise.all([sub.closed, echo.closed]), 8000, 'the drain closes');
   for (const [name, c] of [['subscriber', c1], ['echo', c2]]) {
     assert(c.code === 1012, name + ' close code ' + c.code + ' reason ' + JSON.stringify(c.reason));
@@ -205,16 +143,16 @@ async function main() {
     assert(r, name + ' close reason ' + JSON.stringify(c.reason));
     assert(Number(r[1]) < RECONNECT_DELAY_MS, name + ' retry ' + r[1] + ' >= --reconnect-delay');
   }
-  ok('SIGTERM: clients closed with 1012 and reason retry=<ms> (' + c1.reason + ', ' + c2.reason + ')');
+  tally.ok('SIGTERM: clients closed with 1012 and reason retry=<ms> (' + c1.reason + ', ' + c2.reason + ')');
 
   const ex = await withTimeout(server.exited, 8000, 'ferryd to exit');
   assert(ex.code === 0, 'ferryd exit ' + JSON.stringify(ex));
-  assert(!/AddressSanitizer|runtime error/.test(serverLog), 'sanitizer report in the ferryd log');
-  ok('ferryd exited 0 after the drain');
+  assert(!/AddressSanitizer|runtime error/.test(server.log), 'sanitizer report in the ferryd log');
+  tally.ok('ferryd exited 0 after the drain');
 }
 
 main().then(() => {
   clearTimeout(overall);
-  console.log(passed + ' passed, 0 failed');
+  console.log(tally.summary());
   process.exit(0);
 }, (e) => fail(e && e.stack ? e.stack : String(e)));

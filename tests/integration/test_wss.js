@@ -14,112 +14,45 @@
 // 1 = a case failed, 77 = skipped (Chromium, openssl or npm packages missing).
 'use strict';
 
-const { spawn, execFileSync } = require('child_process');
+const { execFileSync } = require('child_process');
 const fs = require('fs');
-const http = require('http');
-const https = require('https');
-const net = require('net');
 const os = require('os');
 const path = require('path');
 const tls = require('tls');
+const harness = require(path.join(__dirname, '..', 'lib', 'harness.js'));
+const { assert, sleep, withTimeout, skip } = harness;
 
-const FERRYD = process.env.FERRYD || path.join(__dirname, '..', '..', 'ferryd');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OVERALL_MS = 60000;
 const WAIT_MS = 10000;     // one step: a connection, a message, a page reaching "open"
 const SETTLE_MS = 500;     // after the last expected message: time for a duplicate to show up
 const COUNT = 20;          // messages per case
 
-function skip(msg) {
-  console.log('SKIP: ' + msg);
-  process.exit(77);
-}
-function load(name) {
-  try { return require(name); } catch (e) {
-    try { return require(path.join(__dirname, '..', 'node_modules', name)); } catch (e2) {
-      return skip('the npm package "' + name + '" is not installed: run `npm ci` in tests/');
-    }
-  }
-}
-const WebSocket = load('ws');
-const { chromium } = load('playwright-core');
+const WebSocket = harness.load('ws', { why: false });
+const { chromium } = harness.load('playwright-core', { why: false });
 if (!fs.existsSync(CHROMIUM)) skip('Chromium not found at ' + CHROMIUM);
 
 /* ---------------- helpers ---------------- */
 
-let ferryd = null;        // ChildProcess
-let ferrydLog = '';
-let browserServer = null; // playwright BrowserServer (owns the Chromium process)
-let tmp = null;
-let passes = 0, failures = 0;
-
-function killAll() {   // synchronous: also runs from process.on('exit')
-  if (ferryd && ferryd.exitCode === null && ferryd.signalCode === null) {
-    try { process.kill(ferryd.pid, 'SIGKILL'); } catch (e) { /* gone */ }
-  }
-  const cp = browserServer && browserServer.process();
-  if (cp && cp.exitCode === null && cp.signalCode === null) {
-    // playwright starts Chromium as a process-group leader: its group is its pid
-    try { process.kill(-cp.pid, 'SIGKILL'); } catch (e) { /* gone */ }
-    try { process.kill(cp.pid, 'SIGKILL'); } catch (e) { /* gone */ }
-  }
-  if (tmp) { fs.rmSync(tmp, { recursive: true, force: true }); tmp = null; }
-}
-process.on('exit', killAll);
+let ferryd = null;        // harness.startFerryd(); killed by its PID at exit, as Chromium is
+const tally = new harness.Tally();
 
 const overall = setTimeout(() => {
   console.log('not ok - the test did not finish within ' + OVERALL_MS + ' ms');
-  if (ferrydLog) console.log('---- ferryd log ----\n' + ferrydLog.slice(-3000));
+  if (ferryd && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));
   process.exit(1);
 }, OVERALL_MS);
 
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([promise, new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error('timed out after ' + ms + ' ms waiting for ' + what)), ms);
-  })]).finally(() => clearTimeout(t));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
-    c.on('connect', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
-// GET or POST over http or https (with our CA); resolves {status, body, protocol}
-function request(mod, port, method, urlPath, body, extra) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const req = mod.request(Object.assign({ host: '127.0.0.1', port, method, path: urlPath, agent: false,
-      headers: body === undefined ? {} : { 'Content-Type': 'text/plain; charset=utf-8' } }, extra), (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8'),
-        protocol: res.socket.getProtocol ? res.socket.getProtocol() : null }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : Buffer.from(body, 'utf8'));
-  }), WAIT_MS, method + ' ' + urlPath);
+// GET or POST to 127.0.0.1:port, over https when given our CA (tlsOptions
+// { ca }); resolves {status, body, protocol}
+function request(port, method, urlPath, body, tlsOptions) {
+  return harness.request(port, method, urlPath, body, { ms: WAIT_MS, https: tlsOptions });
 }
 
 let PORT = 0, TLS_PORT = 0, CA = null;
 
 async function publish(channel, text) {
-  const r = await request(https, TLS_PORT, 'POST', '/ferry/publish/' + channel, text, { ca: CA });
+  const r = await request(TLS_PORT, 'POST', '/ferry/publish/' + channel, text, { ca: CA });
   assert(r.status === 200, 'HTTPS publish to ' + channel + ' answered ' + r.status + ': ' + r.body);
   return JSON.parse(r.body).id;
 }
@@ -151,7 +84,8 @@ function checkExactlyOnceInOrder(got, ids, want) {
 /* ---------------- setup ---------------- */
 
 async function setup() {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-wss-'));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-wss-'));
+  harness.atExit(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const cert = path.join(tmp, 'cert.pem'), key = path.join(tmp, 'key.pem');
   try {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
@@ -163,30 +97,19 @@ async function setup() {
   }
   CA = fs.readFileSync(cert);
 
-  PORT = await freePort();
-  TLS_PORT = await freePort();
-  ferryd = spawn(FERRYD, ['--listen', '127.0.0.1:' + PORT, '--tls-listen', '127.0.0.1:' + TLS_PORT,
-    '--tls-cert', cert, '--tls-key', key, '--log-level', 'warn', '--drain-window', '200ms', '--drain-timeout', '3s'],
-  { stdio: ['ignore', 'pipe', 'pipe'] });
-  ferryd.stdout.on('data', (d) => { ferrydLog += d; });
-  ferryd.stderr.on('data', (d) => { ferrydLog += d; });
-  ferryd.on('error', (e) => { ferrydLog += 'spawn error: ' + e.message + '\n'; });
-  const deadline = Date.now() + WAIT_MS;
-  for (const port of [PORT, TLS_PORT]) {
-    while (!(await canConnect(port))) {
-      if (ferryd.exitCode !== null) throw new Error('ferryd exited at startup:\n' + ferrydLog);
-      if (Date.now() > deadline) throw new Error('ferryd does not accept on 127.0.0.1:' + port);
-      await sleep(50);
-    }
-  }
+  TLS_PORT = await harness.freePort();
+  ferryd = await harness.startFerryd(['--tls-listen', '127.0.0.1:' + TLS_PORT, '--tls-cert', cert, '--tls-key', key,
+    '--log-level', 'warn', '--drain-window', '200ms', '--drain-timeout', '3s'],
+  { alsoListening: [TLS_PORT], ms: WAIT_MS });
+  PORT = ferryd.port;
 }
 
 /* ---------------- cases ---------------- */
 
 async function caseListeners() {
-  const h = await request(http, PORT, 'GET', '/ferry/healthz');
+  const h = await request(PORT, 'GET', '/ferry/healthz');
   assert(h.status === 200, 'http healthz answered ' + h.status);
-  const s = await request(https, TLS_PORT, 'GET', '/ferry/healthz', undefined, { ca: CA });
+  const s = await request(TLS_PORT, 'GET', '/ferry/healthz', undefined, { ca: CA });
   assert(s.status === 200 && JSON.parse(s.body).status === 'ok', 'https healthz answered ' + s.status + ' ' + s.body);
   return 'http and https healthz 200; https over ' + s.protocol;
 }
@@ -323,59 +246,41 @@ async function caseBrowser(transport) {
 }
 
 async function caseShutdown() {
-  const exited = new Promise((r) => ferryd.once('exit', (code, sig) => r({ code, sig })));
-  ferryd.kill('SIGTERM');
-  const ex = await withTimeout(exited, WAIT_MS, 'ferryd to exit after SIGTERM');
+  ferryd.proc.kill('SIGTERM');
+  const ex = await withTimeout(ferryd.exited, WAIT_MS, 'ferryd to exit after SIGTERM');
   assert(ex.code === 0, 'ferryd exited with ' + JSON.stringify(ex));
-  assert(!/AddressSanitizer|LeakSanitizer|runtime error/.test(ferrydLog), 'sanitizer report in the ferryd log');
+  assert(!/AddressSanitizer|LeakSanitizer|runtime error/.test(ferryd.log), 'sanitizer report in the ferryd log');
   return 'exit 0';
 }
 
 /* ---------------- main ---------------- */
 
-async function run(name, fn) {
-  const t = Date.now();
-  try {
-    const what = await fn();
-    passes++;
-    console.log('ok - ' + name + ' (' + ((Date.now() - t) / 1000).toFixed(1) + ' s; ' + what + ')');
-  } catch (e) {
-    failures++;
-    console.log('not ok - ' + name + ' (' + ((Date.now() - t) / 1000).toFixed(1) + ' s): ' + e.message);
-  }
-}
-
 async function main() {
   const t0 = Date.now();
   await setup();
-  await run('http and https listeners both answer', caseListeners);
-  await run('ws over wss:// with ca: TLSv1.3, ferry.v1, HTTPS publishes once and in order', caseWss);
-  await run('wss:// without the CA is refused', caseUntrusted);
-  await run('a client capped at TLS 1.1 cannot connect', caseOldTls);
+  await tally.run('http and https listeners both answer', caseListeners);
+  await tally.run('ws over wss:// with ca: TLSv1.3, ferry.v1, HTTPS publishes once and in order', caseWss);
+  await tally.run('wss:// without the CA is refused', caseUntrusted);
+  await tally.run('a client capped at TLS 1.1 cannot connect', caseOldTls);
 
-  browserServer = await withTimeout(chromium.launchServer({ executablePath: CHROMIUM, host: '127.0.0.1',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'] }), 30000, 'Chromium to start');
-  browser = await withTimeout(chromium.connect(browserServer.wsEndpoint()), WAIT_MS, 'playwright to connect');
+  const chrome = await harness.startChromium(chromium, CHROMIUM, { server: true });
+  browser = chrome.browser;
   for (const t of ['websocket', 'sse', 'poll']) {
-    await run('Chromium on https://, ' + t + ' forced: HTTPS publishes once and in order', () => caseBrowser(t));
+    await tally.run('Chromium on https://, ' + t + ' forced: HTTPS publishes once and in order', () => caseBrowser(t));
   }
-  await withTimeout(browser.close(), WAIT_MS, 'the browser connection to close').catch(() => {});
-  await withTimeout(browserServer.close(), WAIT_MS, 'Chromium to close').catch(() => {});
-  await run('ferryd exits 0 on SIGTERM', caseShutdown);
+  await chrome.close();
+  await tally.run('ferryd exits 0 on SIGTERM', caseShutdown);
 
-  if (failures && ferrydLog) console.log('---- ferryd log ----\n' + ferrydLog.slice(-3000));
-  console.log(passes + ' passed, ' + failures + ' failed (' + ((Date.now() - t0) / 1000).toFixed(1) + ' s)');
+  if (tally.failures && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));
+  console.log(tally.summary(t0));
 }
 
 main().then(() => {
   clearTimeout(overall);
-  killAll();
-  process.exit(failures ? 1 : 0);
+  process.exit(tally.failures ? 1 : 0);
 }, (e) => {
   console.log('not ok - ' + (e && e.stack || e));
-  if (ferrydLog) console.log('---- ferryd log ----\n' + ferrydLog.slice(-3000));
+  if (ferryd && ferryd.log) console.log('---- ferryd log ----\n' + ferryd.log.slice(-3000));
   clearTimeout(overall);
-  killAll();
   process.exit(1);
 });
