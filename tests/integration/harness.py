@@ -3,7 +3,9 @@
 Every test binds only to 127.0.0.1, on a port the kernel just handed out, and
 every wait is bounded. FERRYD points at the binary (make check sets it);
 FERRY_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 --leak-check=full")
-runs ferryd under a tool.
+runs ferryd under a tool. Beside Ferry: raw HTTP requests, /ferry/metrics
+parsed, Closing (`with` for the tests' own clients), and run(), the runner
+of a test file's functions.
 """
 import os
 import shlex
@@ -16,6 +18,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FERRYD = os.environ.get("FERRYD") or os.path.join(HERE, "..", "..", "ferryd")
+
+
+class Closing:
+    """Mixin for a client with close(): `with client:` closes it at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def free_port():
@@ -112,6 +124,66 @@ def http_request(port, raw, timeout=5.0):
                 break
             chunks.append(b)
         return b"".join(chunks)
+
+
+def raw_http(port, method, path, headers=None, body=b"", source=None, timeout=5.0):
+    """One request on a fresh connection, optionally from another local
+    address (source). Returns (status, headers with lower-case names, body):
+    the body up to Content-Length; for a 101 or an event stream nothing (it
+    is not waited for); otherwise what arrived with the head."""
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1:%d" % port]
+    lines += ["%s: %s" % kv for kv in (headers or {}).items()]
+    if body or method == "POST":
+        lines.append("Content-Length: %d" % len(body))
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
+    with s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            b = s.recv(65536)
+            if not b:
+                break
+            buf += b
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        text = head.decode("latin-1")
+        assert text.startswith("HTTP/1.1 "), "no HTTP answer: %r" % buf
+        status = int(text.split(" ")[1])
+        hdrs = {}
+        for line in text.split("\r\n")[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        if "content-length" in hdrs:
+            n = int(hdrs["content-length"])
+            while len(rest) < n:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                b = s.recv(65536)
+                if not b:
+                    break
+                rest += b
+            rest = rest[:n]
+        elif status == 101 or hdrs.get("content-type", "").startswith("text/event-stream"):
+            rest = b""
+        return status, hdrs, rest
+
+
+def parse_metrics(text):
+    """/ferry/metrics text as {'name{labels}': value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metrics(port, source=None):
+    """GET /ferry/metrics on a fresh connection (from source, if given), parsed."""
+    status, _, text = raw_http(port, "GET", "/ferry/metrics", source=source)
+    assert status == 200, status
+    return parse_metrics(text.decode())
 
 
 def run(tests):

@@ -13,6 +13,7 @@ token. A valid token works end to end on every transport.
 import asyncio
 import atexit
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -27,7 +28,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, metrics, raw_http, run  # noqa: E402
+import wsclient  # noqa: E402
+from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -109,48 +112,6 @@ def rsa_keys():
 
 # ---------------------------------------------------------------- HTTP
 
-def raw_http(port, method, path, headers=None, body=b"", timeout=WAIT):
-    """One request on a fresh connection. Returns (status, headers, body):
-    the body up to Content-Length, or nothing for a stream (SSE), which is
-    not waited for."""
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1:%d" % port]
-    for k, v in (headers or {}).items():
-        lines.append("%s: %s" % (k, v))
-    if body or method == "POST":
-        lines.append("Content-Length: %d" % len(body))
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            b = s.recv(65536)
-            if not b:
-                break
-            buf += b
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        text = head.decode("latin-1")
-        assert text.startswith("HTTP/1.1 "), "no HTTP answer: %r" % buf
-        status = int(text.split(" ")[1])
-        hdrs = {}
-        for line in text.split("\r\n")[1:]:
-            k, _, v = line.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        if "content-length" in hdrs:
-            n = int(hdrs["content-length"])
-            while len(rest) < n:
-                s.settimeout(max(0.01, deadline - time.monotonic()))
-                b = s.recv(65536)
-                if not b:
-                    break
-                rest += b
-            rest = rest[:n]
-        elif status == 101 or hdrs.get("content-type", "").startswith("text/event-stream"):
-            rest = b""
-        return status, hdrs, rest
-
-
 def bearer(token):
     return {"Authorization": "Bearer " + token}
 
@@ -201,17 +162,6 @@ def poll(f, specs, headers=None, token=None):
         parts.append("token=" + q(token))
     status, _, raw = raw_http(f.port, "GET", "/ferry/poll?" + "&".join(parts), headers)
     return status, (json.loads(raw) if status == 200 else raw)
-
-
-def metrics(f):
-    status, _, text = raw_http(f.port, "GET", "/ferry/metrics")
-    assert status == 200, status
-    out = {}
-    for line in text.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 class SSE:
@@ -280,54 +230,7 @@ class SSE:
 
 # ---------------------------------------------------------------- WebSocket
 
-OPEN = []  # closers for every client connection a test opened
-
-
-def arun(coro, timeout=60):
-    async def guarded():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            for close in OPEN:
-                close()
-            OPEN.clear()
-    return asyncio.run(guarded())
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def connect(f, query="", headers=None, origin=None):
-    ws = await websockets.connect(f.ws_url + "/ferry/ws" + query, extra_headers=headers or {},
-                                  origin=origin, ping_interval=None, open_timeout=WAIT,
-                                  max_size=None)
-    OPEN.append(ws.transport.abort)
-    hello = await recv_json(ws)
-    assert hello["type"] == "open", hello
-    return ws
-
-
-async def request(ws, op_):
-    await ws.send(json.dumps(op_))
-    return await recv_json(ws)
-
-
-async def barrier(ws, ref=999):
-    """The frames the server sent before the answer to our ping."""
-    await ws.send(json.dumps({"type": "ping", "ref": ref}))
-    frames = []
-    while True:
-        m = await recv_json(ws)
-        if m["type"] == "pong" and m.get("ref") == ref:
-            return frames
-        frames.append(m)
-
-
-async def subscribe_ok(ws, channel, ref=1):
-    r = await request(ws, {"type": "subscribe", "channel": channel, "ref": ref})
-    assert r["type"] == "subscribed" and r["channel"] == channel and r.get("ref") == ref, r
-    return r
+arun = functools.partial(wsclient.arun, timeout=60)  # the bound of a test's coroutine
 
 
 async def expect_close(ws, timeout=WAIT):
@@ -742,7 +645,7 @@ def test_publish_outside_claims():
         assert status == 403 and parsed["error"] == "forbidden", raw
         status, parsed, raw = send(f, "anon", [op(1, "news", "x")])
         assert status == 200 and parsed == {"ack": 1}, raw
-        assert metrics(f)["ferry_messages_in_total"] == 3
+        assert metrics(f.port)["ferry_messages_in_total"] == 3
 
 
 def test_cross_origin():
@@ -759,7 +662,7 @@ def test_cross_origin():
             status, parsed, raw = send(f, "x-site", [op(1, "private-a", "hijack")],
                                        dict(bearer(tok), Origin=origin))
             assert status == 403, ("send", origin, status, raw)
-        assert metrics(f)["ferry_messages_in_total"] == 0, "a cross-origin send published"
+        assert metrics(f.port)["ferry_messages_in_total"] == 0, "a cross-origin send published"
         for origin in (same, "https://app.example"):
             status, _, body = ws_handshake(f.port, "?ch=private-a", dict(bearer(tok), Origin=origin))
             assert status == 101, ("ws", origin, status, body)
@@ -779,7 +682,7 @@ def test_cross_origin():
             except websockets.InvalidStatusCode as e:
                 assert e.status_code == 403, e
         arun(main())
-        assert metrics(f)["ferry_messages_in_total"] == 2
+        assert metrics(f.port)["ferry_messages_in_total"] == 2
 
 
 def test_connection_ends_with_its_token():

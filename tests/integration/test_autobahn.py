@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, http_request, run  # noqa: E402
+from harness import Closing, Ferry, http_request, parse_metrics, run  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -77,7 +77,7 @@ class Frame:
                                                           len(self.payload), p)
 
 
-class WS:
+class WS(Closing):
     """A blocking raw WebSocket client with bounded waits."""
 
     def __init__(self, port, path="/ferry/echo", case="?"):
@@ -278,12 +278,6 @@ class WS:
         except OSError:
             pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
 
 def ws_case(port, case):
     return WS(port, case=case)
@@ -304,12 +298,7 @@ def metrics(port):
     raw = http_request(port, b"GET /ferry/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
-    out = {}
-    for ln in body.decode().splitlines():
-        if ln and not ln.startswith("#"):
-            k, _, v = ln.rpartition(" ")
-            out[k] = float(v)
-    return out
+    return parse_metrics(body.decode())
 
 
 def expect_no_ws_left(port, case):

@@ -26,7 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Closing, Ferry, run  # noqa: E402
 
 SHORT_BODY = 200      # longest acceptable body of ferry's own error answers
 ID_RE = re.compile(r"^[0-9a-f]{8}:\d+$")
@@ -134,7 +134,7 @@ class Resp:
         return "<%d %r body=%r>" % (self.status, self.fields, self.body[:200])
 
 
-class Client:
+class Client(Closing):
     """One client connection to ferry, with a receive buffer."""
 
     def __init__(self, port, timeout=10.0):
@@ -237,23 +237,17 @@ class Client:
 
 
 def fetch(port, path, headers=(), timeout=10.0):
-    c = Client(port, timeout)
-    try:
+    with Client(port, timeout) as c:
         c.get(path, headers)
         return c.response(timeout)
-    finally:
-        c.close()
 
 
 def publish(port, channel, data):
-    c = Client(port)
-    try:
+    with Client(port) as c:
         body = data.encode()
         c.send(("POST /ferry/publish/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
                 % (channel, len(body))).encode() + body)
         r = c.response()
-    finally:
-        c.close()
     assert r.status == 200, "POST /ferry/publish/%s: expected 200, got %r" % (channel, r)
     mid = json.loads(r.body)["id"]
     assert ID_RE.match(mid), "publish answered id %r" % mid
@@ -333,8 +327,7 @@ def names(fields, name):
 def test_response_hold_gets_message():
     APP.route("/hold1", 202, hold_headers("c1", timeout=2, extra=[("Cache-Control", "no-cache")]), b"timeout")
     with grip() as f:
-        c = Client(f.port)
-        try:
+        with Client(f.port) as c:
             c.get("/hold1")
             wait_gauge(f.port, 1)
             c.quiet(0.3)
@@ -347,16 +340,13 @@ def test_response_hold_gets_message():
                              "GET /hold1 (app: 202, Grip-Hold: response, Grip-Channel: c1), then a publish to c1")
             assert r.get("cache-control") == "no-cache", "the app's Cache-Control was lost: %r" % r
             check_plain_after(c, r, "after a held answer")
-        finally:
-            c.close()
         wait_gauge(f.port, 0)
 
 
 def test_response_hold_timeout():
     APP.route("/hold2", 202, hold_headers("c2", timeout=2), b"timeout")
     with grip() as f:
-        c = Client(f.port)
-        try:
+        with Client(f.port) as c:
             t0 = time.monotonic()
             c.get("/hold2")
             r = c.response(8)
@@ -364,8 +354,6 @@ def test_response_hold_timeout():
             check_app_answer(r, 202, b"timeout", "GET /hold2 (Grip-Timeout: 2), nothing published")
             assert 1.7 <= elapsed <= 3.5 * SLACK, "the timeout answer came after %.2fs (Grip-Timeout: 2)" % elapsed
             check_plain_after(c, r, "after a timed-out hold")
-        finally:
-            c.close()
         wait_gauge(f.port, 0)
 
 
@@ -373,8 +361,7 @@ def test_two_channels():
     APP.route("/hold3", 200, hold_headers("c3-a, c3-b", timeout=10), b"timeout")
     with grip() as f:
         for i, target in enumerate(("c3-b", "c3-a")):
-            c = Client(f.port)
-            try:
+            with Client(f.port) as c:
                 c.get("/hold3?i=%d" % i)
                 wait_gauge(f.port, 1)
                 publish(f.port, "c3-other", "not for this hold")
@@ -383,8 +370,6 @@ def test_two_channels():
                 r = c.response(5)
                 check_app_answer(r, 200, ("to " + target).encode(),
                                  "GET /hold3 (Grip-Channel: c3-a, c3-b), then a publish to " + target)
-            finally:
-                c.close()
             wait_gauge(f.port, 0)
 
 
@@ -408,24 +393,20 @@ def test_prev_id_answers_at_once():
         # prev-id = the newest id: nothing is after it, the request waits for the next one
         id4 = publish(f.port, "c4", "m4")
         APP.route("/hold4c", 200, hold_headers("c4; prev-id=%s" % id4, timeout=10), b"timeout")
-        c = Client(f.port)
-        try:
+        with Client(f.port) as c:
             c.get("/hold4c")
             wait_gauge(f.port, 1)
             c.quiet(0.5)
             publish(f.port, "c4", "m5")
             r = c.response(5)
             check_app_answer(r, 200, b"m5", "GET /hold4c (prev-id = the newest id %s), then m5 published" % id4)
-        finally:
-            c.close()
 
 
 def test_stream():
     APP.route("/stream5", 200, hold_headers("c5", hold="stream", extra=[
         ("Grip-Keep-Alive", "ka\\n; format=cstring; timeout=1")]), b"stream start\n")
     with grip() as f:
-        c = Client(f.port)
-        try:
+        with Client(f.port) as c:
             t0 = time.monotonic()
             c.get("/stream5")
             r = c.head(3)
@@ -465,8 +446,6 @@ def test_stream():
             t, d = next(body)
             assert d == b"after keep-alive\n", "after the keep-alives: expected the next message, got %r" % d
             assert grip_gauge(f.port) == 1, "a stream is open: gauge %d" % grip_gauge(f.port)
-        finally:
-            c.close()
         wait_gauge(f.port, 0)
 
 
@@ -504,8 +483,7 @@ def test_invalid_instructions_502():
     APP.route("/nochannel-stream", 200, hold_headers(None, hold="stream"), b"app body: no channel")
     APP.route("/hold7", 200, hold_headers("c7ok", timeout=10), b"timeout")
     with grip() as f:
-        held = Client(f.port)
-        try:
+        with Client(f.port) as held:
             held.get("/hold7")
             wait_gauge(f.port, 1)
             for path, what in (("/bogus", "Grip-Hold: bogus"),
@@ -521,8 +499,6 @@ def test_invalid_instructions_502():
             publish(f.port, "c7ok", "still held")
             r = held.response(5)
             check_app_answer(r, 200, b"still held", "a hold made before the invalid answers")
-        finally:
-            held.close()
         wait_gauge(f.port, 0)
 
 
@@ -540,14 +516,11 @@ def test_disconnect_releases():
             r = fetch(f.port, "/echo?after=disconnect")
             assert r.status == 200 and r.get("x-app") == "grip-app", (
                 "a plain request after a held client (%s) went away: %r" % (path, r))
-        c = Client(f.port)
-        try:
+        with Client(f.port) as c:
             c.get("/hold8?again=1")
             wait_gauge(f.port, 1)
             publish(f.port, "c8", "for the new hold")
             check_app_answer(c.response(5), 200, b"for the new hold", "a new hold after disconnects")
-        finally:
-            c.close()
         wait_gauge(f.port, 0)
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, parse_metrics, run  # noqa: E402
 
 # Longest body we accept for an error response: "short text/plain".
 SHORT_BODY = 200
@@ -95,12 +95,7 @@ def get(port, path, extra=""):
 def metrics(port):
     status, _, body = get(port, "/ferry/metrics")
     assert status == 200, status
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return parse_metrics(body.decode())
 
 
 def err_count(m, kind):

@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, metrics, run  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -178,11 +178,23 @@ class Raw:
 # ---------------------------------------------------------------- the attacks
 # Each returns what happened; the table below says what should happen.
 
-async def random_bytes_as_http(port):
+async def http_status_after(port, data):
+    """Send data on a new connection; the status of the answer (then a close)."""
     c = await Raw.open(port)
-    c.write(random.Random(42).randbytes(4096))
+    c.write(data)
     await c.drain()
     return await c.http_status()
+
+
+async def close_code_after(port, opcode, payload, timeout=5, **frame):
+    """Send one frame on a new WebSocket; the close code it earns."""
+    c = await Raw.ws(port)
+    await c.send(opcode, payload, **frame)
+    return await c.close_code(timeout)
+
+
+async def random_bytes_as_http(port):
+    return await http_status_after(port, random.Random(42).randbytes(4096))
 
 
 async def half_request_then_disconnect(port):
@@ -195,47 +207,35 @@ async def half_request_then_disconnect(port):
 
 
 async def oversized_headers(port):
-    c = await Raw.open(port)
-    c.write(b"GET /ferry/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            + b"".join(b"X-Junk-%d: %s\r\n" % (i, b"j" * 1000) for i in range(20)) + b"\r\n")
-    await c.drain()
-    return await c.http_status()
+    return await http_status_after(
+        port, b"GET /ferry/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-Junk-%d: %s\r\n" % (i, b"j" * 1000) for i in range(20)) + b"\r\n")
 
 
 async def bad_websocket_key(port):
-    c = await Raw.open(port)
-    c.write(b"GET /ferry/ws?ch=iso HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: !!!\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    await c.drain()
-    return await c.http_status()
+    return await http_status_after(
+        port, b"GET /ferry/ws?ch=iso HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: !!!\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
 async def subscribe_to_bad_channel(port):
-    c = await Raw.open(port)
-    c.write(b"GET /ferry/ws?ch=../../etc/passwd%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n")
-    await c.drain()
-    return await c.http_status()
+    return await http_status_after(
+        port, b"GET /ferry/ws?ch=../../etc/passwd%00 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n")
 
 
 async def unmasked_frame(port):
-    c = await Raw.ws(port)
-    await c.send(1, b'{"type":"ping"}', mask=False)
-    return await c.close_code()
+    return await close_code_after(port, 1, b'{"type":"ping"}', mask=False)
 
 
 async def invalid_utf8(port):
-    c = await Raw.ws(port)
-    await c.send(1, b'{"type":"ping","x":"\xc3\x28"}')
-    return await c.close_code()
+    return await close_code_after(port, 1, b'{"type":"ping","x":"\xc3\x28"}')
 
 
 async def invalid_utf8_mid_fragment(port):
     """Fail fast: the bad byte is in the first fragment; the rest never comes."""
-    c = await Raw.ws(port)
-    await c.send(1, b'{"data":"ok \xf0\x28\x8c\x28', fin=False)
-    return await c.close_code(timeout=3)
+    return await close_code_after(port, 1, b'{"data":"ok \xf0\x28\x8c\x28', fin=False, timeout=3)
 
 
 async def huge_length_field(port):
@@ -255,51 +255,35 @@ async def message_too_big(port):
 
 
 async def close_with_bad_code(port):
-    c = await Raw.ws(port)
-    await c.send(8, struct.pack("!H", 999) + b"bye")
-    return await c.close_code()
+    return await close_code_after(port, 8, struct.pack("!H", 999) + b"bye")
 
 
 async def close_with_one_byte(port):
-    c = await Raw.ws(port)
-    await c.send(8, b"\x03")
-    return await c.close_code()
+    return await close_code_after(port, 8, b"\x03")
 
 
 async def close_with_bad_utf8_reason(port):
-    c = await Raw.ws(port)
-    await c.send(8, struct.pack("!H", 1000) + b"\xff\xfe")
-    return await c.close_code()
+    return await close_code_after(port, 8, struct.pack("!H", 1000) + b"\xff\xfe")
 
 
 async def rsv_bits(port):
-    c = await Raw.ws(port)
-    await c.send(1, b'{"type":"ping"}', rsv=0b100)
-    return await c.close_code()
+    return await close_code_after(port, 1, b'{"type":"ping"}', rsv=0b100)
 
 
 async def reserved_opcode(port):
-    c = await Raw.ws(port)
-    await c.send(0x3, b"what")
-    return await c.close_code()
+    return await close_code_after(port, 0x3, b"what")
 
 
 async def fragmented_ping(port):
-    c = await Raw.ws(port)
-    await c.send(0x9, b"pi", fin=False)
-    return await c.close_code()
+    return await close_code_after(port, 0x9, b"pi", fin=False)
 
 
 async def oversized_control_frame(port):
-    c = await Raw.ws(port)
-    await c.send(0x9, b"p" * 200)
-    return await c.close_code()
+    return await close_code_after(port, 0x9, b"p" * 200)
 
 
 async def continuation_without_start(port):
-    c = await Raw.ws(port)
-    await c.send(0x0, b'{"type":"ping"}')
-    return await c.close_code()
+    return await close_code_after(port, 0x0, b'{"type":"ping"}')
 
 
 async def data_frame_inside_fragmented(port):
@@ -310,9 +294,7 @@ async def data_frame_inside_fragmented(port):
 
 
 async def binary_message(port):
-    c = await Raw.ws(port)
-    await c.send(2, b"\x00\x01\x02")
-    return await c.close_code()
+    return await close_code_after(port, 2, b"\x00\x01\x02")
 
 
 async def disconnect_mid_frame(port):
@@ -366,17 +348,6 @@ ATTACKS = [
     (disconnect_mid_frame, None, None),
     (json_garbage_spam, {"type": "pong", "ref": 1}, None),
 ]
-
-
-def metrics(f):
-    with urllib.request.urlopen(f.url + "/ferry/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def test_isolation():
@@ -437,7 +408,7 @@ def test_isolation():
 
         with urllib.request.urlopen(f.url + "/ferry/healthz", timeout=5) as r:
             assert r.status == 200 and json.loads(r.read())["status"] == "ok"
-        m = metrics(f)
+        m = metrics(f.port)
         assert not wrong, "hostile connections were not handled as specified:\n  " + "\n  ".join(
             "%s: got %r, expected %r" % w for w in wrong)
         expected_counts = {}
@@ -450,7 +421,7 @@ def test_isolation():
         deadline = time.monotonic() + 3  # every connection, hostile or not, was let go
         while m['ferry_connections{transport="websocket"}'] != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-            m = metrics(f)
+            m = metrics(f.port)
         assert m['ferry_connections{transport="websocket"}'] == 0, m
         assert m["ferry_messages_in_total"] == N_MESSAGES, m
 

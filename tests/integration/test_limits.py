@@ -10,6 +10,7 @@ hit is counted in ferry_limited_total{limit=...}. Timings are asserted
 loosely: a lower bound at 3/4 of the ideal, upper bounds generous.
 """
 import asyncio
+import functools
 import http.client
 import json
 import os
@@ -19,7 +20,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, metrics, raw_http, run  # noqa: E402
+import wsclient  # noqa: E402
+from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -29,42 +32,6 @@ OTHER_ADDR = "127.0.0.2"  # another client address on loopback
 
 
 # ---------------------------------------------------------------- HTTP
-
-def raw_http(port, method, path, headers=None, body=b"", source=None, timeout=WAIT):
-    """One request on a fresh connection (optionally from another local
-    address): (status, headers, body up to Content-Length)."""
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1:%d" % port]
-    lines += ["%s: %s" % kv for kv in (headers or {}).items()]
-    if body or method == "POST":
-        lines.append("Content-Length: %d" % len(body))
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                 source_address=(source, 0) if source else None)
-    with s:
-        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            b = s.recv(65536)
-            if not b:
-                break
-            buf += b
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        text = head.decode("latin-1")
-        assert text.startswith("HTTP/1.1 "), "no HTTP answer: %r" % buf
-        hdrs = {}
-        for line in text.split("\r\n")[1:]:
-            k, _, v = line.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", "0"))
-        while len(rest) < n:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            b = s.recv(65536)
-            if not b:
-                break
-            rest += b
-        return int(text.split(" ")[1]), hdrs, rest[:n]
-
 
 def publish(port, channel, data, source=None):
     return raw_http(port, "POST", "/ferry/publish/" + channel, body=data.encode(), source=source)
@@ -91,17 +58,6 @@ def send(port, client, ops, source=None):
 
 def op(seq, channel, data):
     return {"seq": seq, "type": "publish", "channel": channel, "data": data}
-
-
-def metrics(port, source=None):
-    status, _, text = raw_http(port, "GET", "/ferry/metrics", source=source)
-    assert status == 200, status
-    out = {}
-    for line in text.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def limited(port, which, source=None):
@@ -157,52 +113,7 @@ def served(port, source=None):
 
 # ---------------------------------------------------------------- WebSocket
 
-OPEN = []  # closers of every client connection a test opened
-
-
-def arun(coro, timeout=90):
-    async def guarded():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            for close in OPEN:
-                close()
-            OPEN.clear()
-    return asyncio.run(guarded())
-
-
-async def recv_json(ws, timeout=WAIT):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def connect(f, query="", source=None):
-    kw = {"local_addr": (source, 0)} if source else {}
-    ws = await websockets.connect(f.ws_url + "/ferry/ws" + query, ping_interval=None,
-                                  open_timeout=WAIT, max_size=None, **kw)
-    OPEN.append(ws.transport.abort)
-    hello = await recv_json(ws)
-    assert hello["type"] == "open", hello
-    return ws
-
-
-async def request(ws, op_):
-    await ws.send(json.dumps(op_))
-    return await recv_json(ws)
-
-
-async def barrier(ws, ref=999):
-    await ws.send(json.dumps({"type": "ping", "ref": ref}))
-    frames = []
-    while True:
-        m = await recv_json(ws)
-        if m["type"] == "pong" and m.get("ref") == ref:
-            return frames
-        frames.append(m)
-
-
-async def subscribe_ok(ws, channel, ref=1):
-    r = await request(ws, {"type": "subscribe", "channel": channel, "ref": ref})
-    assert r["type"] == "subscribed" and r["channel"] == channel and r["ref"] == ref, r
+arun = functools.partial(wsclient.arun, timeout=90)  # the bound of a test's coroutine
 
 
 async def rtt(ws, ref):

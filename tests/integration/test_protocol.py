@@ -7,6 +7,7 @@ ping timeouts) over raw sockets.
 """
 import asyncio
 import base64
+import functools
 import hashlib
 import http.client
 import json
@@ -20,7 +21,9 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, metrics, run  # noqa: E402
+import wsclient  # noqa: E402
+from wsclient import OPEN, barrier, recv_json, request  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -51,62 +54,18 @@ def publish_ok(f, channel, data, event=None, headers=None):
     return mid
 
 
-def metrics(f):
-    with urllib.request.urlopen(f.url + "/ferry/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-async def recv_json(ws, timeout=5.0):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+def check_open(hello):
+    """What ferry's "open" frame must say: protocol version 1, a hex session id."""
+    assert hello["version"] == 1, hello
+    assert re.match(r"^[0-9a-f]+$", hello["session"]), hello
 
 
 async def connect(f, query="", **kw):
     """Open a ferry WebSocket, check and swallow the "open" frame."""
-    kw.setdefault("ping_interval", None)
-    kw.setdefault("open_timeout", 5)
-    ws = await websockets.connect(f.ws_url + "/ferry/ws" + query, max_size=None, **kw)
-    OPEN.append(ws.transport.abort)
-    hello = await recv_json(ws)
-    assert hello["type"] == "open" and hello["version"] == 1, hello
-    assert re.match(r"^[0-9a-f]+$", hello["session"]), hello
-    return ws
+    return await wsclient.connect(f, query, check_open=check_open, **kw)
 
 
-async def request(ws, op):
-    await ws.send(json.dumps(op))
-    return await recv_json(ws)
-
-
-async def barrier(ws, ref=999):
-    """Everything the server sent before our ping arrives before the pong:
-    return those frames."""
-    await ws.send(json.dumps({"type": "ping", "ref": ref}))
-    frames = []
-    while True:
-        m = await recv_json(ws)
-        if m["type"] == "pong" and m.get("ref") == ref:
-            return frames
-        frames.append(m)
-
-
-OPEN = []  # every client connection a test opened, closed by arun whatever happens
-
-
-def arun(coro, timeout=40):
-    async def guarded():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            for close in OPEN:
-                close()
-            OPEN.clear()
-    return asyncio.run(guarded())
+arun = functools.partial(wsclient.arun, timeout=40)  # the bound of a test's coroutine
 
 
 # ------------------------------------------------- raw WebSocket (exact bytes)
@@ -342,7 +301,7 @@ def test_client_publish_forbidden():
             assert await barrier(ws) == [], "a forbidden publish was delivered"
             await ws.close()
         arun(main())
-        assert metrics(f)["ferry_messages_in_total"] == 0
+        assert metrics(f.port)["ferry_messages_in_total"] == 0
 
 
 def test_bad_frames():
@@ -440,7 +399,7 @@ def test_handshake_checks():
             ws = await connect(f, "?ch=a", origin="http://127.0.0.1:%d" % p)
             await ws.close()
         arun(main())
-        m = metrics(f)
+        m = metrics(f.port)
         assert m['ferry_errors_total{kind="http_403"}'] == 4, m
         assert m['ferry_errors_total{kind="http_426"}'] == 1, m
 
@@ -482,7 +441,7 @@ def test_fanout():
             for ws in subs:
                 await ws.close()
         arun(main())
-        m = metrics(f)
+        m = metrics(f.port)
         assert m["ferry_messages_in_total"] == n_msgs, m
         assert m["ferry_messages_out_total"] >= n_subs * n_msgs, m
 
@@ -558,7 +517,7 @@ def test_slow_consumer():
             assert seen == ids[:len(seen)], "slow consumer's messages were not a prefix of the stream"
             assert len(seen) < n, "the slow consumer got everything: it was never slow"
         arun(main(), timeout=50)
-        m = metrics(f)
+        m = metrics(f.port)
         assert m["ferry_drops_total"] >= 1, m
         assert m['ferry_errors_total{kind="slow_consumer"}'] >= 1, m
 
@@ -611,7 +570,7 @@ def test_ping_timeout():
             assert m["id"] == mid, m
             await good.close()
         arun(main())
-        m = metrics(f)
+        m = metrics(f.port)
         assert m['ferry_errors_total{kind="ws_ping_timeout"}'] == 1, m
 
 

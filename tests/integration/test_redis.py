@@ -241,6 +241,18 @@ def auth(key):
     return {"Authorization": "Bearer " + key} if key else {}
 
 
+async def wait_healthz(ports, status, timeout, what):
+    """Until /ferry/healthz answers status on every port; after timeout
+    seconds, fail with "healthz <what>: <the statuses last seen>"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [(await http(p, "GET", "/ferry/healthz"))[0] for p in ports]
+        if codes == [status] * len(ports):
+            return
+        assert time.monotonic() < deadline, "healthz %s: %r" % (what, codes)
+        await asyncio.sleep(0.1)
+
+
 # ---------------------------------------------------------------- publishers
 
 class Published:
@@ -695,10 +707,7 @@ def test_redis_unreachable_at_start():
             r = RedisServer(port=port)
             try:
                 r.start()
-                deadline = time.monotonic() + 15
-                while (await http(f.port, "GET", "/ferry/healthz"))[0] != 200:
-                    assert time.monotonic() < deadline, "healthz not 200 within 15s of Redis starting"
-                    await asyncio.sleep(0.1)
+                await wait_healthz([f.port], 200, 15, "not 200 within 15s of Redis starting")
                 # the waiting subscriber is now subscribed
                 m = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
                 assert m["type"] == "subscribed" and m["channel"] == "late", m
@@ -714,6 +723,16 @@ def test_redis_unreachable_at_start():
         asyncio.run(main())
 
 
+async def next_messages(ws, n):
+    """The next n "message" frames on ws (other frames skipped)."""
+    out = []
+    while len(out) < n:
+        m = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        if m["type"] == "message":
+            out.append(m)
+    return out
+
+
 def test_redis_loses_its_data():
     """Redis restarts empty (no persistence): the channel gets a new epoch.
     A client that stayed connected must not silently lose the new messages:
@@ -726,19 +745,12 @@ def test_redis_loses_its_data():
             async def main():
                 old = [(await api_publish(f.port, "vol", "old-%d" % i))[1] for i in range(5)]
                 async with websockets.connect(f.ws_url + "/ferry/ws?ch=vol," + old[0], open_timeout=WAIT) as ws:
-                    seen = []
-                    while len(seen) < 4:
-                        m = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-                        if m["type"] == "message":
-                            seen.append(m["data"])
+                    await next_messages(ws, 4)  # the replay of old-1 to old-4
                     r.stop()
                     shutil.rmtree(r.dir, ignore_errors=True)
                     os.makedirs(r.dir)
                     r.start()
-                    deadline = time.monotonic() + 15
-                    while (await http(f.port, "GET", "/ferry/healthz"))[0] != 200:
-                        assert time.monotonic() < deadline, "healthz not 200 again"
-                        await asyncio.sleep(0.1)
+                    await wait_healthz([f.port], 200, 15, "not 200 again")
                     new = []
                     for i in range(3):
                         status, mid = await api_publish(f.port, "vol", "new-%d" % i)
@@ -772,11 +784,7 @@ def test_channel_expires_while_watched():
         async def main():
             old = [(await api_publish(f.port, "idle", "old-%d" % i))[1] for i in range(5)]
             async with websockets.connect(f.ws_url + "/ferry/ws?ch=idle," + old[1], open_timeout=WAIT) as ws:
-                seen = []
-                while len(seen) < 3:
-                    m = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-                    if m["type"] == "message":
-                        seen.append(m["id"])
+                seen = [m["id"] for m in await next_messages(ws, 3)]
                 assert seen == old[2:], seen
                 wait_until("the idle channel's keys expire", lambda: r.command("EXISTS", "ferry:{idle}:stream",
                                                                                "ferry:{idle}:epoch") == 0, 10)

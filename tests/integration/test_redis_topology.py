@@ -30,7 +30,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Ferry, free_port, run  # noqa: E402
 from test_redis import (REDIS_SERVER, SUBS, WAIT, Published, SendPublisher, WsPublisher,  # noqa: E402
-                        api_publish, check_stream, echo_service_path, expect_reply, http, require, split_id)
+                        api_publish, check_stream, echo_service_path, expect_reply, http, require, split_id,
+                        wait_healthz)
 
 import websockets  # noqa: E402
 
@@ -63,17 +64,21 @@ async def seed(port, key, channel):
     return mid
 
 
-async def wait_all(subs, n, timeout):
-    """Wait (bounded) until every subscriber has n messages; a shortfall is
-    left for check_stream to describe."""
+async def receive_all(subs, n, timeout, linger):
+    """Wait (bounded) until every subscriber has n messages, then linger
+    seconds more (a duplicate would arrive then), then stop them all. A
+    shortfall is left for check_stream to describe."""
     try:
         await asyncio.gather(*(s.wait_count(n, timeout) for s in subs))
     except AssertionError as e:
         sys.stderr.write("%s\n" % e)
-
-
-async def stop_all(subs):
+    await asyncio.sleep(linger)
     await asyncio.gather(*(s.stop() for s in subs))
+
+
+def everywhere(t):
+    """Every place of the topology a client can use: each instance, and HAProxy."""
+    return [("ferry%d" % (i + 1), p) for i, p in enumerate(t.ferry_ports)] + [("lb", t.lb_port)]
 
 
 def make_subs(places, channel, cursor, fallback, per_place=1):
@@ -86,8 +91,22 @@ def make_subs(places, channel, cursor, fallback, per_place=1):
     return subs
 
 
-async def all_subscribed(subs, timeout=WAIT):
+async def start_all(subs, timeout=WAIT):
+    """Start every subscriber; return them once all are subscribed."""
+    subs = [s.start() for s in subs]
     await asyncio.wait_for(asyncio.gather(*(s.subscribed.wait() for s in subs)), timeout)
+    return subs
+
+
+async def ws_publish(port, pub, n, pause):
+    """n publishes on "news" over one WebSocket, each acknowledged, recorded in pub."""
+    w = await WsPublisher(port).open()
+    for i in range(n):
+        kind, mid = await w.publish("news", "ws-%d" % i)
+        assert kind == "ack", mid
+        pub.ok.append(("ws-%d" % i, mid, "ws"))
+        await asyncio.sleep(pause)
+    await w.close()
 
 
 # ---------------------------------------------------------------- tests
@@ -101,9 +120,7 @@ def test_fanout_everywhere():
         async def main():
             first = await seed(ports[0], key, "news")
             epoch, seq0 = split_id(first)
-            places = [("ferry%d" % (i + 1), p) for i, p in enumerate(ports)] + [("lb", lb)]
-            subs = [s.start() for s in make_subs(places, "news", first, lb)]
-            await all_subscribed(subs)
+            subs = await start_all(make_subs(everywhere(t), "news", first, lb))
             pub = Published()
 
             async def api():
@@ -114,15 +131,6 @@ def test_fanout_everywhere():
                     pub.ok.append((data, mid, "api"))
                     await asyncio.sleep(0.01)
 
-            async def ws():
-                w = await WsPublisher(ports[1]).open()
-                for i in range(30):
-                    kind, mid = await w.publish("news", "ws-%d" % i)
-                    assert kind == "ack", mid
-                    pub.ok.append(("ws-%d" % i, mid, "ws"))
-                    await asyncio.sleep(0.02)
-                await w.close()
-
             async def send():
                 sp = SendPublisher(lb)
                 for i in range(30):
@@ -131,10 +139,8 @@ def test_fanout_everywhere():
                     pub.ok.append(("send-%d" % i, None, "send"))
                     await asyncio.sleep(0.02)
 
-            await asyncio.gather(api(), ws(), send())
-            await wait_all(subs, len(pub.ok), 30)
-            await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive now
-            await stop_all(subs)
+            await asyncio.gather(api(), ws_publish(ports[1], pub, 30, 0.02), send())
+            await receive_all(subs, len(pub.ok), 30, 0.5)
             check_stream(subs, pub, seq0 + 1, epoch)
             for s in subs:
                 assert s.connects == 1, "%s reconnected: %s" % (s.name, s.errors)
@@ -153,8 +159,7 @@ def test_instance_killed_mid_stream():
             epoch, seq0 = split_id(first)
             direct = make_subs([("victim", ports[victim])], "news", first, lb, per_place=2)
             behind = make_subs([("lb", lb)], "news", first, lb, per_place=2)
-            subs = [s.start() for s in direct + behind]
-            await all_subscribed(subs)
+            subs = await start_all(direct + behind)
             pub = Published()
             killed = asyncio.Event()
 
@@ -169,20 +174,9 @@ def test_instance_killed_mid_stream():
                         killed.set()
                     await asyncio.sleep(0.02)
 
-            async def ws():
-                w = await WsPublisher(ports[2]).open()
-                for i in range(40):
-                    kind, mid = await w.publish("news", "ws-%d" % i)
-                    assert kind == "ack", mid
-                    pub.ok.append(("ws-%d" % i, mid, "ws"))
-                    await asyncio.sleep(0.07)
-                await w.close()
-
-            await asyncio.gather(api(), ws())
+            await asyncio.gather(api(), ws_publish(ports[2], pub, 40, 0.07))
             assert killed.is_set()
-            await wait_all(subs, len(pub.ok), 45)
-            await asyncio.sleep(0.5)
-            await stop_all(subs)
+            await receive_all(subs, len(pub.ok), 45, 0.5)
             check_stream(subs, pub, seq0 + 1, epoch)
             for s in direct:
                 assert s.connects >= 2, "%s never reconnected" % s.name
@@ -204,9 +198,7 @@ def test_redis_restart_mid_stream():
         async def main():
             first = await seed(ports[0], key, "news")
             epoch, seq0 = split_id(first)
-            places = [("ferry%d" % (i + 1), p) for i, p in enumerate(ports)] + [("lb", lb)]
-            subs = [s.start() for s in make_subs(places, "news", first, lb)]
-            await all_subscribed(subs)
+            subs = await start_all(make_subs(everywhere(t), "news", first, lb))
             pub = Published()
             phase = ["up"]     # up -> stopping -> down -> starting -> up
             down_results = []  # (status) of publishes attempted entirely while Redis was down
@@ -260,23 +252,11 @@ def test_redis_restart_mid_stream():
                 await loop.run_in_executor(None, t.stop_redis)
                 phase[0] = "down"
                 # every instance notices: healthz 503 (bounded)
-                deadline = time.monotonic() + 15
-                while True:
-                    codes = [(await http(p, "GET", "/ferry/healthz"))[0] for p in ports]
-                    if codes == [503, 503, 503]:
-                        break
-                    assert time.monotonic() < deadline, "healthz while Redis is down: %r" % codes
-                    await asyncio.sleep(0.1)
+                await wait_healthz(ports, 503, 15, "while Redis is down")
                 await asyncio.sleep(2.0)  # publishes keep being attempted, and refused
                 phase[0] = "starting"
                 await loop.run_in_executor(None, t.start_redis)
-                deadline = time.monotonic() + 20
-                while True:
-                    codes = [(await http(p, "GET", "/ferry/healthz"))[0] for p in ports]
-                    if codes == [200, 200, 200]:
-                        break
-                    assert time.monotonic() < deadline, "healthz after Redis is back: %r" % codes
-                    await asyncio.sleep(0.1)
+                await wait_healthz(ports, 200, 20, "after Redis is back")
                 phase[0] = "up"
                 n = len(pub.ok)
                 while len(pub.ok) < n + 50:
@@ -286,9 +266,7 @@ def test_redis_restart_mid_stream():
             await asyncio.gather(api(), ws(), operator())
             assert down_results, "no publish was attempted while Redis was down"
             assert set(down_results) <= {503, "error"}, down_results
-            await wait_all(subs, len(pub.ok), 45)
-            await asyncio.sleep(1.0)
-            await stop_all(subs)
+            await receive_all(subs, len(pub.ok), 45, 1.0)
             # Refused while Redis was down or starting: never stored. Refused
             # while it was shutting down: in doubt (Redis may have run and
             # persisted the publish, then exited before answering), so they

@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, http_request, run  # noqa: E402
+from harness import Closing, Ferry, http_request, run  # noqa: E402
 
 ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
@@ -25,7 +25,7 @@ WAIT = 5.0
 
 # ---------------------------------------------------------------- helpers
 
-class Publisher:
+class Publisher(Closing):
     """The HTTP publish API over one keep-alive connection."""
 
     def __init__(self, port):
@@ -107,7 +107,7 @@ class Block:
         return "Block(%r)" % (self.raw[:300],)
 
 
-class SSE:
+class SSE(Closing):
     """A raw-socket event-stream reader; every wait is bounded."""
 
     def __init__(self, port, path, headers=None, rcvbuf=None, read_head=True):
@@ -279,8 +279,7 @@ def id_map(idline):
 
 def test_headers():
     with Ferry() as f:
-        s = SSE(f.port, "/ferry/sse?ch=news")
-        try:
+        with SSE(f.port, "/ferry/sse?ch=news") as s:
             assert s.status_line == "HTTP/1.1 200 OK", s.status_line
             h = s.headers
             assert h["content-type"].split(";")[0].strip() == "text/event-stream", h
@@ -295,8 +294,6 @@ def test_headers():
             # every header appears once
             names = [k for k, _ in s.header_list]
             assert len(names) == len(set(names)), s.header_list
-        finally:
-            s.close()
 
 
 def test_open_then_subscribed():
@@ -304,7 +301,7 @@ def test_open_then_subscribed():
         p = Publisher(f.port)
         chat_id = p.publish("chat", "before")
         s = SSE(f.port, "/ferry/sse?ch=news&ch=chat")
-        try:
+        with p, s:
             assert s.status == 200
             assert s.next_block().lines == [("retry", "2000")]
             b = s.next_block()
@@ -325,16 +322,13 @@ def test_open_then_subscribed():
             mid = p.publish("news", "after")
             (m,) = read_messages(s, 1)
             assert m.data == "after" and id_map(m.id)["news"] == mid, m
-        finally:
-            s.close()
-            p.close()
 
 
 def test_message_format():
     with Ferry() as f:
         p = Publisher(f.port)
         s, _, subs = open_stream(f.port, "ch=news")
-        try:
+        with p, s:
             m1 = p.publish("news", "plain")
             m2 = p.publish("news", "line one\nline two\r\nline three\rend", event="update")
             m3 = p.publish("news", "")
@@ -355,15 +349,12 @@ def test_message_format():
             assert blocks[1].data == "line one\nline two\nline three\nend"
             assert blocks[1].event == "update"
             assert blocks[3].data == "trailing\n"
-        finally:
-            s.close()
-            p.close()
 
 
 def test_heartbeat():
     with Ferry("--heartbeat", "1s") as f:
         s, opened, _ = open_stream(f.port, "ch=news")
-        try:
+        with s:
             assert opened["heartbeat"] == 1, opened
             t0 = time.monotonic()
             beats = []
@@ -376,15 +367,13 @@ def test_heartbeat():
                 beats.append(time.monotonic() - t0)
             # they repeat with the period, not in a burst
             assert beats[1] - beats[0] >= 0.5, beats
-        finally:
-            s.close()
 
 
 def test_padding():
     with Ferry() as f:
         p = Publisher(f.port)
         s = SSE(f.port, "/ferry/sse?ch=news&pad=1")
-        try:
+        with p, s:
             assert s.status == 200
             # the first thing in the body is one comment line of >= 2048 bytes
             deadline = time.monotonic() + WAIT
@@ -401,22 +390,16 @@ def test_padding():
             mid = p.publish("news", "after padding")
             (m,) = read_messages(s, 1)
             assert m.data == "after padding" and m.id == "news," + mid, m
-        finally:
-            s.close()
-            p.close()
         # without pad there is no padding comment
-        s = SSE(f.port, "/ferry/sse?ch=news&pad=0")
-        try:
+        with SSE(f.port, "/ferry/sse?ch=news&pad=0") as s:
             assert s.next_block().lines == [("retry", "2000")]
-        finally:
-            s.close()
 
 
 def test_format_json():
     with Ferry() as f:
         p = Publisher(f.port)
         s, opened, _ = open_stream(f.port, "ch=news&format=json")
-        try:
+        with p, s:
             m1 = p.publish("news", "a\nb")
             m2 = p.publish("news", "x", event="upd")
             b1, b2 = read_messages(s, 2)
@@ -428,9 +411,6 @@ def test_format_json():
                                            "data": "a\nb"}, b1
             assert json.loads(b2.data) == {"type": "message", "channel": "news", "id": m2,
                                            "event": "upd", "data": "x"}, b2
-        finally:
-            s.close()
-            p.close()
 
 
 def test_resume_with_last_event_id():
@@ -447,7 +427,7 @@ def test_resume_with_last_event_id():
         # the URL names an older cursor; Last-Event-ID (what the browser sends
         # on its own reconnect) wins for the channels it names
         s, _, subs = open_stream(f.port, "ch=news," + sent[0], headers={"Last-Event-ID": last_id})
-        try:
+        with p, s:
             assert "ferry-reset" not in s.headers, s.headers
             got = read_messages(s, 6)
             assert [b.data for b in got] == ["m%d" % i for i in range(3, 9)], [b.data for b in got]
@@ -456,9 +436,6 @@ def test_resume_with_last_event_id():
             sentinel = p.publish("news", "sentinel")
             (b,) = read_messages(s, 1)
             assert b.data == "sentinel" and b.id == "news," + sentinel, b
-        finally:
-            s.close()
-            p.close()
 
 
 def test_resume_with_url_cursor():
@@ -466,14 +443,11 @@ def test_resume_with_url_cursor():
         p = Publisher(f.port)
         ids = [p.publish("news", "u%d" % i) for i in range(4)]
         s, _, _ = open_stream(f.port, "ch=news," + ids[1])
-        try:
+        with p, s:
             got = read_messages(s, 2)
             assert [b.data for b in got] == ["u2", "u3"], got
             p.publish("news", "live")
             assert read_messages(s, 1)[0].data == "live"
-        finally:
-            s.close()
-            p.close()
 
 
 def test_two_channels():
@@ -496,7 +470,7 @@ def test_two_channels():
         c2 = p.publish("chat", "c2")
         n3 = p.publish("news", "n3")
         s, _, _ = open_stream(f.port, "ch=news&ch=chat", headers={"Last-Event-ID": got[2].id})
-        try:
+        with p, s:
             # each channel replays after its own cursor (channels interleave
             # in any order, each in its own order)
             again = read_messages(s, 2)
@@ -504,9 +478,6 @@ def test_two_channels():
             assert id_map(again[1].id) == {"news": n3, "chat": c2}, again[1].id
             p.publish("chat", "c3")
             assert read_messages(s, 1)[0].data == "c3"
-        finally:
-            s.close()
-            p.close()
 
 
 def test_last_event_id_only_for_named_channels():
@@ -518,13 +489,10 @@ def test_last_event_id_only_for_named_channels():
         b = [p.publish("b", "b%d" % i) for i in range(3)]
         s, _, _ = open_stream(f.port, "ch=a,%s&ch=b,%s" % (a[0], b[0]),
                               headers={"Last-Event-ID": "a," + a[1]})
-        try:
+        with p, s:
             got = read_messages(s, 3)
             assert sorted(x.data for x in got) == ["a2", "b1", "b2"], got
             assert [x.data for x in got if x.data.startswith("b")] == ["b1", "b2"]
-        finally:
-            s.close()
-            p.close()
 
 
 def reset_stream(f, p, query, **kw):
@@ -540,7 +508,7 @@ def test_reset_too_old():
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(1, 11)]
         s = reset_stream(f, p, "ch=news," + ids[1])
-        try:
+        with p, s:
             sub = s.next_block().control()
             assert sub["type"] == "subscribed" and sub["channel"] == "news", sub
             reset = s.next_block().control()
@@ -553,9 +521,6 @@ def test_reset_too_old():
             assert [b.id for b in got] == ["news," + i for i in ids[5:]]
             p.publish("news", "next")
             assert read_messages(s, 1)[0].data == "next"
-        finally:
-            s.close()
-            p.close()
 
 
 def test_reset_header_one_channel():
@@ -564,12 +529,9 @@ def test_reset_header_one_channel():
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(1, 11)]
         s = SSE(f.port, "/ferry/sse?ch=news," + ids[1])
-        try:
+        with p, s:
             assert s.status == 200, s.head
             assert s.headers.get("ferry-reset") == "news=too_old", s.head.decode()
-        finally:
-            s.close()
-            p.close()
 
 
 def test_reset_header_two_channels():
@@ -581,12 +543,9 @@ def test_reset_header_two_channels():
         chat = p.publish("chat", "c1")
         other_epoch = ("00000000" if not chat.startswith("00000000") else "11111111") + ":1"
         s = SSE(f.port, "/ferry/sse?ch=news,%s&ch=chat,%s" % (ids[0], other_epoch))
-        try:
+        with p, s:
             assert s.status == 200, s.head
             assert s.headers.get("ferry-reset") == "news=too_old, chat=epoch", s.head.decode()
-        finally:
-            s.close()
-            p.close()
 
 
 def test_reset_epoch_and_invalid():
@@ -599,15 +558,13 @@ def test_reset_epoch_and_invalid():
         for cursor, reason in ((other + ":1", "epoch"), (epoch + ":99", "epoch"),
                                ("garbage", "invalid")):
             s = reset_stream(f, p, "ch=chat," + cursor)
-            try:
+            with s:
                 assert s.next_block().control()["type"] == "subscribed"
                 reset = s.next_block().control()
                 assert reset == {"type": "reset", "channel": "chat", "reason": reason,
                                  "cursor": c2}, (cursor, reset)
                 got = read_messages(s, 2)
                 assert [b.data for b in got] == ["c1", "c2"], got
-            finally:
-                s.close()
         p.close()
 
 
@@ -617,7 +574,7 @@ def test_recycle_padded_stream():
         payload = "x" * 1000
         s, _, _ = open_stream(f.port, "ch=news&pad=1")
         ids = [p.publish("news", "%02d%s" % (i, payload)) for i in range(12)]
-        try:
+        with s:
             blocks = s.expect_eof(timeout=WAIT)
             assert blocks, "nothing before the end"
             assert blocks[-1].control() == {"type": "recycle"}, blocks[-1]
@@ -627,8 +584,6 @@ def test_recycle_padded_stream():
             # about 4K of messages, then the end: a few, not all
             assert 3 <= n < 12, n
             assert [b.data[:2] for b in msgs] == ["%02d" % i for i in range(n)], msgs
-        finally:
-            s.close()
         # the reader reconnects from its last id and gets the rest
         s, _, _ = open_stream(f.port, "ch=news&pad=1", headers={"Last-Event-ID": msgs[-1].id})
         try:
@@ -649,15 +604,12 @@ def test_recycle_padded_stream():
             s.close()
         # an unpadded stream (a real EventSource) is never recycled
         s, _, _ = open_stream(f.port, "ch=news")
-        try:
+        with p, s:
             for i in range(12):
                 p.publish("news", payload)
             got = read_messages(s, 12)
             last = p.publish("news", "still open")
             assert read_messages(s, 1)[0].id == "news," + last
-        finally:
-            s.close()
-            p.close()
 
 
 def test_drain():
@@ -746,39 +698,26 @@ def test_transport_switched_off():
 def test_cors():
     with Ferry("--allow-origin", "http://app.test") as f:
         s, _, _ = open_stream(f.port, "ch=news", headers={"Origin": "http://app.test"})
-        try:
+        with s:
             assert s.headers.get("access-control-allow-origin") == "http://app.test", s.headers
-        finally:
-            s.close()
-        s = SSE(f.port, "/ferry/sse?ch=news", headers={"Origin": "http://other.test"})
-        try:
+        with SSE(f.port, "/ferry/sse?ch=news", headers={"Origin": "http://other.test"}) as s:
             assert s.status == 403, s.head
-        finally:
-            s.close()
         # the page's own host needs no listing, and gets no CORS header
         s, _, _ = open_stream(f.port, "ch=news", headers={"Origin": "http://127.0.0.1:%d" % f.port})
-        try:
+        with s:
             assert "access-control-allow-origin" not in s.headers, s.headers
-        finally:
-            s.close()
     with Ferry() as f:
         # same host: allowed, and no CORS header is needed or sent
         s, _, _ = open_stream(f.port, "ch=news", headers={"Origin": "http://127.0.0.1:%d" % f.port})
-        try:
+        with s:
             assert "access-control-allow-origin" not in s.headers, s.headers
-        finally:
-            s.close()
     with Ferry("--allow-origin", "*") as f:
         s, _, _ = open_stream(f.port, "ch=news", headers={"Origin": "http://127.0.0.1:%d" % f.port})
-        try:
+        with s:
             assert "access-control-allow-origin" not in s.headers, s.headers
-        finally:
-            s.close()
         s, _, _ = open_stream(f.port, "ch=news", headers={"Origin": "https://x.test"})
-        try:
+        with s:
             assert s.headers.get("access-control-allow-origin") == "https://x.test", s.headers
-        finally:
-            s.close()
 
 
 def test_slow_reader_is_cut():
@@ -854,7 +793,7 @@ def test_resume_backlog_over_queue_cap():
         first = p.publish("news", "start")
         ids = [p.publish("news", "%04d%s" % (i, payload)) for i in range(n)]
         s = SSE(f.port, "/ferry/sse?ch=news", headers={"Last-Event-ID": "news," + first})
-        try:
+        with p, s:
             assert s.status == 200, (s.status, s.head)
             got = []
             deadline = time.monotonic() + 20
@@ -864,9 +803,6 @@ def test_resume_backlog_over_queue_cap():
                 if b.data is not None and b.control() is None:
                     got.append(b)
             assert [b.id for b in got] == ["news," + i for i in ids]
-        finally:
-            s.close()
-            p.close()
 
 
 if __name__ == "__main__":
