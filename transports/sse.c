@@ -24,6 +24,7 @@
 #include "auth.h"
 #include "cursor.h"
 #include "ferry.h"
+#include "flush.h"
 #include "http.h"
 #include "httpconn.h"
 #include "linger.h"
@@ -60,6 +61,10 @@ struct sse_conn {
 	int in_callback;
 	struct event *reaper;    /* frees a stream that ended outside its callbacks */
 	struct event *start_ev;  /* writes the headers once every channel answered */
+	/* Output is written at the end of the loop turn, straight to the socket
+	 * (flush.c): a bufferevent would arm and disarm its write event (two
+	 * epoll_ctl calls) around every message. */
+	struct flush_entry flush;
 	char peer[64];
 };
 
@@ -68,10 +73,25 @@ static struct evbuffer *out(struct sse_conn *s)
 	return s->state == SSE_STARTING ? s->early : bufferevent_get_output(s->bev);
 }
 
+/* Output was queued: write it at the end of this loop turn. */
 static void account(struct sse_conn *s, size_t n)
 {
 	s->sent += n;
 	s->f->metrics.bytes_out += n;
+	if (s->state == SSE_OPEN && s->bev)
+		flush_mark(s->f, &s->flush);
+}
+
+static void sse_flush(void *arg)
+{
+	struct sse_conn *s = arg;
+	if (s->bev)
+		flush_bufferevent(s->bev);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	flush_written(bev);
 }
 
 static void send_control(struct sse_conn *s, const char *json, size_t len)
@@ -119,8 +139,9 @@ static void finish(struct sse_conn *s)
 		return;
 	struct bufferevent *bev = s->bev;
 	s->bev = NULL;
+	flush_cancel(s->f, &s->flush);
 	if (bev)
-		linger_close(s->f, bev);
+		linger_close(s->f, bev); /* it writes what is queued */
 	mark_dead(s);
 }
 
@@ -141,6 +162,7 @@ static void write_headers(struct sse_conn *s)
 	evbuffer_free(s->early);
 	s->early = NULL;
 	s->state = SSE_OPEN;
+	flush_mark(s->f, &s->flush);
 }
 
 /* The last subscription answered: its reset and replay follow within the
@@ -247,12 +269,13 @@ static void t_close(void *t, int code, const char *reason)
 		return;
 	if (code == WS_CLOSE_RESTART) {
 		int retry = atoi(reason + (strncmp(reason, "retry=", 6) == 0 ? 6 : 0));
-		evbuffer_add_printf(out(s), "retry: %d\n\n", retry);
+		evbuffer_add_printf(out(s), "retry: %d\n\n", retry); /* (finish writes it) */
 		char json[80];
 		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}", retry);
 		send_control(s, json, (size_t)n);
 		finish(s);
 	} else {
+		flush_cancel(s->f, &s->flush);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		mark_dead(s);
@@ -272,6 +295,7 @@ static void sse_destroy(struct sse_conn *s)
 	struct ferry *f = s->f;
 	if (s->session)
 		session_free(s->session);
+	flush_cancel(f, &s->flush);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->early)
@@ -384,9 +408,13 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	ferry_client_add(f, &s->link, &sse_link_ops, 1, s->peer);
 	f->metrics.connections[TRANSPORT_SSE]++;
 	f->metrics.connections_total[TRANSPORT_SSE]++;
-	bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_set_timeouts(s->bev, f->tv_heartbeat, NULL);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* writes go through flush.c, which arms EV_WRITE only when blocked */
+	bufferevent_disable(s->bev, EV_WRITE);
+	bufferevent_enable(s->bev, EV_READ);
+	s->flush.cb = sse_flush;
+	s->flush.arg = s;
 
 	s->in_callback++;
 	if (padded) {
