@@ -12,6 +12,7 @@ file after a rotation; "-" writes to standard output; a path that cannot
 be opened stops ferryd at startup with exit 2.
 """
 import asyncio
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FERRYD, Ferry, free_port, run  # noqa: E402
+from harness import FERRYD, Ferry, free_port, http_request, run  # noqa: E402
 import legacy_app  # noqa: E402
 
 import websockets  # noqa: E402
@@ -108,14 +109,7 @@ def test_proxied_and_pipelined():
         # two pipelined requests on one connection: two lines, in order
         raw = (b"GET /status?code=201 HTTP/1.1\r\nHost: x\r\n\r\n"
                b"GET /status?code=418 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        with socket.create_connection(("127.0.0.1", f.port), timeout=5) as s:
-            s.sendall(raw)
-            data = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                data += b
+        data = http_request(f.port, raw)
         got = lines(path, 3)
     os.unlink(path)
     slow, a, b = got
@@ -143,7 +137,6 @@ def test_streams_and_leavers():
                 data += s.recv(65536)
         # a long-poll held, and the client gives up after 0.5 s
         with urllib.request.urlopen(f.url + "/ferry/poll?ch=news", timeout=5) as r:
-            import json
             cursor = json.loads(r.read())["cursors"]["news"]
         with socket.create_connection(("127.0.0.1", f.port), timeout=5) as s:
             s.sendall(("GET /ferry/poll?ch=news,%s HTTP/1.1\r\nHost: x\r\n\r\n" % cursor).encode())
