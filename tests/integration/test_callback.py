@@ -45,6 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Ferry, free_port, run  # noqa: E402
+import wsclient  # noqa: E402
+from wsclient import OPEN  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -416,17 +418,10 @@ class WS:
         self.ws.transport.abort()
 
 
-OPEN = []  # aborts every WebSocket a case opened, even when it failed half-way
-
-
 def arun(coro, timeout=90):
-    async def guarded():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            while OPEN:
-                OPEN.pop()()
-    return asyncio.run(guarded())
+    """Bounded; aborts every WebSocket the case opened (OPEN), even when it
+    failed half-way."""
+    return wsclient.arun(coro, timeout)
 
 
 # ---------------------------------------------------------------- cases
