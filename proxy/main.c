@@ -141,17 +141,20 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	f.listener = listener_new(&f);
-	if (!f.listener) {
-		rc = 1;
-		goto out;
-	}
+	/* Signals are caught before the port opens: a SIGTERM sent as soon as
+	 * ferryd accepts connections must drain it, not kill it. They are
+	 * handled once the loop runs, with the listener in place. */
 	sigterm = evsignal_new(f.base, SIGTERM, signal_cb, &f);
 	sigint = evsignal_new(f.base, SIGINT, signal_cb, &f);
 	sighup = evsignal_new(f.base, SIGHUP, sighup_cb, &f);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
+	f.listener = listener_new(&f);
+	if (!f.listener) {
+		rc = 1;
+		goto out;
+	}
 	log_info("ferryd %s ready: backend %s, prefix %s%s%s%s", PACKAGE_VERSION,
 		 f.backend->ops->name, cfg.prefix, cfg.echo ? ", echo on" : "",
 		 cfg.upstream_url ? ", upstream " : "", cfg.upstream_url ? cfg.upstream_url : "");
