@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glob.h"
 #include "jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (token) {
 			if (jwt_verify(verifier(), token, strlen(token), 1000, &claims, &err) == 0) {
 				for (int i = 0; i < claims.nsubscribe; i++)
-					(void)jwt_pattern_match(claims.subscribe[i], "chat.room-1");
+					(void)glob_match(claims.subscribe[i], "chat.room-1");
 				jwt_claims_free(&claims);
 			} else {
 				assert(err);

@@ -13,10 +13,15 @@
 #include "auth.h"
 #include "backend.h"
 #include "callback.h"
+#include "clients.h"
+#include "drain.h"
+#include "flush.h"
 #include "ferry.h"
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "publish.h"
+#include "router.h"
 #include "tls.h"
 #include "upstream.h"
 #include "longpoll.h"
@@ -37,7 +42,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct ferry *f = arg;
 	log_info("received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	ferry_drain(f);
+	drain_start(f);
 }
 
 /* Take as many descriptors as the hard limit allows and keep
@@ -84,8 +89,6 @@ int main(int argc, char **argv)
 
 	struct ferry f;
 	memset(&f, 0, sizeof(f));
-	TAILQ_INIT(&f.clients);
-	TAILQ_INIT(&f.notified);
 	f.cfg = &cfg;
 	f.base = event_base_new();
 	if (!f.base) {
@@ -99,6 +102,7 @@ int main(int argc, char **argv)
 	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
 	flush_init(&f);
+	f.clients = clients_new();
 	f.hub = hub_new(&f);
 	struct backend_events events;
 	hub_events(f.hub, &events);
@@ -106,12 +110,15 @@ int main(int argc, char **argv)
 										       &events);
 	if (!f.backend) {
 		hub_free(f.hub);
+		clients_free(f.clients);
+		flush_free(&f);
 		event_base_free(f.base);
 		config_free(&cfg);
 		return 2;
 	}
 	longpoll_init(&f);
 	send_init(&f);
+	publish_init(&f);
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	char err[256];
@@ -150,7 +157,7 @@ int main(int argc, char **argv)
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	event_add(sighup, NULL);
-	f.listener = listener_new(&f);
+	f.listener = listener_new(&f, &router_handler);
 	if (!f.listener) {
 		rc = 1;
 		goto out;
@@ -164,15 +171,12 @@ int main(int argc, char **argv)
 	log_info("ferryd stopped");
 out:
 	listener_free(f.listener);
-	if (f.drain_tick)
-		event_free(f.drain_tick);
-	if (f.drain_deadline)
-		event_free(f.drain_deadline);
-	ferry_close_all(&f);
-	ferry_ip_free(&f);
+	drain_free(f.drain);
+	clients_free(f.clients);
 	upstream_free(f.upstream);
 	auth_free(&f);
 	callback_free_rules(&f);
+	publish_free(&f);
 	send_free(&f);
 	longpoll_free(&f);
 	f.backend->ops->destroy(f.backend);

@@ -3,7 +3,7 @@
  *   sse, poll         Server-Sent Events and long-polling (transports/)
  *   send              messages from SSE and long-poll clients
  *   negotiate         what this server offers, for ferry.js
- *   publish/NAME      POST a message to a channel
+ *   publish/NAME      POST a message to a channel (proxy/app/publish.c)
  *   healthz, metrics  for load balancers and Prometheus
  *   ferry.js, "" and demo   the browser client and the demo page
  * Everything else goes to the app (--upstream, proxy/revproxy.c), or is 404. */
@@ -12,39 +12,26 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "admission.h"
 #include "assets.h"
-#include "auth.h"
-#include "bucket.h"
+#include "backend.h"
 #include "ferry.h"
 #include "http.h"
 #include "httpconn.h"
-#include "hub.h"
 #include "log.h"
 #include "longpoll.h"
-#include "protocol.h"
+#include "publish.h"
 #include "revproxy.h"
 #include "send.h"
 #include "sse.h"
-#include "utf8.h"
 #include "websocket.h"
 
 static int method_is(const struct http_request *req, const char *m)
 {
 	return strcmp(req->method, m) == 0;
-}
-
-static void method_not_allowed(struct httpconn *c, const char *allow)
-{
-	char hdr[64];
-	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-	httpconn_respond(c, 405, hdr, "text/plain; charset=utf-8", "method not allowed\n", 19);
 }
 
 static void serve_asset(struct httpconn *c, const struct http_request *req, const char *name)
@@ -55,7 +42,7 @@ static void serve_asset(struct httpconn *c, const struct http_request *req, cons
 		return;
 	}
 	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-		method_not_allowed(c, "GET, HEAD");
+		httpconn_method_not_allowed(c, "GET, HEAD");
 		return;
 	}
 	httpconn_respond(c, 200, "Cache-Control: no-cache\r\n", a->content_type, a->data, a->len);
@@ -84,106 +71,6 @@ static void metrics(struct httpconn *c)
 	httpconn_respond(c, 200, "Cache-Control: no-store\r\n", "text/plain; version=0.0.4",
 			 evbuffer_pullup(buf, -1), len);
 	evbuffer_free(buf);
-}
-
-/* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key:
- * KEY"; instead of the key, a token (auth.h) whose "publish" claim names
- * the channel will do. */
-static int publish_authorized(struct ferry *f, const struct http_request *req, const char *channel)
-{
-	const struct config *cfg = f->cfg;
-	if (!cfg->publish_key)
-		return 1;
-	const char *key = http_request_header(req, "X-Ferry-Key");
-	const char *auth = http_request_header(req, "Authorization");
-	if (!key && auth && strncasecmp(auth, "Bearer ", 7) == 0)
-		key = auth + 7;
-	size_t want = strlen(cfg->publish_key);
-	if (key && strlen(key) == want && CRYPTO_memcmp(key, cfg->publish_key, want) == 0)
-		return 1;
-	if (!key || !f->jwt)
-		return 0;
-	struct identity id = { 0 };
-	const char *err;
-	int ok = auth_token(f, key, strlen(key), &id, &err) == 0 &&
-		 jwt_patterns_match(id.claims.publish, id.claims.npublish, channel);
-	identity_clear(&id);
-	return ok;
-}
-
-/* --publish-rate: one bucket for the whole API, so a runaway publisher
- * cannot take the fan-out from everyone else. */
-static int publish_rate_ok(struct httpconn *c)
-{
-	struct ferry *f = httpconn_ferry(c);
-	if (!f->cfg->publish_rate)
-		return 1;
-	struct timeval now;
-	event_base_gettimeofday_cached(f->base, &now);
-	double wait_s;
-	if (bucket_take(&f->publish_bucket, f->cfg->publish_rate, 2.0 * f->cfg->publish_rate,
-			&now, &wait_s))
-		return 1;
-	f->metrics.limited[LIMIT_PUBLISH_RATE]++;
-	char hdr[40];
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
-	log_info("publish %s: over --publish-rate", httpconn_peer(c));
-	httpconn_respond(c, 429, hdr, "text/plain; charset=utf-8", "publish rate exceeded\n", 22);
-	return 0;
-}
-
-static void publish_done(void *arg, const char *id, const char *err)
-{
-	struct httpconn *c = arg;
-	if (!httpconn_gone(c)) {
-		if (err) {
-			httpconn_ferry(c)->metrics.errors[ERR_PUBLISH]++;
-			httpconn_error(c, 503, err);
-		} else {
-			size_t len;
-			char *json = proto_object1("id", id, &len);
-			httpconn_respond(c, 200, "Cache-Control: no-store\r\n", "application/json",
-					 json, len);
-			free(json);
-		}
-	}
-	httpconn_release(c);
-}
-
-static void publish(struct httpconn *c, const struct http_request *req, const char *channel)
-{
-	struct ferry *f = httpconn_ferry(c);
-	if (!method_is(req, "POST")) {
-		method_not_allowed(c, "POST");
-		return;
-	}
-	if (!publish_authorized(f, req, channel)) {
-		httpconn_error(c, f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
-							  http_request_header(req, "Authorization"))
-					  ? 403 : 401,
-			       "publish key missing or wrong");
-		return;
-	}
-	if (!proto_channel_valid(channel, strlen(channel))) {
-		httpconn_error(c, 400, "invalid channel name");
-		return;
-	}
-	if (!publish_rate_ok(c))
-		return;
-	char event[PROTO_MAX_EVENT + 2];
-	size_t pos = 0;
-	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
-	if (elen == 0 || elen == -2 || (elen > 0 && !proto_event_publishable(event, (size_t)elen))) {
-		httpconn_error(c, 400, "invalid event name");
-		return;
-	}
-	if (!utf8_valid((const uint8_t *)req->body, req->body_len)) {
-		httpconn_error(c, 400, "body must be UTF-8 text");
-		return;
-	}
-	httpconn_hold(c);
-	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len, NULL,
-		    publish_done, c);
 }
 
 static void negotiate(struct httpconn *c)
@@ -236,14 +123,14 @@ static int offered(struct httpconn *c, const char *transport)
 	return 0;
 }
 
-void router_head(struct httpconn *c, const struct http_request *req)
+static void router_head(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	if (f->upstream && strncmp(req->path, f->cfg->prefix, strlen(f->cfg->prefix)) != 0)
 		revproxy_start(c, req);
 }
 
-void router_dispatch(struct httpconn *c, const struct http_request *req)
+static void router_dispatch(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	const char *prefix = f->cfg->prefix;
@@ -254,7 +141,7 @@ void router_dispatch(struct httpconn *c, const struct http_request *req)
 		if (strcmp(path, "/") == 0 && !f->cfg->upstream_url) {
 			char loc[300];
 			snprintf(loc, sizeof(loc), "Location: %s\r\n", prefix);
-			httpconn_respond(c, 302, loc, "text/plain; charset=utf-8", "", 0);
+			httpconn_text(c, 302, loc, "");
 			return;
 		}
 		httpconn_error(c, 404, "not found");
@@ -279,7 +166,7 @@ void router_dispatch(struct httpconn *c, const struct http_request *req)
 	} else if (strcmp(route, "echo") == 0 && f->cfg->echo) {
 		websocket_upgrade(c, req, WS_MODE_ECHO);
 	} else if (strncmp(route, "publish/", 8) == 0) {
-		publish(c, req, route + 8);
+		publish_handle(c, req, route + 8);
 	} else if (strcmp(route, "healthz") == 0) {
 		healthz(c);
 	} else if (strcmp(route, "metrics") == 0) {
@@ -290,3 +177,5 @@ void router_dispatch(struct httpconn *c, const struct http_request *req)
 		serve_asset(c, req, route);
 	}
 }
+
+const struct httpconn_handler router_handler = { .request = router_dispatch, .head = router_head };

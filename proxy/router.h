@@ -2,15 +2,9 @@
 #ifndef FERRY_ROUTER_H
 #define FERRY_ROUTER_H
 
-struct httpconn;
-struct http_request;
-
-/* Answer req on c (now or later through httpconn_respond), or take the
- * connection over (WebSocket upgrade). */
-void router_dispatch(struct httpconn *c, const struct http_request *req);
-
-/* A request whose head is in (with --upstream): the app's requests are
- * taken now and streamed; ferry's own are left to complete. */
-void router_head(struct httpconn *c, const struct http_request *req);
+/* The handler of every client connection (httpconn.h): ferry's own routes
+ * under --prefix are answered here or by a transport; with --upstream the
+ * app's requests are taken at their head and streamed (proxy/app/revproxy.c). */
+extern const struct httpconn_handler router_handler;
 
 #endif

@@ -19,15 +19,14 @@ void admission_retry_later(struct httpconn *c, int retry_ms)
 {
 	char hdr[48];
 	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
-	httpconn_respond(c, 503, hdr, "text/plain; charset=utf-8", "server is restarting\n", 21);
+	httpconn_text(c, 503, hdr, "server is restarting\n");
 }
 
 int admission_check(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	if (strcmp(req->method, "GET") != 0) {
-		httpconn_respond(c, 405, "Allow: GET\r\n", "text/plain; charset=utf-8",
-				 "method not allowed\n", 19);
+		httpconn_method_not_allowed(c, "GET");
 		return -1;
 	}
 	if (!origin_allowed(f->cfg, http_request_header(req, "Origin"),
@@ -51,8 +50,7 @@ int admission_identity(struct httpconn *c, const struct http_request *req, struc
 	char reason[96];
 	snprintf(reason, sizeof(reason), "%s%s", err ? "invalid token: " : "a token is required",
 		 err ? err : "");
-	httpconn_respond(c, 401, "WWW-Authenticate: Bearer\r\n", "text/plain; charset=utf-8",
-			 reason, strlen(reason));
+	httpconn_text(c, 401, "WWW-Authenticate: Bearer\r\n", reason);
 	identity_clear(id);
 	return -1;
 }

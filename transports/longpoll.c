@@ -59,15 +59,25 @@ struct poll_req {
 	int done;
 };
 
+/* The module's state: the held poll of each client id, so a newer poll of
+ * the same client answers the older one. */
+struct longpoll {
+	struct dict *polls;
+};
+
 void longpoll_init(struct ferry *f)
 {
-	f->polls = dict_new();
+	f->longpoll = xcalloc(1, sizeof(*f->longpoll));
+	f->longpoll->polls = dict_new();
 }
 
 void longpoll_free(struct ferry *f)
 {
-	dict_free(f->polls);
-	f->polls = NULL;
+	if (!f->longpoll)
+		return;
+	dict_free(f->longpoll->polls);
+	free(f->longpoll);
+	f->longpoll = NULL;
 }
 
 static void poll_free(struct poll_req *p)
@@ -82,8 +92,8 @@ static void poll_free(struct poll_req *p)
 	free(p->reset_reason);
 	event_free(p->timer);
 	event_free(p->flush);
-	if (p->client[0] && dict_get(p->f->polls, p->client) == p)
-		dict_del(p->f->polls, p->client);
+	if (p->client[0] && dict_get(p->f->longpoll->polls, p->client) == p)
+		dict_del(p->f->longpoll->polls, p->client);
 	p->f->metrics.connections[TRANSPORT_POLL]--;
 	httpconn_release(p->c);
 	free(p);
@@ -353,13 +363,13 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	f->metrics.connections_total[TRANSPORT_POLL]++;
 
 	if (p->client[0]) {
-		struct poll_req *older = dict_get(f->polls, p->client);
+		struct poll_req *older = dict_get(f->longpoll->polls, p->client);
 		if (older) {
-			dict_del(f->polls, p->client);
+			dict_del(f->longpoll->polls, p->client);
 			older->client[0] = '\0';
 			answer(older); /* newest wins */
 		}
-		dict_put(f->polls, p->client, p);
+		dict_put(f->longpoll->polls, p->client, p);
 	}
 	p->session = session_new(f, &poll_transport, p);
 	session_set_identity(p->session, &id); /* the session owns it now */

@@ -40,6 +40,12 @@ struct sender {
 	struct bucket rate; /* --rate-messages */
 };
 
+/* The module's state: every client id that sent lately, swept each minute. */
+struct send {
+	struct dict *senders; /* client id -> its newest seq */
+	struct event *sweep;
+};
+
 struct sweep_ctx {
 	struct ferry *f;
 	struct timeval now;
@@ -52,7 +58,7 @@ static void sweep_one(void *value, void *arg)
 	long idle = (sc->now.tv_sec - s->last.tv_sec) * 1000 +
 		    (sc->now.tv_usec - s->last.tv_usec) / 1000;
 	if (idle > SENDER_TTL_MS) {
-		dict_del(sc->f->senders, s->id);
+		dict_del(sc->f->send->senders, s->id);
 		free(s);
 	}
 }
@@ -61,15 +67,17 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sweep_ctx sc = { .f = arg };
 	event_base_gettimeofday_cached(sc.f->base, &sc.now);
-	dict_foreach(sc.f->senders, sweep_one, &sc);
+	dict_foreach(sc.f->send->senders, sweep_one, &sc);
 }
 
 void send_init(struct ferry *f)
 {
-	f->senders = dict_new();
-	f->senders_sweep = event_new(f->base, -1, EV_PERSIST, sweep_cb, f);
+	struct send *sd = xcalloc(1, sizeof(*sd));
+	sd->senders = dict_new();
+	sd->sweep = event_new(f->base, -1, EV_PERSIST, sweep_cb, f);
 	struct timeval minute = { 60, 0 };
-	event_add(f->senders_sweep, &minute);
+	event_add(sd->sweep, &minute);
+	f->send = sd;
 }
 
 static void free_one(void *value, void *arg)
@@ -79,9 +87,14 @@ static void free_one(void *value, void *arg)
 
 void send_free(struct ferry *f)
 {
-	event_free(f->senders_sweep);
-	dict_foreach(f->senders, free_one, NULL);
-	dict_free(f->senders);
+	struct send *sd = f->send;
+	if (!sd)
+		return;
+	event_free(sd->sweep);
+	dict_foreach(sd->senders, free_one, NULL);
+	dict_free(sd->senders);
+	free(sd);
+	f->send = NULL;
 }
 
 /* One POST in flight. Its new ops are published one after the other, each
@@ -105,7 +118,7 @@ static void publish_next(struct batch *b);
 
 static void batch_done(struct batch *b)
 {
-	struct sender *s = dict_get(b->f->senders, b->ops.client);
+	struct sender *s = dict_get(b->f->send->senders, b->ops.client);
 	if (s)
 		s->busy = 0;
 	long long ack = s ? s->seq : 0;
@@ -143,7 +156,7 @@ static void published(void *arg, const char *id, const char *err)
 {
 	struct batch *b = arg;
 	const struct proto_send_op *op = &b->ops.ops[b->next++];
-	struct sender *s = dict_get(b->f->senders, b->ops.client);
+	struct sender *s = dict_get(b->f->send->senders, b->ops.client);
 	if (err) {
 		b->err = err;
 		b->err_status = 503;
@@ -221,8 +234,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	if (strcmp(req->method, "POST") != 0) {
-		httpconn_respond(c, 405, "Allow: POST\r\n", "text/plain; charset=utf-8",
-				 "method not allowed\n", 19);
+		httpconn_method_not_allowed(c, "POST");
 		return;
 	}
 	if (!origin_allowed(f->cfg, http_request_header(req, "Origin"),
@@ -260,16 +272,16 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		}
 	}
 	identity_clear(&id);
-	struct sender *s = dict_get(f->senders, batch.client);
+	struct sender *s = dict_get(f->send->senders, batch.client);
 	if (!s) {
-		if (dict_count(f->senders) >= MAX_SENDERS) {
+		if (dict_count(f->send->senders) >= MAX_SENDERS) {
 			proto_send_release(&batch);
 			httpconn_error(c, 503, "too many clients sending");
 			return;
 		}
 		s = xcalloc(1, sizeof(*s));
 		strcpy(s->id, batch.client);
-		dict_put(f->senders, s->id, s);
+		dict_put(f->send->senders, s->id, s);
 	}
 	event_base_gettimeofday_cached(f->base, &s->last);
 	if (s->busy) {

@@ -22,6 +22,7 @@
 
 #include "admission.h"
 #include "auth.h"
+#include "clients.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "flush.h"
@@ -303,11 +304,11 @@ static void sse_destroy(struct sse_conn *s)
 	if (s->reaper)
 		event_free(s->reaper);
 	event_free(s->start_ev);
-	ferry_client_remove(f, &s->link);
+	clients_remove(f, &s->link);
 	f->metrics.connections[TRANSPORT_SSE]--;
 	free(s->cursors);
 	free(s);
-	ferry_client_gone(f);
+	clients_gone(f);
 }
 
 static void reap(struct sse_conn *s)
@@ -405,7 +406,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 
-	ferry_client_add(f, &s->link, &sse_link_ops, 1, s->peer);
+	clients_add(f, &s->link, &sse_link_ops, 1, s->peer);
 	f->metrics.connections[TRANSPORT_SSE]++;
 	f->metrics.connections_total[TRANSPORT_SSE]++;
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);

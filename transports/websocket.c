@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "bucket.h"
+#include "clients.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "flush.h"
@@ -243,14 +244,14 @@ static void ws_destroy(struct ws_conn *w)
 		message_unref(w->batch[i]);
 	if (w->bev)
 		bufferevent_free(w->bev);
-	ferry_client_remove(f, &w->link);
+	clients_remove(f, &w->link);
 	f->metrics.connections[TRANSPORT_WS]--;
 	free(w->msg);
 	free(w->ctl);
 	if (w->throttle)
 		event_free(w->throttle);
 	free(w);
-	ferry_client_gone(f);
+	clients_gone(f);
 }
 
 /* Every callback ends here: free the connection if it died meanwhile. */
@@ -642,9 +643,9 @@ static const struct client_link_ops ws_link_ops = { .drain = drain_cb, .destroy 
 static void refuse(struct httpconn *c, int status, const char *headers, const char *reason)
 {
 	char body[160];
-	int n = snprintf(body, sizeof(body), "%s\n", reason);
+	snprintf(body, sizeof(body), "%s\n", reason);
 	log_info("ws %s: handshake refused %d: %s", httpconn_peer(c), status, reason);
-	httpconn_respond(c, status, headers, "text/plain; charset=utf-8", body, (size_t)n);
+	httpconn_text(c, status, headers, body);
 }
 
 /* Check the ?ch= subscriptions before switching protocols, so a bad name is
@@ -735,7 +736,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	evbuffer_add(out, "\r\n", 2);
 	w->buffered = 1;
 
-	ferry_client_add(f, &w->link, &ws_link_ops, 1, w->peer);
+	clients_add(f, &w->link, &ws_link_ops, 1, w->peer);
 	f->metrics.connections[TRANSPORT_WS]++;
 	f->metrics.connections_total[TRANSPORT_WS]++;
 	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);

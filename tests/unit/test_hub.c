@@ -14,8 +14,10 @@
 #include <string.h>
 
 #include "backend.h"
+#include "clients.h"
 #include "config.h"
 #include "ferry.h"
+#include "flush.h"
 #include "hub.h"
 #include "message.h"
 #include "protocol.h"
@@ -84,8 +86,8 @@ static int setup_with(void **state, int argc, char **argv)
 	assert_int_equal(config_load(&fx->cfg, argc, argv, env), 0);
 	fx->f.cfg = &fx->cfg;
 	fx->f.base = event_base_new();
-	TAILQ_INIT(&fx->f.clients);
-	TAILQ_INIT(&fx->f.notified);
+	fx->f.clients = clients_new();
+	flush_init(&fx->f);
 	fx->f.hub = hub_new(&fx->f);
 	struct backend_events ev;
 	hub_events(fx->f.hub, &ev);
@@ -116,6 +118,8 @@ static int teardown(void **state)
 	}
 	fx->f.backend->ops->destroy(fx->f.backend);
 	hub_free(fx->f.hub);
+	flush_free(&fx->f);
+	clients_free(fx->f.clients);
 	event_base_free(fx->f.base);
 	config_free(&fx->cfg);
 	free(fx);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "glob.h"
 #include "jwt.h"
 
 #define NOW 1700000000LL
@@ -301,8 +302,8 @@ static void check_full_claims(struct jwt_claims *c)
 	assert_null(c->subscribe[2]);
 	assert_int_equal(c->npublish, 1);
 	assert_string_equal(c->publish[0], "chat.alice");
-	assert_true(jwt_patterns_match(c->subscribe, c->nsubscribe, "chat.lobby"));
-	assert_false(jwt_patterns_match(c->publish, c->npublish, "chat.bob"));
+	assert_true(glob_match_any(c->subscribe, c->nsubscribe, "chat.lobby"));
+	assert_false(glob_match_any(c->publish, c->npublish, "chat.bob"));
 }
 
 static void test_hs256_valid(void **state)
@@ -834,8 +835,8 @@ static void test_claim_limits(void **state)
 				int ngot = publish ? c.npublish : c.nsubscribe;
 				assert_int_equal(ngot, JWT_MAX_PATTERNS);
 				assert_string_equal(got[31], "p31.*");
-				assert_true(jwt_patterns_match(got, ngot, "p17.x"));
-				assert_false(jwt_patterns_match(got, ngot, "p17"));
+				assert_true(glob_match_any(got, ngot, "p17.x"));
+				assert_false(glob_match_any(got, ngot, "p17"));
 				jwt_claims_free(&c);
 			}
 			free(t);
@@ -848,56 +849,56 @@ static void test_claim_limits(void **state)
 static void test_pattern_match(void **state)
 {
 	(void)state;
-	assert_true(jwt_pattern_match("chat.*", "chat.a"));
-	assert_true(jwt_pattern_match("chat.*", "chat."));
-	assert_true(jwt_pattern_match("chat.*", "chat.a.b"));
-	assert_false(jwt_pattern_match("chat.*", "chatx"));
-	assert_false(jwt_pattern_match("chat.*", "chat"));
-	assert_false(jwt_pattern_match("chat.*", "xchat.a"));
+	assert_true(glob_match("chat.*", "chat.a"));
+	assert_true(glob_match("chat.*", "chat."));
+	assert_true(glob_match("chat.*", "chat.a.b"));
+	assert_false(glob_match("chat.*", "chatx"));
+	assert_false(glob_match("chat.*", "chat"));
+	assert_false(glob_match("chat.*", "xchat.a"));
 
-	assert_true(jwt_pattern_match("*", ""));
-	assert_true(jwt_pattern_match("*", "anything at all"));
-	assert_true(jwt_pattern_match("**", "x"));
+	assert_true(glob_match("*", ""));
+	assert_true(glob_match("*", "anything at all"));
+	assert_true(glob_match("**", "x"));
 
-	assert_true(jwt_pattern_match("a*b*c", "abc"));
-	assert_true(jwt_pattern_match("a*b*c", "aXXbYYc"));
-	assert_true(jwt_pattern_match("a*b*c", "abcbc"));
-	assert_true(jwt_pattern_match("a*b*c", "abbbc"));
-	assert_false(jwt_pattern_match("a*b*c", "acb"));
-	assert_false(jwt_pattern_match("a*b*c", "abcx"));
-	assert_false(jwt_pattern_match("a*b*c", "ab"));
-	assert_true(jwt_pattern_match("*.alice", "room.7.alice"));
-	assert_false(jwt_pattern_match("*.alice", "room.7.alicex"));
+	assert_true(glob_match("a*b*c", "abc"));
+	assert_true(glob_match("a*b*c", "aXXbYYc"));
+	assert_true(glob_match("a*b*c", "abcbc"));
+	assert_true(glob_match("a*b*c", "abbbc"));
+	assert_false(glob_match("a*b*c", "acb"));
+	assert_false(glob_match("a*b*c", "abcx"));
+	assert_false(glob_match("a*b*c", "ab"));
+	assert_true(glob_match("*.alice", "room.7.alice"));
+	assert_false(glob_match("*.alice", "room.7.alicex"));
 
-	assert_true(jwt_pattern_match("news", "news"));
-	assert_false(jwt_pattern_match("news", "new"));
-	assert_false(jwt_pattern_match("news", "newss"));
-	assert_false(jwt_pattern_match("news", "News"));
-	assert_true(jwt_pattern_match("", ""));
-	assert_false(jwt_pattern_match("", "a"));
-	assert_false(jwt_pattern_match("a", ""));
+	assert_true(glob_match("news", "news"));
+	assert_false(glob_match("news", "new"));
+	assert_false(glob_match("news", "newss"));
+	assert_false(glob_match("news", "News"));
+	assert_true(glob_match("", ""));
+	assert_false(glob_match("", "a"));
+	assert_false(glob_match("a", ""));
 
 	/* nothing else is special */
-	assert_true(jwt_pattern_match("a?c", "a?c"));
-	assert_false(jwt_pattern_match("a?c", "abc"));
-	assert_false(jwt_pattern_match("[ab]", "a"));
-	assert_false(jwt_pattern_match("a\\*", "ab"));
-	assert_true(jwt_pattern_match("a\\*", "a\\b"));
+	assert_true(glob_match("a?c", "a?c"));
+	assert_false(glob_match("a?c", "abc"));
+	assert_false(glob_match("[ab]", "a"));
+	assert_false(glob_match("a\\*", "ab"));
+	assert_true(glob_match("a\\*", "a\\b"));
 
 	/* many stars against a long near-miss: must not backtrack exponentially */
 	char s[4097];
 	memset(s, 'a', sizeof(s) - 1);
 	s[sizeof(s) - 1] = '\0';
-	assert_false(jwt_pattern_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", s));
-	assert_true(jwt_pattern_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*", s));
+	assert_false(glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", s));
+	assert_true(glob_match("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*", s));
 
 	char *patterns[] = { "news", "chat.*" };
-	assert_true(jwt_patterns_match(patterns, 2, "chat.x"));
-	assert_true(jwt_patterns_match(patterns, 2, "news"));
-	assert_false(jwt_patterns_match(patterns, 2, "other"));
-	assert_false(jwt_patterns_match(patterns, 1, "chat.x"));
-	assert_false(jwt_patterns_match(patterns, 0, "news"));
-	assert_false(jwt_patterns_match(NULL, 0, "news"));
+	assert_true(glob_match_any(patterns, 2, "chat.x"));
+	assert_true(glob_match_any(patterns, 2, "news"));
+	assert_false(glob_match_any(patterns, 2, "other"));
+	assert_false(glob_match_any(patterns, 1, "chat.x"));
+	assert_false(glob_match_any(patterns, 0, "news"));
+	assert_false(glob_match_any(NULL, 0, "news"));
 }
 
 /* ---- verifier construction ---- */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "container.h"
 #include "callback.h"
 #include "cursor.h"
 #include "ferry.h"
@@ -19,6 +20,23 @@
 #include "ws_frame.h"
 #include "xmalloc.h"
 
+/* One channel of a session: the hub's membership, and the client's cursor
+ * on that channel, which only the session reads and writes. */
+struct chan {
+	struct sub hub; /* first: what the fan-out reads, then the cursor */
+	struct session *s;
+	int has_last;
+	struct msg_pos last; /* newest position delivered */
+	char epoch[24];      /* of that position: positions of two epochs do not compare */
+	LIST_ENTRY(chan) in_session;
+	long long ref; /* the client's ref of the subscribe op */
+	int has_ref;
+};
+
+LIST_HEAD(chan_list, chan);
+
+static const struct hub_sub_ops chan_ops;
+
 struct session {
 	struct ferry *f;
 	const struct transport_ops *ops;
@@ -26,7 +44,7 @@ struct session {
 	int closed;     /* the transport is gone or going: send nothing more */
 	int refs;
 	char id[17];
-	struct sub_list subs;
+	struct chan_list subs;
 	int nsubs;
 	int need_auth;  /* --require-token and none came with the handshake */
 	int admitted;   /* the transport asked the app's subscribe callbacks itself */
@@ -111,12 +129,33 @@ static void session_release(struct session *s)
 		free(s);
 }
 
+/* Subscribe to channel through the hub; the answer comes to chan_replayed. */
+static void chan_start(struct session *s, const char *channel, const char *cursor,
+		       const long long *ref)
+{
+	struct chan *c = xcalloc(1, sizeof(*c));
+	c->s = s;
+	if (ref) {
+		c->ref = *ref;
+		c->has_ref = 1;
+	}
+	LIST_INSERT_HEAD(&s->subs, c, in_session);
+	hub_subscribe(s->f->hub, &c->hub, &chan_ops, channel, cursor);
+}
+
+/* Leave the channel; the hub frees c through chan_release. */
+static void chan_end(struct session *s, struct chan *c)
+{
+	LIST_REMOVE(c, in_session);
+	hub_unsubscribe(s->f->hub, &c->hub);
+}
+
 void session_free(struct session *s)
 {
 	s->closed = 1;
-	struct sub *sub;
-	while ((sub = LIST_FIRST(&s->subs)) != NULL)
-		hub_unsubscribe(s->f->hub, sub);
+	struct chan *c;
+	while ((c = LIST_FIRST(&s->subs)) != NULL)
+		chan_end(s, c);
 	s->nsubs = 0;
 	struct session_extra *x = s->x;
 	if (x) {
@@ -285,12 +324,12 @@ int session_subscriptions(const struct session *s)
 	return s->nsubs;
 }
 
-static struct sub *find_sub(struct session *s, const char *channel)
+static struct chan *find_sub(struct session *s, const char *channel)
 {
-	struct sub *sub;
-	LIST_FOREACH(sub, &s->subs, in_session)
-		if (strcmp(sub->name, channel) == 0)
-			return sub;
+	struct chan *c;
+	LIST_FOREACH(c, &s->subs, in_session)
+		if (strcmp(c->hub.name, channel) == 0)
+			return c;
 	return NULL;
 }
 
@@ -308,8 +347,7 @@ static void subscribe_answered(void *arg, const struct callback_result *r)
 			s->nsubs--;
 			send_error(s, ref, "already_subscribed", "already subscribed to this channel");
 		} else {
-			hub_subscribe(s->f->hub, s, &s->subs, a->channel,
-				      a->has_cursor ? a->cursor : NULL, ref);
+			chan_start(s, a->channel, a->has_cursor ? a->cursor : NULL, ref);
 		}
 	} else {
 		s->nsubs--;
@@ -348,7 +386,7 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		}
 		return;
 	}
-	hub_subscribe(s->f->hub, s, &s->subs, channel, cursor, ref);
+	chan_start(s, channel, cursor, ref);
 }
 
 int session_subscribe_spec(struct session *s, const char *spec)
@@ -362,35 +400,37 @@ int session_subscribe_spec(struct session *s, const char *spec)
 
 static void unsubscribe(struct session *s, const char *channel, const long long *ref)
 {
-	struct sub *sub = find_sub(s, channel);
-	if (!sub) {
+	struct chan *c = find_sub(s, channel);
+	if (!c) {
 		send_error(s, ref, "not_subscribed", "not subscribed to this channel");
 		return;
 	}
-	hub_unsubscribe(s->f->hub, sub);
+	chan_end(s, c);
 	s->nsubs--;
 	struct proto_event ev = { .type = PEV_UNSUBSCRIBED, .channel = channel, .ref = ref };
 	send_event(s, &ev);
 }
 
-static void deliver(struct session *s, struct sub *sub, struct message *m, int capped);
-static void set_epoch(struct sub *sub, const char *id);
+static void deliver(struct session *s, struct chan *sub, struct message *m, int capped);
+static void set_epoch(struct chan *sub, const char *id);
 
-void session_replayed(struct session *s, struct sub *sub, const struct history_result *res)
+static void chan_replayed(struct sub *hs, const struct history_result *res)
 {
+	struct chan *sub = container_of(hs, struct chan, hub);
+	struct session *s = sub->s;
 	const long long *ref = sub->has_ref ? &sub->ref : NULL;
 	if (res->error) {
-		log_warn("session %s: cannot subscribe to %s: %s", s->id, sub->name, res->error);
+		log_warn("session %s: cannot subscribe to %s: %s", s->id, sub->hub.name, res->error);
 		send_error(s, ref, "unavailable", res->error);
-		hub_unsubscribe(s->f->hub, sub);
+		chan_end(s, sub);
 		s->nsubs--;
 		return;
 	}
-	struct proto_event ev = { .type = PEV_SUBSCRIBED, .channel = sub->name,
+	struct proto_event ev = { .type = PEV_SUBSCRIBED, .channel = sub->hub.name,
 				  .cursor = res->cursor, .ref = ref };
 	send_event(s, &ev);
 	if (res->status == HISTORY_RESET) {
-		struct proto_event reset = { .type = PEV_RESET, .channel = sub->name,
+		struct proto_event reset = { .type = PEV_RESET, .channel = sub->hub.name,
 					     .reason = res->reason, .cursor = res->cursor };
 		send_event(s, &reset);
 	}
@@ -410,7 +450,7 @@ static size_t epoch_len(const char *id)
 	return colon ? (size_t)(colon - id) : 0;
 }
 
-static void set_epoch(struct sub *sub, const char *id)
+static void set_epoch(struct chan *sub, const char *id)
 {
 	size_t n = epoch_len(id);
 	if (n >= sizeof(sub->epoch))
@@ -419,19 +459,19 @@ static void set_epoch(struct sub *sub, const char *id)
 	sub->epoch[n] = '\0';
 }
 
-static int same_epoch(const struct sub *sub, const struct message *m)
+static int same_epoch(const struct chan *sub, const struct message *m)
 {
 	return strlen(sub->epoch) == m->epoch_len && memcmp(sub->epoch, m->id, m->epoch_len) == 0;
 }
 
-static void deliver(struct session *s, struct sub *sub, struct message *m, int capped)
+static void deliver(struct session *s, struct chan *sub, struct message *m, int capped)
 {
 	if (s->closed)
 		return;
 	if (sub->has_last && !same_epoch(sub, m)) {
 		/* The channel's history was lost and began again (it expired while
 		 * idle, or the backend lost its data): say so, then go on. */
-		struct proto_event ev = { .type = PEV_RESET, .channel = sub->name, .reason = "epoch",
+		struct proto_event ev = { .type = PEV_RESET, .channel = sub->hub.name, .reason = "epoch",
 					  .cursor = m->id };
 		send_event(s, &ev);
 		sub->has_last = 0;
@@ -457,10 +497,22 @@ static void deliver(struct session *s, struct sub *sub, struct message *m, int c
 	s->f->metrics.messages_out++;
 }
 
-void session_deliver(struct session *s, struct sub *sub, struct message *m)
+static void chan_deliver(struct sub *hs, struct message *m)
 {
-	deliver(s, sub, m, 1);
+	struct chan *c = container_of(hs, struct chan, hub);
+	deliver(c->s, c, m, 1);
 }
+
+static void chan_release(struct sub *hs)
+{
+	free(container_of(hs, struct chan, hub));
+}
+
+static const struct hub_sub_ops chan_ops = {
+	.replayed = chan_replayed,
+	.deliver = chan_deliver,
+	.release = chan_release,
+};
 
 struct publish_ctx {
 	struct session *s;

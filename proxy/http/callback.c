@@ -12,9 +12,11 @@
 #include <string.h>
 
 #include "ferry.h"
+#include "glob.h"
 #include "http_response.h"
 #include "jwt.h"
 #include "log.h"
+#include "peer.h"
 #include "upstream.h"
 #include "xmalloc.h"
 
@@ -101,7 +103,7 @@ const char *callback_find(const struct ferry *f, enum callback_event ev, const c
 	if (!rules)
 		return NULL;
 	for (int i = 0; i < rules->n; i++)
-		if (rules->r[i].event == ev && jwt_pattern_match(rules->r[i].pattern, channel))
+		if (rules->r[i].event == ev && glob_match(rules->r[i].pattern, channel))
 			return rules->r[i].path;
 	return NULL;
 }
@@ -259,7 +261,7 @@ struct callback *callback_post(struct ferry *f, const char *path, const char *bo
 		evbuffer_add_printf(c->request, "Cookie: %s\r\n", cookie);
 	if (peer) {
 		char ip[64];
-		ferry_peer_address(peer, ip, sizeof(ip));
+		peer_address(peer, ip, sizeof(ip));
 		evbuffer_add_printf(c->request, "X-Forwarded-For: %s\r\n", ip);
 	}
 	evbuffer_add(c->request, "\r\n", 2);

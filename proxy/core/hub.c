@@ -20,7 +20,6 @@
 #include "dict.h"
 #include "ferry.h"
 #include "flush.h"
-#include "session.h"
 #include "xmalloc.h"
 
 /* Subscribers marked before their writes go out (flush_run): the first
@@ -87,18 +86,20 @@ static void sub_release(struct sub *sub)
 	for (size_t i = 0; i < sub->npending; i++)
 		message_unref(sub->pending[i]);
 	free(sub->pending);
-	free(sub);
+	sub->pending = NULL;
+	sub->npending = 0;
+	sub->ops->release(sub);
 }
 
 static void history_done(void *arg, const struct history_result *res)
 {
 	struct sub *sub = arg;
 	if (!sub->gone) {
-		session_replayed(sub->session, sub, res);
+		sub->ops->replayed(sub, res);
 		/* Messages that went live while the history was read: the session
 		 * drops any it already got from the replay. */
 		for (size_t i = 0; i < sub->npending && !sub->gone; i++)
-			session_deliver(sub->session, sub, sub->pending[i]);
+			sub->ops->deliver(sub, sub->pending[i]);
 		sub->live = 1;
 	}
 	for (size_t i = 0; i < sub->npending; i++)
@@ -109,8 +110,8 @@ static void history_done(void *arg, const struct history_result *res)
 	sub_release(sub);
 }
 
-void hub_subscribe(struct hub *h, struct session *s, struct sub_list *list, const char *channel,
-		   const char *cursor, const long long *ref)
+void hub_subscribe(struct hub *h, struct sub *sub, const struct hub_sub_ops *ops,
+		   const char *channel, const char *cursor)
 {
 	struct hub_channel *ch = dict_get(h->channels, channel);
 	if (!ch) {
@@ -119,17 +120,11 @@ void hub_subscribe(struct hub *h, struct session *s, struct sub_list *list, cons
 		LIST_INIT(&ch->subs);
 		dict_put(h->channels, ch->name, ch);
 	}
-	struct sub *sub = xcalloc(1, sizeof(*sub));
-	sub->session = s;
+	sub->ops = ops;
 	sub->channel = ch;
 	sub->name = ch->name;
 	sub->refs = 2; /* membership + the pending history answer */
-	if (ref) {
-		sub->ref = *ref;
-		sub->has_ref = 1;
-	}
 	LIST_INSERT_HEAD(&ch->subs, sub, in_channel);
-	LIST_INSERT_HEAD(list, sub, in_session);
 	if (ch->nsubs++ == 0)
 		h->f->backend->ops->watch(h->f->backend, ch->name);
 	h->f->backend->ops->history(h->f->backend, ch->name, cursor, history_done, sub);
@@ -140,7 +135,6 @@ void hub_unsubscribe(struct hub *h, struct sub *sub)
 	struct hub_channel *ch = sub->channel;
 	sub->gone = 1;
 	LIST_REMOVE(sub, in_channel);
-	LIST_REMOVE(sub, in_session);
 	if (--ch->nsubs == 0) {
 		h->f->backend->ops->unwatch(h->f->backend, ch->name);
 		if (!ch->fanning)
@@ -174,7 +168,7 @@ static void fan_out_channel(struct hub *h, struct hub_channel *ch)
 			flush_run(h->f);
 		if (sub->live) {
 			for (size_t i = 0; i < n; i++)
-				session_deliver(sub->session, sub, msgs[i]);
+				sub->ops->deliver(sub, msgs[i]);
 		} else {
 			sub->pending = xrealloc(sub->pending,
 						(sub->npending + n) * sizeof(*sub->pending));

@@ -5,15 +5,22 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdlib.h>
 
 #include "ferry.h"
 #include "tls.h"
+#include "xmalloc.h"
+
+struct flush {
+	struct flush_list pending;
+	struct event *ev; /* active while pending is not empty */
+};
 
 void flush_run(struct ferry *f)
 {
 	struct flush_entry *e;
-	while ((e = TAILQ_FIRST(&f->flush_pending)) != NULL) {
-		TAILQ_REMOVE(&f->flush_pending, e, entry);
+	while ((e = TAILQ_FIRST(&f->flush->pending)) != NULL) {
+		TAILQ_REMOVE(&f->flush->pending, e, entry);
 		e->queued = 0;
 		e->cb(e->arg);
 	}
@@ -52,13 +59,18 @@ void flush_now(struct bufferevent *bev)
 
 void flush_init(struct ferry *f)
 {
-	TAILQ_INIT(&f->flush_pending);
-	f->flush_ev = event_new(f->base, -1, 0, flush_cb, f);
+	f->flush = xcalloc(1, sizeof(*f->flush));
+	TAILQ_INIT(&f->flush->pending);
+	f->flush->ev = event_new(f->base, -1, 0, flush_cb, f);
 }
 
 void flush_free(struct ferry *f)
 {
-	event_free(f->flush_ev);
+	if (!f->flush)
+		return;
+	event_free(f->flush->ev);
+	free(f->flush);
+	f->flush = NULL;
 }
 
 void flush_mark(struct ferry *f, struct flush_entry *e)
@@ -66,16 +78,16 @@ void flush_mark(struct ferry *f, struct flush_entry *e)
 	if (e->queued)
 		return;
 	e->queued = 1;
-	if (TAILQ_EMPTY(&f->flush_pending))
-		event_active(f->flush_ev, EV_WRITE, 0);
-	TAILQ_INSERT_TAIL(&f->flush_pending, e, entry);
+	if (TAILQ_EMPTY(&f->flush->pending))
+		event_active(f->flush->ev, EV_WRITE, 0);
+	TAILQ_INSERT_TAIL(&f->flush->pending, e, entry);
 }
 
 void flush_cancel(struct ferry *f, struct flush_entry *e)
 {
 	if (!e->queued)
 		return;
-	TAILQ_REMOVE(&f->flush_pending, e, entry);
+	TAILQ_REMOVE(&f->flush->pending, e, entry);
 	e->queued = 0;
 }
 

@@ -12,13 +12,13 @@
 #include <string.h>
 
 #include "accesslog.h"
+#include "clients.h"
 #include "ferry.h"
 #include "flush.h"
 #include "http.h"
 #include "linger.h"
 #include "log.h"
 #include "origin.h"
-#include "router.h"
 #include "xmalloc.h"
 
 /* Stop reading pipelined requests while this much output is waiting. */
@@ -29,6 +29,7 @@ enum phase { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_RESPONDING };
 struct httpconn {
 	struct client_link link;
 	struct ferry *f;
+	const struct httpconn_handler *handler;
 	struct bufferevent *bev;
 	struct http_parser *parser;
 	struct event *timer;
@@ -147,11 +148,11 @@ static void conn_close(struct httpconn *c)
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_del(c->timer);
-	ferry_client_remove(f, &c->link);
+	clients_remove(f, &c->link);
 	f->metrics.connections[TRANSPORT_HTTP]--;
 	c->refs--;           /* the connection's own reference; ours keeps c alive */
 	httpconn_release(c); /* ours: c may be freed here */
-	ferry_client_gone(f);
+	clients_gone(f);
 }
 
 void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg)
@@ -344,9 +345,21 @@ void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers
 void httpconn_error(struct httpconn *c, int status, const char *reason)
 {
 	char body[256];
-	int n = snprintf(body, sizeof(body), "%s\n", reason);
+	snprintf(body, sizeof(body), "%s\n", reason);
 	log_info("http %s: %d %s", c->peer, status, reason);
-	httpconn_respond(c, status, "", "text/plain; charset=utf-8", body, (size_t)n);
+	httpconn_text(c, status, "", body);
+}
+
+void httpconn_text(struct httpconn *c, int status, const char *headers, const char *text)
+{
+	httpconn_respond(c, status, headers, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+void httpconn_method_not_allowed(struct httpconn *c, const char *allow)
+{
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	httpconn_text(c, 405, hdr, "method not allowed\n");
 }
 
 struct bufferevent *httpconn_detach(struct httpconn *c)
@@ -358,7 +371,7 @@ struct bufferevent *httpconn_detach(struct httpconn *c)
 	c->bev = NULL;
 	c->gone = 1;
 	event_del(c->timer);
-	ferry_client_remove(c->f, &c->link);
+	clients_remove(c->f, &c->link);
 	c->f->metrics.connections[TRANSPORT_HTTP]--;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	httpconn_release(c); /* process() still holds one; freed when it returns */
@@ -410,7 +423,8 @@ static void process(struct httpconn *c)
 			c->keep_alive = req->keep_alive;
 			enter_phase(c, PHASE_BODY);
 			c->after_head = 1;
-			router_head(c, req); /* may take the request as a stream */
+			if (c->handler->head)
+				c->handler->head(c, req); /* may take the request as a stream */
 			continue;
 		}
 		if (c->stream) {
@@ -422,7 +436,7 @@ static void process(struct httpconn *c)
 		}
 		c->keep_alive = req->keep_alive;
 		enter_phase(c, PHASE_RESPONDING);
-		router_dispatch(c, req);
+		c->handler->request(c, req);
 	}
 	c->in_handler = 0;
 	httpconn_release(c);
@@ -493,11 +507,13 @@ static void destroy_cb(struct client_link *link)
 
 static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
-void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, int tls)
+void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct bufferevent *bev,
+		  const char *peer, int tls)
 {
 	const struct config *cfg = f->cfg;
 	struct httpconn *c = xcalloc(1, sizeof(*c));
 	c->f = f;
+	c->handler = h;
 	c->bev = bev;
 	c->refs = 1;
 	c->tls = tls;
@@ -513,7 +529,7 @@ void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, in
 	c->timer = evtimer_new(f->base, timer_cb, c);
 	c->phase = PHASE_RESPONDING; /* so enter_phase(IDLE) arms the timer */
 	enter_phase(c, PHASE_IDLE);
-	ferry_client_add(f, &c->link, &httpconn_link_ops, 0, peer);
+	clients_add(f, &c->link, &httpconn_link_ops, 0, peer);
 	f->metrics.connections[TRANSPORT_HTTP]++;
 	f->metrics.connections_total[TRANSPORT_HTTP]++;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "clients.h"
 #include "ferry.h"
 #include "tls.h"
 #include "xmalloc.h"
@@ -25,9 +26,9 @@ static void linger_free(struct lingering *l)
 {
 	struct ferry *f = l->f;
 	bufferevent_free(l->bev);
-	ferry_client_remove(f, &l->link);
+	clients_remove(f, &l->link);
 	free(l);
-	ferry_client_gone(f);
+	clients_gone(f);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -76,7 +77,7 @@ void linger_close(struct ferry *f, struct bufferevent *bev)
 	struct lingering *l = xcalloc(1, sizeof(*l));
 	l->f = f;
 	l->bev = bev;
-	ferry_client_add(f, &l->link, &linger_link_ops, 0, NULL);
+	clients_add(f, &l->link, &linger_link_ops, 0, NULL);
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, l);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, f->tv_close, f->tv_close);

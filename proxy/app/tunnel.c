@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "clients.h"
 #include "ferry.h"
 #include "linger.h"
 #include "log.h"
@@ -37,10 +38,10 @@ static void tunnel_free(struct tunnel *t, int flush_client)
 		linger_close(f, t->client);
 	else
 		bufferevent_free(t->client);
-	ferry_client_remove(f, &t->link);
+	clients_remove(f, &t->link);
 	f->metrics.connections[TRANSPORT_TUNNEL]--;
 	free(t);
-	ferry_client_gone(f);
+	clients_gone(f);
 }
 
 static struct bufferevent *other(struct tunnel *t, struct bufferevent *bev)
@@ -111,7 +112,7 @@ void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *
 	t->f = f;
 	t->client = client;
 	snprintf(t->peer, sizeof(t->peer), "%s", peer);
-	ferry_client_add(f, &t->link, &tunnel_link_ops, 1, peer);
+	clients_add(f, &t->link, &tunnel_link_ops, 1, peer);
 	f->metrics.connections[TRANSPORT_TUNNEL]++;
 	f->metrics.connections_total[TRANSPORT_TUNNEL]++;
 	t->up = upstream_connect(f->upstream);

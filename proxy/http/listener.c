@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "ferry.h"
 #include "httpconn.h"
 #include "log.h"
@@ -27,6 +28,7 @@ struct slot {
 
 struct listener {
 	struct ferry *f;
+	const struct httpconn_handler *handler;
 	struct evconnlistener *lev[2 * CONFIG_MAX_LIST];
 	struct slot slots[2 * CONFIG_MAX_LIST];
 	int n;
@@ -56,7 +58,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 {
 	struct slot *slot = arg;
 	struct ferry *f = slot->l->f;
-	if (f->nclients >= f->cfg->max_connections) {
+	if (f->clients->n >= f->cfg->max_connections) {
 		/* Best effort, without buffering: the socket is new and its send
 		 * buffer empty, so this short answer fits. */
 		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -67,12 +69,12 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		f->metrics.errors[ERR_CONN_REFUSED]++;
 		f->metrics.limited[LIMIT_CONNECTIONS]++;
-		log_warn("refusing connection: %d open (--max-connections)", f->nclients);
+		log_warn("refusing connection: %d open (--max-connections)", f->clients->n);
 		return;
 	}
 	char peer[64];
 	format_peer(sa, peer, sizeof(peer));
-	if (ferry_ip_full(f, peer)) {
+	if (clients_ip_full(f, peer)) {
 		/* the same best-effort answer; TLS has no plain-text way to say it */
 		static const char many[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
 					   "Content-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
@@ -96,7 +98,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 			evutil_closesocket(fd);
 		return;
 	}
-	httpconn_new(f, bev, peer, slot->tls);
+	httpconn_new(f, slot->l->handler, bev, peer, slot->tls);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
@@ -106,10 +108,11 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 	log_warn("accept: %s", evutil_socket_error_to_string(err));
 }
 
-struct listener *listener_new(struct ferry *f)
+struct listener *listener_new(struct ferry *f, const struct httpconn_handler *h)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 	l->f = f;
+	l->handler = h;
 	int total = f->cfg->nlisten + f->cfg->ntls_listen;
 	for (int i = 0; i < total; i++) {
 		int tls = i >= f->cfg->nlisten;

@@ -28,6 +28,7 @@
 #include "httpconn.h"
 #include "linger.h"
 #include "log.h"
+#include "peer.h"
 #include "tunnel.h"
 #include "upstream.h"
 #include "xmalloc.h"
@@ -93,7 +94,7 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 		evbuffer_add_printf(h, "%s: %s\r\n", name, value);
 	}
 	char ip[64];
-	ferry_peer_address(httpconn_peer(c), ip, sizeof(ip));
+	peer_address(httpconn_peer(c), ip, sizeof(ip));
 	evbuffer_add_printf(h, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: %s\r\n",
 			    xff ? xff : "", xff ? ", " : "", ip, httpconn_tls(c) ? "https" : "http");
 	if (host)

@@ -35,10 +35,6 @@ void session_handle(struct session *s, const char *json, size_t len);
  * -1 when the channel name is not valid. */
 int session_subscribe_spec(struct session *s, const char *spec);
 
-/* Called by the hub. */
-void session_deliver(struct session *s, struct sub *sub, struct message *m);
-void session_replayed(struct session *s, struct sub *sub, const struct history_result *res);
-
 int session_subscriptions(const struct session *s);
 /* Who the client is (auth.h), from the request, before subscribing: the
  * session takes it over (id is left empty) and, when the token has an

@@ -12,6 +12,7 @@
 #include "ferry.h"
 #include "http.h"
 #include "log.h"
+#include "peer.h"
 #include "xmalloc.h"
 
 /* A field longer than this is cut (the request line may be 8 KiB). */
@@ -96,7 +97,7 @@ static size_t put(char *buf, size_t len, size_t cap, const char *fmt, ...)
 size_t accesslog_format(char *buf, size_t cap, const struct access_entry *e)
 {
 	char ip[64], when[64];
-	ferry_peer_address(e->peer, ip, sizeof(ip));
+	peer_address(e->peer, ip, sizeof(ip));
 	time_t t = e->end.tv_sec;
 	struct tm tm;
 	localtime_r(&t, &tm);

@@ -487,43 +487,6 @@ void jwt_claims_free(struct jwt_claims *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* ---- patterns ---- */
-
-/* Greedy with one backtrack point: on a mismatch, let the latest '*'
- * swallow one more character. An earlier '*' never needs to take more, so
- * this is O(len(pattern) * len(channel)) where naive recursion is
- * exponential in the number of stars. */
-int jwt_pattern_match(const char *pattern, const char *channel)
-{
-	const char *p = pattern, *s = channel;
-	const char *star = NULL, *star_s = NULL;
-	while (*s) {
-		if (*p == '*') {
-			star = p++;
-			star_s = s;
-		} else if (*p == *s) {
-			p++;
-			s++;
-		} else if (star) {
-			p = star + 1;
-			s = ++star_s;
-		} else {
-			return 0;
-		}
-	}
-	while (*p == '*')
-		p++;
-	return *p == '\0';
-}
-
-int jwt_patterns_match(char *const *patterns, int n, const char *channel)
-{
-	for (int i = 0; i < n; i++)
-		if (jwt_pattern_match(patterns[i], channel))
-			return 1;
-	return 0;
-}
-
 /* ---- signing ---- */
 
 char *jwt_sign_hs256(const char *secret, const char *claims_json)

@@ -29,6 +29,8 @@ struct identity {
 int auth_init(struct ferry *f, char *err, size_t errsz);
 void auth_free(struct ferry *f);
 
+/* The credential of an "Authorization: Bearer X" header (X), or NULL. */
+const char *auth_bearer(const struct http_request *req);
 /* The request's token, if any: 0 (none, or valid: id filled), or -1 with
  * *err a short reason ("invalid token: expired"...) for a 401. */
 int auth_request(struct ferry *f, const struct http_request *req, struct identity *id,

@@ -52,11 +52,6 @@ int jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, long
 /* Free the patterns and clear c; safe to call twice. */
 void jwt_claims_free(struct jwt_claims *c);
 
-/* 1 if channel matches pattern: '*' matches any run of characters
- * (including none), everything else literally. Otherwise 0. */
-int jwt_pattern_match(const char *pattern, const char *channel);
-/* 1 if any of the n patterns matches. */
-int jwt_patterns_match(char *const *patterns, int n, const char *channel);
 
 /* A malloc'd HS256 token with header {"alg":"HS256","typ":"JWT"} and the
  * bytes of claims_json as its payload (used to sign Grip-Sig headers).

@@ -13,9 +13,25 @@ struct http_request;
 struct bufferevent;
 struct evbuffer;
 
+/* Who answers a connection's requests (the router, above this layer).
+ * Both run inside the connection's read callback; either may answer now,
+ * hold the connection and answer later, or take it over. */
+struct httpconn_handler {
+	/* A request is complete: answer it (httpconn_respond, now or later),
+	 * or take the connection over (httpconn_detach: an upgrade). */
+	void (*request)(struct httpconn *c, const struct http_request *req);
+	/* Only when the parser pauses at heads (--upstream): a request whose
+	 * head is in and whose body is not. It may take the request as a
+	 * stream (httpconn_stream); otherwise it completes and goes to
+	 * request. NULL: never paused. */
+	void (*head)(struct httpconn *c, const struct http_request *req);
+};
+
 /* Take ownership of bev (a freshly accepted connection); tls: it came in
- * on a --tls-listen address. peer is "IP:PORT" or "[IP6]:PORT". */
-void httpconn_new(struct ferry *f, struct bufferevent *bev, const char *peer, int tls);
+ * on a --tls-listen address. peer is "IP:PORT" or "[IP6]:PORT". h outlives
+ * the connection. */
+void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct bufferevent *bev,
+		  const char *peer, int tls);
 
 /* Write the response to the current request. headers is "" or lines each
  * ending in "\r\n". The connection closes after it when the client asked to,
@@ -24,6 +40,10 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 		      const void *body, size_t len);
 /* A short text/plain error body ("<reason>\n"), logged once at info. */
 void httpconn_error(struct httpconn *c, int status, const char *reason);
+/* A text/plain answer with text (NUL-terminated) as its body. */
+void httpconn_text(struct httpconn *c, int status, const char *headers, const char *text);
+/* 405 with "Allow: <allow>". */
+void httpconn_method_not_allowed(struct httpconn *c, const char *allow);
 
 /* For answers that come later (a backend callback): hold keeps the
  * connection struct alive; release drops it. httpconn_gone() says whether

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "ferry.h"
+#include "glob.h"
 #include "http.h"
 
 #define TOKEN_LEEWAY_S 30 /* clock skew between the app that signs and ferry */
@@ -66,12 +67,18 @@ int auth_token(struct ferry *f, const char *token, size_t len, struct identity *
 	return 0;
 }
 
+const char *auth_bearer(const struct http_request *req)
+{
+	const char *auth = http_request_header(req, "Authorization");
+	return auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
+}
+
 int auth_request(struct ferry *f, const struct http_request *req, struct identity *id,
 		 const char **err)
 {
-	const char *auth = http_request_header(req, "Authorization");
-	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
-		return auth_token(f, auth + 7, strlen(auth + 7), id, err);
+	const char *bearer = auth_bearer(req);
+	if (bearer)
+		return auth_token(f, bearer, strlen(bearer), id, err);
 	char token[JWT_MAX_TOKEN + 1];
 	size_t pos = 0;
 	int len = http_query_next(req->query, "token", &pos, token, sizeof(token));
@@ -89,7 +96,7 @@ static int is_private(const struct ferry *f, const char *channel)
 	const struct config *cfg = f->cfg;
 	if (cfg->require_token)
 		return 1;
-	return jwt_patterns_match((char *const *)cfg->private_channels, cfg->nprivate_channels,
+	return glob_match_any((char *const *)cfg->private_channels, cfg->nprivate_channels,
 				  channel);
 }
 
@@ -100,7 +107,7 @@ const char *auth_can_subscribe(const struct ferry *f, const struct identity *id,
 		return NULL;
 	if (!id || !id->authenticated)
 		return "a token is required for this channel";
-	if (!jwt_patterns_match(id->claims.subscribe, id->claims.nsubscribe, channel))
+	if (!glob_match_any(id->claims.subscribe, id->claims.nsubscribe, channel))
 		return "the token does not allow subscribing to this channel";
 	return NULL;
 }
@@ -108,7 +115,7 @@ const char *auth_can_subscribe(const struct ferry *f, const struct identity *id,
 const char *auth_can_publish(const struct ferry *f, const struct identity *id, const char *channel)
 {
 	if (id && id->authenticated &&
-	    jwt_patterns_match(id->claims.publish, id->claims.npublish, channel))
+	    glob_match_any(id->claims.publish, id->claims.npublish, channel))
 		return NULL;
 	if (is_private(f, channel))
 		return id && id->authenticated ? "the token does not allow publishing to this channel"

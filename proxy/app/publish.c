@@ -1,0 +1,141 @@
+/* publish.c -- the publish API: POST PREFIX/publish/CHANNEL[?event=NAME]
+ * with the message as its body, authorized by --publish-key or a token
+ * whose "publish" claim names the channel, paced by --publish-rate. */
+#include "publish.h"
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "bucket.h"
+#include "ferry.h"
+#include "glob.h"
+#include "http.h"
+#include "httpconn.h"
+#include "hub.h"
+#include "log.h"
+#include "protocol.h"
+#include "utf8.h"
+#include "xmalloc.h"
+
+struct publish {
+	struct bucket bucket; /* --publish-rate: one for the whole API */
+};
+
+void publish_init(struct ferry *f)
+{
+	f->publish = xcalloc(1, sizeof(*f->publish));
+}
+
+void publish_free(struct ferry *f)
+{
+	free(f->publish);
+	f->publish = NULL;
+}
+
+static int method_is(const struct http_request *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+/* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key:
+ * KEY"; instead of the key, a token (auth.h) whose "publish" claim names
+ * the channel will do. */
+static int publish_authorized(struct ferry *f, const struct http_request *req, const char *channel)
+{
+	const struct config *cfg = f->cfg;
+	if (!cfg->publish_key)
+		return 1;
+	const char *key = http_request_header(req, "X-Ferry-Key");
+	if (!key)
+		key = auth_bearer(req);
+	size_t want = strlen(cfg->publish_key);
+	if (key && strlen(key) == want && CRYPTO_memcmp(key, cfg->publish_key, want) == 0)
+		return 1;
+	if (!key || !f->jwt)
+		return 0;
+	struct identity id = { 0 };
+	const char *err;
+	int ok = auth_token(f, key, strlen(key), &id, &err) == 0 &&
+		 glob_match_any(id.claims.publish, id.claims.npublish, channel);
+	identity_clear(&id);
+	return ok;
+}
+
+/* --publish-rate: one bucket for the whole API, so a runaway publisher
+ * cannot take the fan-out from everyone else. */
+static int publish_rate_ok(struct httpconn *c)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (!f->cfg->publish_rate)
+		return 1;
+	struct timeval now;
+	event_base_gettimeofday_cached(f->base, &now);
+	double wait_s;
+	if (bucket_take(&f->publish->bucket, f->cfg->publish_rate, 2.0 * f->cfg->publish_rate,
+			&now, &wait_s))
+		return 1;
+	f->metrics.limited[LIMIT_PUBLISH_RATE]++;
+	char hdr[40];
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
+	log_info("publish %s: over --publish-rate", httpconn_peer(c));
+	httpconn_text(c, 429, hdr, "publish rate exceeded\n");
+	return 0;
+}
+
+static void publish_done(void *arg, const char *id, const char *err)
+{
+	struct httpconn *c = arg;
+	if (!httpconn_gone(c)) {
+		if (err) {
+			httpconn_ferry(c)->metrics.errors[ERR_PUBLISH]++;
+			httpconn_error(c, 503, err);
+		} else {
+			size_t len;
+			char *json = proto_object1("id", id, &len);
+			httpconn_respond(c, 200, "Cache-Control: no-store\r\n", "application/json",
+					 json, len);
+			free(json);
+		}
+	}
+	httpconn_release(c);
+}
+
+void publish_handle(struct httpconn *c, const struct http_request *req, const char *channel)
+{
+	struct ferry *f = httpconn_ferry(c);
+	if (!method_is(req, "POST")) {
+		httpconn_method_not_allowed(c, "POST");
+		return;
+	}
+	if (!publish_authorized(f, req, channel)) {
+		httpconn_error(c, f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
+							  http_request_header(req, "Authorization"))
+					  ? 403 : 401,
+			       "publish key missing or wrong");
+		return;
+	}
+	if (!proto_channel_valid(channel, strlen(channel))) {
+		httpconn_error(c, 400, "invalid channel name");
+		return;
+	}
+	if (!publish_rate_ok(c))
+		return;
+	char event[PROTO_MAX_EVENT + 2];
+	size_t pos = 0;
+	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
+	if (elen == 0 || elen == -2 || (elen > 0 && !proto_event_publishable(event, (size_t)elen))) {
+		httpconn_error(c, 400, "invalid event name");
+		return;
+	}
+	if (!utf8_valid((const uint8_t *)req->body, req->body_len)) {
+		httpconn_error(c, 400, "body must be UTF-8 text");
+		return;
+	}
+	httpconn_hold(c);
+	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len, NULL,
+		    publish_done, c);
+}
