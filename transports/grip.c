@@ -308,7 +308,7 @@ static size_t t_queued(void *t)
 	return out ? evbuffer_get_length(out) : 0;
 }
 
-static void t_close(void *t, int code, const char *reason)
+static void t_close(void *t, enum transport_close why, const char *reason, int retry_ms)
 {
 	struct grip_hold *g = t;
 	log_info("grip %s: %s", httpconn_peer(g->c), reason);

@@ -259,7 +259,7 @@ static size_t t_queued(void *t)
 	return 0; /* bounded by --poll-max-bytes instead */
 }
 
-static void t_close(void *t, int code, const char *reason)
+static void t_close(void *t, enum transport_close why, const char *reason, int retry_ms)
 {
 	answer_soon(t);
 }

@@ -36,7 +36,6 @@
 #include "session.h"
 #include "sse_format.h"
 #include "transport.h"
-#include "ws_frame.h"
 #include "xmalloc.h"
 
 #define SSE_PADDING 2048
@@ -260,16 +259,15 @@ static size_t t_queued(void *t)
 	return s->state == SSE_OPEN ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0;
 }
 
-/* Draining (1012): say when to come back, in the stream's own terms
- * (retry:) and in ferry's, then end the stream. A slow consumer (4008) is
- * cut at once: the browser reconnects with Last-Event-ID. */
-static void t_close(void *t, int code, const char *reason)
+/* Draining: say when to come back, in the stream's own terms (retry:) and
+ * in ferry's, then end the stream. Anything else (a slow consumer, a
+ * token) is cut at once: the browser reconnects with Last-Event-ID. */
+static void t_close(void *t, enum transport_close why, const char *reason, int retry)
 {
 	struct sse_conn *s = t;
 	if (s->state != SSE_OPEN)
 		return;
-	if (code == WS_CLOSE_RESTART) {
-		int retry = atoi(reason + (strncmp(reason, "retry=", 6) == 0 ? 6 : 0));
+	if (why == TRANSPORT_CLOSE_RESTART) {
 		evbuffer_add_printf(out(s), "retry: %d\n\n", retry); /* (finish writes it) */
 		char json[80];
 		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}", retry);
@@ -342,10 +340,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void drain_cb(struct client_link *link, int retry_ms)
 {
 	struct sse_conn *s = (struct sse_conn *)link;
-	char reason[32];
-	snprintf(reason, sizeof(reason), "retry=%d", retry_ms);
 	s->in_callback++;
-	t_close(s, WS_CLOSE_RESTART, reason);
+	t_close(s, TRANSPORT_CLOSE_RESTART, "draining", retry_ms);
 	reap(s);
 }
 

@@ -313,9 +313,21 @@ static size_t t_queued(void *t)
 	return w->bev ? ws_queued(w) : 0;
 }
 
-static void t_close(void *t, int code, const char *reason)
+static void close_restart(struct ws_conn *w, int retry_ms);
+
+static void t_close(void *t, enum transport_close why, const char *reason, int retry_ms)
 {
-	ws_close(t, code, reason);
+	switch (why) {
+	case TRANSPORT_CLOSE_POLICY:
+		ws_close(t, WS_CLOSE_POLICY, reason);
+		return;
+	case TRANSPORT_CLOSE_SLOW_CONSUMER:
+		ws_close(t, WS_CLOSE_SLOW_CONSUMER, reason);
+		return;
+	case TRANSPORT_CLOSE_RESTART:
+		close_restart(t, retry_ms);
+		return;
+	}
 }
 
 static const struct transport_ops ws_transport = {
@@ -621,14 +633,18 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	ws_reap(w);
 }
 
-/* Draining: Close 1012 (Service Restart) with a reason the client can parse,
+/* Close 1012 (Service Restart) with a reason the client can parse,
  * "retry=<ms>", the jittered delay before it should reconnect. */
-static void drain_cb(struct client_link *link, int retry_ms)
+static void close_restart(struct ws_conn *w, int retry_ms)
 {
-	struct ws_conn *w = ws_of(link);
 	char reason[48];
 	snprintf(reason, sizeof(reason), "retry=%d", retry_ms);
 	ws_close(w, WS_CLOSE_RESTART, reason);
+}
+
+static void drain_cb(struct client_link *link, int retry_ms)
+{
+	close_restart(ws_of(link), retry_ms);
 }
 
 static void destroy_cb(struct client_link *link)

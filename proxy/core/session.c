@@ -17,7 +17,6 @@
 #include "log.h"
 #include "message.h"
 #include "protocol.h"
-#include "ws_frame.h"
 #include "xmalloc.h"
 
 /* One channel of a session: the hub's membership, and the client's cursor
@@ -256,7 +255,7 @@ static void expired_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("session %s: token expired", s->id);
 	s->closed = 1;
-	s->ops->close(s->t, WS_CLOSE_POLICY, "token expired");
+	s->ops->close(s->t, TRANSPORT_CLOSE_POLICY, "token expired", 0);
 }
 
 /* Arm (or move) the close at the token's exp. */
@@ -485,7 +484,8 @@ static void deliver(struct session *s, struct chan *sub, struct message *m, int 
 		log_info("session %s: outbound queue over %zu bytes, closing", s->id,
 			 s->f->cfg->out_queue_max);
 		s->closed = 1;
-		s->ops->close(s->t, WS_CLOSE_SLOW_CONSUMER, "slow consumer: resume from your cursor");
+		s->ops->close(s->t, TRANSPORT_CLOSE_SLOW_CONSUMER,
+			      "slow consumer: resume from your cursor", 0);
 		return;
 	}
 	/* While has_last holds, the epoch is m's already (checked above). */
@@ -639,7 +639,8 @@ void session_handle(struct session *s, const char *json, size_t len)
 	if (s->need_auth && op.type != PROTO_AUTH) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		s->closed = 1;
-		s->ops->close(s->t, WS_CLOSE_POLICY, "token required: send an auth operation first");
+		s->ops->close(s->t, TRANSPORT_CLOSE_POLICY,
+			      "token required: send an auth operation first", 0);
 		proto_op_release(&op);
 		return;
 	}
@@ -651,7 +652,7 @@ void session_handle(struct session *s, const char *json, size_t len)
 			log_info("session %s: %s", s->id, reason);
 			s->f->metrics.errors[ERR_FORBIDDEN]++;
 			s->closed = 1;
-			s->ops->close(s->t, WS_CLOSE_POLICY, reason);
+			s->ops->close(s->t, TRANSPORT_CLOSE_POLICY, reason, 0);
 			break;
 		}
 		s->need_auth = 0;

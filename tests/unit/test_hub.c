@@ -23,7 +23,6 @@
 #include "protocol.h"
 #include "session.h"
 #include "transport.h"
-#include "ws_frame.h"
 
 /* A transport that records what the session sends. */
 struct recorder {
@@ -57,7 +56,7 @@ static size_t rec_queued(void *t)
 	return ((struct recorder *)t)->queued;
 }
 
-static void rec_close(void *t, int code, const char *reason)
+static void rec_close(void *t, enum transport_close code, const char *reason, int retry_ms)
 {
 	struct recorder *r = t;
 	r->close_code = code;
@@ -316,7 +315,7 @@ static void test_slow_consumer_closed_once(void **state)
 	publish(fx, "news", "2");
 	publish(fx, "news", "3");
 	assert_int_equal(fx->rec[0].closes, 1);
-	assert_int_equal(fx->rec[0].close_code, WS_CLOSE_SLOW_CONSUMER);
+	assert_int_equal(fx->rec[0].close_code, TRANSPORT_CLOSE_SLOW_CONSUMER);
 	assert_int_equal(fx->rec[0].nmsgs, 1);
 	assert_int_equal(fx->rec[1].nmsgs, 3); /* the others do not notice */
 	assert_int_equal(fx->f.metrics.drops, 1);
