@@ -1,5 +1,5 @@
 /* backend.h -- where messages get their ids and history: one interface,
- * implemented by the embedded memory backend (and later Redis). The hub and
+ * implemented by the embedded memory backend and by Redis. The hub and
  * the transports only ever see this. Callbacks may run synchronously, inside
  * the call that requested them, or later from the event loop. */
 #ifndef FERRY_BACKEND_H

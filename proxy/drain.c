@@ -35,7 +35,7 @@ static int jitter(int max_ms)
 	return (int)(r % (uint32_t)max_ms);
 }
 
-static void notify(struct ferry *f, struct client_link *link)
+static void notify(struct ferry *f, struct client *link)
 {
 	clients_notify(f->clients, link, jitter(f->cfg->reconnect_delay_ms));
 }
@@ -89,7 +89,7 @@ void drain_start(struct ferry *f)
 	f->listener = NULL;
 
 	/* Short-lived HTTP clients go now; long-lived ones are counted and spread. */
-	struct client_link *link, *next;
+	struct client *link, *next;
 	for (link = TAILQ_FIRST(&f->clients->live); link; link = next) {
 		next = TAILQ_NEXT(link, entry);
 		if (link->long_lived)

@@ -102,7 +102,7 @@ int main(int argc, char **argv)
 	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
 	flush_init(&f);
-	f.clients = clients_new();
+	f.clients = clients_new(&f);
 	f.hub = hub_new(&f);
 	struct backend_events events;
 	hub_events(f.hub, &events);

@@ -122,13 +122,13 @@ static void check_gone(void *arg)
 	check_free(arg);
 }
 
-static void check_drain(void *arg)
+static void check_drain(void *arg, int retry_ms)
 {
 	struct app_check *ac = arg;
 	struct httpconn *c = ac->c;
 	httpconn_hold(c);
 	check_free(ac);
-	admission_retry_later(c, httpconn_ferry(c)->cfg->reconnect_delay_ms);
+	admission_retry_later(c, retry_ms);
 	httpconn_release(c);
 }
 

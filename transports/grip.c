@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clients.h"
+#include "container.h"
 #include "ferry.h"
 #include "http.h"
 #include "http_response.h"
@@ -36,6 +38,7 @@
 #define GRIP_DEFAULT_TIMEOUT_S 55
 
 struct grip_hold {
+	struct client life; /* on its httpconn: finished at the end of a turn */
 	struct ferry *f;
 	struct httpconn *c;
 	int stream;
@@ -155,13 +158,12 @@ void grip_hold_free(struct grip_hold *g)
 {
 	if (g->session)
 		session_free(g->session);
+	client_remove(g->f, &g->life);
 	if (g->timer)
 		event_free(g->timer);
 	evbuffer_free(g->headers);
 	evbuffer_free(g->body);
 	free(g->keepalive);
-	if (g->started)
-		g->f->metrics.connections[TRANSPORT_GRIP]--;
 	httpconn_release(g->c);
 	free(g);
 }
@@ -280,7 +282,7 @@ static void end_stream(struct grip_hold *g)
 	grip_hold_free(g);
 }
 
-/* The hub delivers inside its fan-out: finish on the next loop turn. */
+/* The hub delivers inside its fan-out: finish at the end of the turn. */
 static void finish_later(struct grip_hold *g, const char *data, size_t len);
 
 static void t_send_message(void *t, struct message *m)
@@ -324,9 +326,9 @@ static const struct transport_ops grip_transport = {
 	.close = t_close,
 };
 
-static void finish_cb(evutil_socket_t fd, short what, void *arg)
+static void finish(struct client *life)
 {
-	struct grip_hold *g = arg;
+	struct grip_hold *g = container_of(life, struct grip_hold, life);
 	if (g->stream)
 		end_stream(g);
 	else
@@ -342,11 +344,15 @@ static void finish_later(struct grip_hold *g, const char *data, size_t len)
 		evbuffer_add(g->body, data, len);
 	}
 	event_del(g->timer);
-	event_free(g->timer);
-	g->timer = evtimer_new(g->f->base, finish_cb, g);
-	struct timeval zero = { 0, 0 };
-	event_add(g->timer, &zero);
+	client_close(g->f, &g->life);
 }
+
+static void no_drain(struct client *life, int retry_ms)
+{
+	/* drained through its httpconn (waiter_drain) */
+}
+
+static const struct client_ops grip_life_ops = { .drain = no_drain, .destroy = finish };
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -365,7 +371,7 @@ static void waiter_gone(void *arg)
 	grip_hold_free(g);
 }
 
-static void waiter_drain(void *arg)
+static void waiter_drain(void *arg, int retry_ms)
 {
 	struct grip_hold *g = arg;
 	if (!g->done)
@@ -384,8 +390,7 @@ void grip_hold_start(struct grip_hold *g)
 		return;
 	}
 	g->started = 1;
-	f->metrics.connections[TRANSPORT_GRIP]++;
-	f->metrics.connections_total[TRANSPORT_GRIP]++;
+	client_attach(f, &g->life, &grip_life_ops, TRANSPORT_GRIP);
 	g->timer = evtimer_new(f->base, timer_cb, g);
 	httpconn_wait(c, &grip_waiter, g);
 	if (g->stream) {

@@ -25,6 +25,8 @@
 
 #include "admission.h"
 #include "auth.h"
+#include "clients.h"
+#include "container.h"
 #include "cursor.h"
 #include "dict.h"
 #include "ferry.h"
@@ -39,6 +41,7 @@
 #include "xmalloc.h"
 
 struct poll_req {
+	struct client life; /* on its httpconn: answered at the end of a turn */
 	struct ferry *f;
 	struct httpconn *c;
 	struct session *session;
@@ -52,7 +55,7 @@ struct poll_req {
 	char (*reset_ch)[PROTO_MAX_CHANNEL + 1];
 	const char **reset_reason;
 	int nresets;
-	struct event *timer, *flush;
+	struct event *timer;
 	char client[PROTO_MAX_CLIENT_ID + 1];
 	char callback[65];
 	char cors[200];
@@ -90,11 +93,10 @@ static void poll_free(struct poll_req *p)
 	free(p->cursors);
 	free(p->reset_ch);
 	free(p->reset_reason);
+	client_remove(p->f, &p->life);
 	event_free(p->timer);
-	event_free(p->flush);
 	if (p->client[0] && dict_get(p->f->longpoll->polls, p->client) == p)
 		dict_del(p->f->longpoll->polls, p->client);
-	p->f->metrics.connections[TRANSPORT_POLL]--;
 	httpconn_release(p->c);
 	free(p);
 }
@@ -169,16 +171,24 @@ static void answer(struct poll_req *p)
 	poll_free(p);
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+static void answer_now(struct client *life)
 {
-	answer(arg);
+	answer(container_of(life, struct poll_req, life));
 }
 
-/* Answer from a callback of our own: the hub may be mid fan-out now. */
+static void no_drain(struct client *life, int retry_ms)
+{
+	/* drained through its httpconn (waiter_drain) */
+}
+
+static const struct client_ops poll_life_ops = { .drain = no_drain, .destroy = answer_now };
+
+/* Answer at the end of this loop turn: the hub may be mid fan-out now, and
+ * more of the turn's messages may come. */
 static void answer_soon(struct poll_req *p)
 {
 	if (!p->done)
-		event_active(p->flush, EV_TIMEOUT, 0);
+		client_close(p->f, &p->life);
 }
 
 static void subscription_answered(struct poll_req *p)
@@ -281,16 +291,13 @@ static void waiter_gone(void *arg)
 	poll_free(p);
 }
 
-static void waiter_drain(void *arg)
+static void waiter_drain(void *arg, int retry_ms)
 {
 	struct poll_req *p = arg;
 	if (p->done)
 		return;
 	p->done = 1;
-	uint32_t r;
-	evutil_secure_rng_get_bytes(&r, sizeof(r));
-	int max = p->f->cfg->reconnect_delay_ms;
-	admission_retry_later(p->c, max > 0 ? (int)(r % (uint32_t)max) : 0);
+	admission_retry_later(p->c, retry_ms);
 	poll_free(p);
 }
 
@@ -353,14 +360,12 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	p->reset_ch = xcalloc((size_t)n, sizeof(*p->reset_ch));
 	p->reset_reason = xcalloc((size_t)n, sizeof(*p->reset_reason));
 	p->timer = evtimer_new(f->base, timer_cb, p);
-	p->flush = event_new(f->base, -1, 0, flush_cb, p);
 	const char *cors = httpconn_cors_origin(c);
 	if (cors && strlen(cors) < sizeof(p->cors))
 		strcpy(p->cors, cors);
 	httpconn_hold(c);
 	httpconn_wait(c, &poll_waiter, p);
-	f->metrics.connections[TRANSPORT_POLL]++;
-	f->metrics.connections_total[TRANSPORT_POLL]++;
+	client_attach(f, &p->life, &poll_life_ops, TRANSPORT_POLL);
 
 	if (p->client[0]) {
 		struct poll_req *older = dict_get(f->longpoll->polls, p->client);

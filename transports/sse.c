@@ -23,6 +23,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "clients.h"
+#include "container.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "flush.h"
@@ -44,7 +45,7 @@
 enum sse_state { SSE_STARTING, SSE_OPEN, SSE_DEAD };
 
 struct sse_conn {
-	struct client_link link;
+	struct client client;
 	struct ferry *f;
 	struct bufferevent *bev;
 	struct session *session;
@@ -58,8 +59,6 @@ struct sse_conn {
 	char cors[200];          /* Access-Control-Allow-Origin value, or "" */
 	struct cursor *cursors;
 	int ncursors;
-	int in_callback;
-	struct event *reaper;    /* frees a stream that ended outside its callbacks */
 	struct event *start_ev;  /* writes the headers once every channel answered */
 	/* Output is written at the end of the loop turn, straight to the socket
 	 * (flush.c): a bufferevent would arm and disarm its write event (two
@@ -111,25 +110,12 @@ static void send_event_json(struct sse_conn *s, const struct proto_event *ev)
 	free(json);
 }
 
-static void sse_destroy(struct sse_conn *s);
-
-static void reap_later(evutil_socket_t fd, short what, void *arg)
-{
-	sse_destroy(arg);
-}
-
-/* The stream is over. Freed at the end of the current callback of this
- * connection, or, when we are in someone else's (the hub's fan-out), from a
- * one-shot event of its own: never under the caller's feet. */
+/* The stream is over: freed when no callback of its own runs (clients.h),
+ * never under the feet of someone else's (the hub's fan-out). */
 static void mark_dead(struct sse_conn *s)
 {
-	if (s->state == SSE_DEAD)
-		return;
 	s->state = SSE_DEAD;
-	if (s->in_callback == 0) {
-		s->reaper = evtimer_new(s->f->base, reap_later, s);
-		event_active(s->reaper, EV_TIMEOUT, 0);
-	}
+	client_close(s->f, &s->client);
 }
 
 /* Hand the socket to a lingering close, which writes what is queued. */
@@ -299,20 +285,10 @@ static void sse_destroy(struct sse_conn *s)
 		bufferevent_free(s->bev);
 	if (s->early)
 		evbuffer_free(s->early);
-	if (s->reaper)
-		event_free(s->reaper);
 	event_free(s->start_ev);
-	clients_remove(f, &s->link);
-	f->metrics.connections[TRANSPORT_SSE]--;
+	client_remove(f, &s->client);
 	free(s->cursors);
 	free(s);
-	clients_gone(f);
-}
-
-static void reap(struct sse_conn *s)
-{
-	if (--s->in_callback == 0 && s->state == SSE_DEAD)
-		sse_destroy(s);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -325,7 +301,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct sse_conn *s = arg;
-	s->in_callback++;
+	client_enter(&s->client);
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->state == SSE_OPEN) {
 		/* The read timeout is the heartbeat tick: clients never write. An
 		 * event, not a comment: some proxies swallow comment-only traffic. */
@@ -334,23 +310,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	} else {
 		mark_dead(s);
 	}
-	reap(s);
+	client_leave(s->f, &s->client);
 }
 
-static void drain_cb(struct client_link *link, int retry_ms)
+static void drain_cb(struct client *link, int retry_ms)
 {
-	struct sse_conn *s = (struct sse_conn *)link;
-	s->in_callback++;
+	struct sse_conn *s = container_of(link, struct sse_conn, client);
+	client_enter(&s->client);
 	t_close(s, TRANSPORT_CLOSE_RESTART, "draining", retry_ms);
-	reap(s);
+	client_leave(s->f, &s->client);
 }
 
-static void destroy_cb(struct client_link *link)
+static void destroy_cb(struct client *link)
 {
-	sse_destroy((struct sse_conn *)link);
+	sse_destroy(container_of(link, struct sse_conn, client));
 }
 
-static const struct client_link_ops sse_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+static const struct client_ops sse_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 void sse_start(struct httpconn *c, const struct http_request *req)
 {
@@ -402,9 +378,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 
-	clients_add(f, &s->link, &sse_link_ops, 1, s->peer);
-	f->metrics.connections[TRANSPORT_SSE]++;
-	f->metrics.connections_total[TRANSPORT_SSE]++;
+	client_add(f, &s->client, &sse_client_ops, TRANSPORT_SSE, 1, s->peer);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_set_timeouts(s->bev, f->tv_heartbeat, NULL);
 	/* writes go through flush.c, which arms EV_WRITE only when blocked */
@@ -413,7 +387,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	s->flush.cb = sse_flush;
 	s->flush.arg = s;
 
-	s->in_callback++;
+	client_enter(&s->client);
 	if (padded) {
 		char *p = sse_padding(SSE_PADDING);
 		evbuffer_add(s->early, p, SSE_PADDING);
@@ -428,5 +402,5 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 		session_subscribe(s->session, cursors[i].channel,
 				  cursors[i].id[0] ? cursors[i].id : NULL, NULL);
 	log_debug("sse %s: open, %d channels%s", s->peer, n, padded ? ", padded" : "");
-	reap(s);
+	client_leave(s->f, &s->client);
 }

@@ -2,9 +2,9 @@
  * message-level rules of RFC 6455 (fragments, UTF-8, size), ping/pong, the
  * close handshake, and ferry's JSON protocol through a session.
  *
- * Lifetime: a connection is freed only at the end of one of its own
- * bufferevent callbacks (ws_reap), never from inside the hub's fan-out or a
- * session call, so "close" anywhere else only changes the state. */
+ * Lifetime (clients.h): WS_DEAD is client_close(); the connection is freed
+ * when its own callback returns, never inside the hub's fan-out or a
+ * session call. */
 #include "websocket.h"
 
 #include <event2/buffer.h>
@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "bucket.h"
 #include "clients.h"
+#include "container.h"
 #include "cursor.h"
 #include "ferry.h"
 #include "flush.h"
@@ -45,7 +46,7 @@
 enum ws_state {
 	WS_OPEN,       /* frames both ways */
 	WS_CLOSE_SENT, /* our Close is out; waiting for the peer's (bounded) */
-	WS_DEAD,       /* freed when the current callback returns */
+	WS_DEAD,       /* closed (client_close): freed when no callback of its own runs */
 };
 
 struct ws_conn {
@@ -69,7 +70,7 @@ struct ws_conn {
 	 * WS_BATCH_MAX messages) goes through the evbuffer, this first. */
 	struct message *batch[WS_BATCH_MAX];
 
-	struct client_link link;
+	struct client client;
 	struct session *session; /* WS_MODE_FERRY only */
 	struct bufferevent *bev;
 	enum ws_mode mode;
@@ -88,16 +89,21 @@ struct ws_conn {
 	size_t ctl_len;
 
 	int awaiting_pong;
-	int in_callback;
 	int throttled;           /* over --rate-messages: not reading until throttle fires */
 	struct bucket rate;
 	struct event *throttle;  /* made the first time the client goes over */
 	char peer[64];
 };
 
-static struct ws_conn *ws_of(struct client_link *link)
+static struct ws_conn *ws_of(struct client *c)
 {
-	return (struct ws_conn *)((char *)link - offsetof(struct ws_conn, link));
+	return container_of(c, struct ws_conn, client);
+}
+
+static void set_dead(struct ws_conn *w)
+{
+	w->state = WS_DEAD;
+	client_close(w->f, &w->client);
 }
 
 static const char *const ferry_protocols[] = { "ferry.v1", NULL };
@@ -207,7 +213,7 @@ static void start_flushing(struct ws_conn *w)
 	struct bufferevent *bev = w->bev;
 	batch_spill(w, 0);
 	w->bev = NULL;
-	w->state = WS_DEAD;
+	set_dead(w);
 	flush_cancel(w->f, &w->flush);
 	linger_close(w->f, bev);
 }
@@ -244,21 +250,12 @@ static void ws_destroy(struct ws_conn *w)
 		message_unref(w->batch[i]);
 	if (w->bev)
 		bufferevent_free(w->bev);
-	clients_remove(f, &w->link);
-	f->metrics.connections[TRANSPORT_WS]--;
+	client_remove(f, &w->client);
 	free(w->msg);
 	free(w->ctl);
 	if (w->throttle)
 		event_free(w->throttle);
 	free(w);
-	clients_gone(f);
-}
-
-/* Every callback ends here: free the connection if it died meanwhile. */
-static void ws_reap(struct ws_conn *w)
-{
-	if (--w->in_callback == 0 && w->state == WS_DEAD)
-		ws_destroy(w);
 }
 
 /* transport_ops for the session */
@@ -583,13 +580,13 @@ static void process_input(struct ws_conn *w)
 static void throttle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ws_conn *w = arg;
-	w->in_callback++;
+	client_enter(&w->client);
 	w->throttled = 0;
 	if (reading(w)) {
 		bufferevent_enable(w->bev, EV_READ);
 		process_input(w); /* what arrived before the pause */
 	}
-	ws_reap(w);
+	client_leave(w->f, &w->client);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -601,19 +598,19 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct ws_conn *w = arg;
-	w->in_callback++;
+	client_enter(&w->client);
 	if (w->awaiting_pong && w->state == WS_OPEN) {
 		w->awaiting_pong = 0; /* any input proves the peer is alive */
 		bufferevent_set_timeouts(w->bev, w->f->tv_ws_ping, NULL);
 	}
 	process_input(w);
-	ws_reap(w);
+	client_leave(w->f, &w->client);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct ws_conn *w = arg;
-	w->in_callback++;
+	client_enter(&w->client);
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && w->state == WS_OPEN) {
 		if (!w->awaiting_pong) {
 			w->awaiting_pong = 1;
@@ -623,14 +620,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		} else {
 			log_info("ws %s: no pong, dropping", w->peer);
 			w->f->metrics.errors[ERR_WS_PING_TIMEOUT]++;
-			w->state = WS_DEAD;
+			set_dead(w);
 		}
 	} else {
 		if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && w->state == WS_OPEN)
 			log_debug("ws %s: connection lost", w->peer);
-		w->state = WS_DEAD;
+		set_dead(w);
 	}
-	ws_reap(w);
+	client_leave(w->f, &w->client);
 }
 
 /* Close 1012 (Service Restart) with a reason the client can parse,
@@ -642,17 +639,17 @@ static void close_restart(struct ws_conn *w, int retry_ms)
 	ws_close(w, WS_CLOSE_RESTART, reason);
 }
 
-static void drain_cb(struct client_link *link, int retry_ms)
+static void drain_cb(struct client *link, int retry_ms)
 {
 	close_restart(ws_of(link), retry_ms);
 }
 
-static void destroy_cb(struct client_link *link)
+static void destroy_cb(struct client *link)
 {
 	ws_destroy(ws_of(link));
 }
 
-static const struct client_link_ops ws_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+static const struct client_ops ws_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 /* The handshake */
 
@@ -752,9 +749,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	evbuffer_add(out, "\r\n", 2);
 	w->buffered = 1;
 
-	clients_add(f, &w->link, &ws_link_ops, 1, w->peer);
-	f->metrics.connections[TRANSPORT_WS]++;
-	f->metrics.connections_total[TRANSPORT_WS]++;
+	client_add(f, &w->client, &ws_client_ops, TRANSPORT_WS, 1, w->peer);
 	bufferevent_setcb(w->bev, read_cb, write_cb, event_cb, w);
 	bufferevent_set_timeouts(w->bev, f->tv_ws_ping, NULL);
 	/* writes go through flush.c, which arms EV_WRITE only when blocked */
@@ -767,7 +762,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	flush_mark(f, &w->flush); /* the 101 */
 	log_debug("ws %s: open (%s)", w->peer, mode == WS_MODE_ECHO ? "echo" : "ferry");
 
-	w->in_callback++;
+	client_enter(&w->client);
 	if (mode == WS_MODE_FERRY) {
 		w->session = session_new(f, &ws_transport, w);
 		if (!id.authenticated && auth_required(f))
@@ -784,5 +779,5 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	free(cookie);
 	/* Frames the client sent right behind its handshake. */
 	process_input(w);
-	ws_reap(w);
+	client_leave(w->f, &w->client);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "clients.h"
+#include "container.h"
 #include "ferry.h"
 #include "linger.h"
 #include "log.h"
@@ -22,26 +23,34 @@
 #define TUNNEL_PAUSE_BYTES (256 * 1024)
 
 struct tunnel {
-	struct client_link link;
+	struct client base;
 	struct ferry *f;
 	struct bufferevent *client, *up;
 	int connected;
+	int flush_client; /* at the end, write what the client is owed first */
 	char peer[64];
 };
 
-static void tunnel_free(struct tunnel *t, int flush_client)
+static void tunnel_destroy(struct tunnel *t)
 {
 	struct ferry *f = t->f;
 	if (t->up)
 		bufferevent_free(t->up);
-	if (flush_client)
+	client_remove(f, &t->base);
+	if (t->flush_client)
 		linger_close(f, t->client);
 	else
 		bufferevent_free(t->client);
-	clients_remove(f, &t->link);
-	f->metrics.connections[TRANSPORT_TUNNEL]--;
 	free(t);
-	clients_gone(f);
+}
+
+/* End both sides; flush_client: the client still gets what it is owed.
+ * Freed when the callback that ends it returns (clients.h). */
+static void tunnel_end(struct tunnel *t, int flush_client)
+{
+	if (!t->base.closed)
+		t->flush_client = flush_client;
+	client_close(t->f, &t->base);
 }
 
 static struct bufferevent *other(struct tunnel *t, struct bufferevent *bev)
@@ -70,9 +79,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	bufferevent_enable(other(t, bev), EV_READ); /* below the low mark again */
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void on_event(struct tunnel *t, struct bufferevent *bev, short what)
 {
-	struct tunnel *t = arg;
 	if (bev == t->up && (what & BEV_EVENT_CONNECTED)) {
 		t->connected = 1;
 		bufferevent_set_timeouts(t->up, NULL, NULL);
@@ -85,25 +93,33 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("tunnel %s: upstream %s", t->peer,
 			 (what & BEV_EVENT_TIMEOUT) ? "timed out" : "unreachable");
 		evbuffer_add(bufferevent_get_output(t->client), bad, sizeof(bad) - 1);
-		tunnel_free(t, 1);
+		tunnel_end(t, 1);
 		return;
 	}
 	/* one side closed: the client still gets what the app said */
-	tunnel_free(t, bev == t->up);
+	tunnel_end(t, bev == t->up);
 }
 
-static void drain_cb(struct client_link *link, int retry_ms)
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	client_enter(&t->base);
+	on_event(t, bev, what);
+	client_leave(t->f, &t->base);
+}
+
+static void drain_cb(struct client *link, int retry_ms)
 {
 	/* opaque bytes: ferry cannot say goodbye inside the app's protocol,
 	 * and the app is not going away; the tunnel ends at exit */
 }
 
-static void destroy_cb(struct client_link *link)
+static void destroy_cb(struct client *link)
 {
-	tunnel_free((struct tunnel *)link, 0);
+	tunnel_destroy(container_of(link, struct tunnel, base));
 }
 
-static const struct client_link_ops tunnel_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+static const struct client_ops tunnel_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *head,
 		  const char *peer)
@@ -112,9 +128,7 @@ void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *
 	t->f = f;
 	t->client = client;
 	snprintf(t->peer, sizeof(t->peer), "%s", peer);
-	clients_add(f, &t->link, &tunnel_link_ops, 1, peer);
-	f->metrics.connections[TRANSPORT_TUNNEL]++;
-	f->metrics.connections_total[TRANSPORT_TUNNEL]++;
+	client_add(f, &t->base, &tunnel_client_ops, TRANSPORT_TUNNEL, 1, peer);
 	t->up = upstream_connect(f->upstream);
 	if (!t->up) {
 		evbuffer_free(head);

@@ -23,11 +23,6 @@ int log_set_level_name(const char *name)
 	return -1;
 }
 
-void log_set_level(enum log_level level)
-{
-	current_level = level;
-}
-
 int log_enabled(enum log_level level)
 {
 	return level <= current_level;

@@ -6,7 +6,6 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Set once at startup from the configuration; returns -1 for an unknown name. */
 int log_set_level_name(const char *name);
-void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -1,6 +1,7 @@
 /* protocol.h -- ferry's JSON protocol: client operations in, server frames
- * out. The only file that knows jansson. Pure: no I/O. Every frame built here
- * is a malloc'd NUL-terminated string the caller frees (or hands on). */
+ * out. With jwt.c (token claims), the only code that knows jansson. Pure:
+ * no I/O. Every frame built here is a malloc'd NUL-terminated string the
+ * caller frees (or hands on). */
 #ifndef FERRY_PROTOCOL_H
 #define FERRY_PROTOCOL_H
 

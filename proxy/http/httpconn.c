@@ -13,6 +13,7 @@
 
 #include "accesslog.h"
 #include "clients.h"
+#include "container.h"
 #include "ferry.h"
 #include "flush.h"
 #include "http.h"
@@ -27,15 +28,14 @@
 enum phase { PHASE_IDLE, PHASE_HEADERS, PHASE_BODY, PHASE_RESPONDING };
 
 struct httpconn {
-	struct client_link link;
+	struct client client; /* holders are its callbacks: httpconn_hold() */
 	struct ferry *f;
 	const struct httpconn_handler *handler;
 	struct bufferevent *bev;
 	struct http_parser *parser;
 	struct event *timer;
 	enum phase phase;
-	int refs;
-	int gone;        /* socket closed; waiting for holders to release */
+	int gone;        /* socket closed or handed on; freed when holders release */
 	int keep_alive;  /* of the current request */
 	int in_handler;  /* inside process(): do not recurse or free */
 	const struct httpconn_waiter_ops *waiter;
@@ -136,23 +136,25 @@ void httpconn_set_status(struct httpconn *c, int status)
 }
 
 /* Close the socket now; the struct lives on while someone holds it. */
-static void conn_close(struct httpconn *c)
+static void close_socket(struct httpconn *c)
 {
-	struct ferry *f = c->f;
-	if (c->gone)
-		return;
-	httpconn_hold(c);
 	tell_waiter_gone(c);
 	request_ended(c);
 	c->gone = 1;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_del(c->timer);
-	clients_remove(f, &c->link);
-	f->metrics.connections[TRANSPORT_HTTP]--;
-	c->refs--;           /* the connection's own reference; ours keeps c alive */
-	httpconn_release(c); /* ours: c may be freed here */
-	clients_gone(f);
+	client_remove(c->f, &c->client);
+}
+
+static void conn_close(struct httpconn *c)
+{
+	if (c->gone)
+		return;
+	httpconn_hold(c);
+	close_socket(c);
+	client_close(c->f, &c->client);
+	httpconn_release(c); /* c may be freed here */
 }
 
 void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg)
@@ -172,13 +174,12 @@ const char *httpconn_cors_origin(const struct httpconn *c)
 
 void httpconn_hold(struct httpconn *c)
 {
-	c->refs++;
+	client_enter(&c->client);
 }
 
 void httpconn_release(struct httpconn *c)
 {
-	if (--c->refs == 0)
-		conn_free(c);
+	client_leave(c->f, &c->client);
 }
 
 int httpconn_gone(const struct httpconn *c)
@@ -371,10 +372,9 @@ struct bufferevent *httpconn_detach(struct httpconn *c)
 	c->bev = NULL;
 	c->gone = 1;
 	event_del(c->timer);
-	clients_remove(c->f, &c->link);
-	c->f->metrics.connections[TRANSPORT_HTTP]--;
+	client_remove(c->f, &c->client);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	httpconn_release(c); /* process() still holds one; freed when it returns */
+	client_close(c->f, &c->client); /* process() holds c; freed when it returns */
 	return bev;
 }
 
@@ -486,9 +486,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void drain_cb(struct client_link *link, int retry_ms)
+static void drain_cb(struct client *link, int retry_ms)
 {
-	struct httpconn *c = (struct httpconn *)link;
+	struct httpconn *c = container_of(link, struct httpconn, client);
 	/* An idle keep-alive connection just closes; one mid-request is answered
 	 * with Connection: close (httpconn_respond checks draining); a held
 	 * request is told to answer now. */
@@ -496,16 +496,25 @@ static void drain_cb(struct client_link *link, int retry_ms)
 		conn_close(c);
 	} else if (c->waiter) {
 		const struct httpconn_waiter_ops *w = c->waiter;
-		w->drain(c->waiter_arg);
+		w->drain(c->waiter_arg, retry_ms);
 	}
 }
 
-static void destroy_cb(struct client_link *link)
+/* Closed and not held (or at exit): free it. At exit a holder (an answer
+ * pending from the backend) may remain; then only the socket goes now, and
+ * the holder's release frees the struct. */
+static void destroy_cb(struct client *link)
 {
-	conn_close((struct httpconn *)link);
+	struct httpconn *c = container_of(link, struct httpconn, client);
+	if (!c->gone)
+		close_socket(c);
+	if (c->client.in_callback == 0)
+		conn_free(c);
+	else
+		c->client.closed = 1;
 }
 
-static const struct client_link_ops httpconn_link_ops = { .drain = drain_cb, .destroy = destroy_cb };
+static const struct client_ops httpconn_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
 void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct bufferevent *bev,
 		  const char *peer, int tls)
@@ -515,7 +524,6 @@ void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct buff
 	c->f = f;
 	c->handler = h;
 	c->bev = bev;
-	c->refs = 1;
 	c->tls = tls;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	struct http_limits limits = {
@@ -529,9 +537,7 @@ void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct buff
 	c->timer = evtimer_new(f->base, timer_cb, c);
 	c->phase = PHASE_RESPONDING; /* so enter_phase(IDLE) arms the timer */
 	enter_phase(c, PHASE_IDLE);
-	clients_add(f, &c->link, &httpconn_link_ops, 0, peer);
-	f->metrics.connections[TRANSPORT_HTTP]++;
-	f->metrics.connections_total[TRANSPORT_HTTP]++;
+	client_add(f, &c->client, &httpconn_client_ops, TRANSPORT_HTTP, 0, peer);
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (f->access_log)

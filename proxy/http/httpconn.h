@@ -61,7 +61,9 @@ void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers
  * when the client goes away or ferry drains; cleared by responding. */
 struct httpconn_waiter_ops {
 	void (*gone)(void *arg);  /* the client disconnected: do not respond */
-	void (*drain)(void *arg); /* ferry is draining: respond now */
+	/* ferry is draining: respond now, asking the client to come back
+	 * after retry_ms (spread by the drain) */
+	void (*drain)(void *arg, int retry_ms);
 };
 void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg);
 

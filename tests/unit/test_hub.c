@@ -85,7 +85,7 @@ static int setup_with(void **state, int argc, char **argv)
 	assert_int_equal(config_load(&fx->cfg, argc, argv, env), 0);
 	fx->f.cfg = &fx->cfg;
 	fx->f.base = event_base_new();
-	fx->f.clients = clients_new();
+	fx->f.clients = clients_new(&fx->f);
 	flush_init(&fx->f);
 	fx->f.hub = hub_new(&fx->f);
 	struct backend_events ev;
