@@ -71,6 +71,109 @@ static const struct timeval *common_timeout(struct event_base *base, int ms)
 	return event_base_init_common_timeout(base, &tv);
 }
 
+/* What ferryd is made of, started in this order and stopped in the
+ * reverse one. Each init returns 0, or -1 with a message in err. */
+
+static int clients_start(struct ferry *f, char *err, size_t errsz)
+{
+	f->clients = clients_new(f);
+	return 0;
+}
+
+static void clients_stop(struct ferry *f)
+{
+	clients_free(f->clients); /* every client left goes here, before what it uses */
+	f->clients = NULL;
+}
+
+static int hub_start(struct ferry *f, char *err, size_t errsz)
+{
+	f->hub = hub_new(f);
+	return 0;
+}
+
+static void hub_stop(struct ferry *f)
+{
+	hub_free(f->hub);
+}
+
+static int backend_start(struct ferry *f, char *err, size_t errsz)
+{
+	struct backend_events events;
+	hub_events(f->hub, &events);
+	const struct backend_ops *ops = f->cfg->redis_url ? &backend_redis_ops : &backend_memory_ops;
+	f->backend = ops->create(f->base, f->cfg, &events); /* it logs why it failed */
+	return f->backend ? 0 : -1;
+}
+
+static void backend_stop(struct ferry *f)
+{
+	f->backend->ops->destroy(f->backend);
+}
+
+static int upstream_start(struct ferry *f, char *err, size_t errsz)
+{
+	if (!f->cfg->upstream_url)
+		return 0;
+	f->upstream = upstream_new(f, f->cfg->upstream_url, err, errsz);
+	return f->upstream ? 0 : -1;
+}
+
+static void upstream_stop(struct ferry *f)
+{
+	upstream_free(f->upstream);
+}
+
+static int accesslog_start(struct ferry *f, char *err, size_t errsz)
+{
+	if (!f->cfg->access_log)
+		return 0;
+	f->access_log = accesslog_open(f->cfg->access_log);
+	if (!f->access_log)
+		snprintf(err, errsz, "cannot open --access-log %s: %s", f->cfg->access_log,
+			 strerror(errno));
+	return f->access_log ? 0 : -1;
+}
+
+static void accesslog_stop(struct ferry *f)
+{
+	accesslog_close(f->access_log);
+}
+
+static int tls_start(struct ferry *f, char *err, size_t errsz)
+{
+	if (!f->cfg->ntls_listen)
+		return 0;
+	f->tls = tls_new(f->cfg); /* it logs why it failed */
+	return f->tls ? 0 : -1;
+}
+
+static void tls_stop(struct ferry *f)
+{
+	tls_free(f->tls);
+}
+
+static const struct module {
+	int (*init)(struct ferry *f, char *err, size_t errsz); /* err: "" if it logged */
+	void (*free)(struct ferry *f);
+	int exit_code; /* when it does not start */
+} modules[] = {
+	/* the TLS context and the access log outlive every connection */
+	{ tls_start, tls_stop, 1 },
+	{ accesslog_start, accesslog_stop, 2 },
+	{ flush_init, flush_free, 2 },
+	{ hub_start, hub_stop, 2 },
+	{ backend_start, backend_stop, 2 },
+	{ longpoll_init, longpoll_free, 2 },
+	{ send_init, send_free, 2 },
+	{ publish_init, publish_free, 2 },
+	{ auth_init, auth_free, 2 },
+	{ upstream_start, upstream_stop, 2 },
+	{ callback_init, callback_free_rules, 2 },
+	/* last: it goes first at exit, while what its clients use is there */
+	{ clients_start, clients_stop, 2 },
+};
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -101,52 +204,17 @@ int main(int argc, char **argv)
 	f.tv_heartbeat = common_timeout(f.base, cfg.heartbeat_ms);
 	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
-	flush_init(&f);
-	f.clients = clients_new(&f);
-	f.hub = hub_new(&f);
-	struct backend_events events;
-	hub_events(f.hub, &events);
-	f.backend = (cfg.redis_url ? &backend_redis_ops : &backend_memory_ops)->create(f.base, &cfg,
-										       &events);
-	if (!f.backend) {
-		hub_free(f.hub);
-		clients_free(f.clients);
-		flush_free(&f);
-		event_base_free(f.base);
-		config_free(&cfg);
-		return 2;
-	}
-	longpoll_init(&f);
-	send_init(&f);
-	publish_init(&f);
-
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	char err[256];
-	if (auth_init(&f, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		rc = 2;
-		goto out;
-	}
-	if (cfg.upstream_url) {
-		if (!(f.upstream = upstream_new(&f, cfg.upstream_url, err, sizeof(err)))) {
-			log_error("%s", err);
-			rc = 2;
+	size_t started = 0;
+	for (; started < sizeof(modules) / sizeof(modules[0]); started++) {
+		err[0] = '\0';
+		if (modules[started].init(&f, err, sizeof(err)) < 0) {
+			if (err[0])
+				log_error("%s", err);
+			rc = modules[started].exit_code;
 			goto out;
 		}
-	}
-	if (callback_init(&f, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		rc = 2;
-		goto out;
-	}
-	if (cfg.access_log && !(f.access_log = accesslog_open(cfg.access_log))) {
-		log_error("cannot open --access-log %s: %s", cfg.access_log, strerror(errno));
-		rc = 2;
-		goto out;
-	}
-	if (cfg.ntls_listen && !(f.tls = tls_new(&cfg))) {
-		rc = 1;
-		goto out;
 	}
 	/* Signals are caught before the port opens: a SIGTERM sent as soon as
 	 * ferryd accepts connections must drain it, not kill it. They are
@@ -172,16 +240,8 @@ int main(int argc, char **argv)
 out:
 	listener_free(f.listener);
 	drain_free(f.drain);
-	clients_free(f.clients);
-	upstream_free(f.upstream);
-	auth_free(&f);
-	callback_free_rules(&f);
-	publish_free(&f);
-	send_free(&f);
-	longpoll_free(&f);
-	f.backend->ops->destroy(f.backend);
-	hub_free(f.hub);
-	flush_free(&f);
+	while (started > 0)
+		modules[--started].free(&f);
 	/* the signal events go last: a signal during teardown stays caught */
 	if (sigterm)
 		event_free(sigterm);
@@ -189,8 +249,6 @@ out:
 		event_free(sigint);
 	if (sighup)
 		event_free(sighup);
-	tls_free(f.tls);
-	accesslog_close(f.access_log);
 	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;

@@ -95,12 +95,9 @@ static void negotiate(struct httpconn *c)
 			    client, cfg->ws_ping_ms, cfg->heartbeat_ms, cfg->poll_timeout_ms,
 			    cfg->sse_recycle_bytes, cfg->client_publish ? "true" : "false",
 			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
-	char headers[300] = "Cache-Control: no-store\r\n";
-	const char *cors = httpconn_cors_origin(c);
-	if (cors)
-		snprintf(headers, sizeof(headers),
-			 "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
-			 cors);
+	char cors[256], headers[300];
+	httpconn_cors_headers(c, cors, sizeof(cors));
+	snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond_buffer(c, 200, headers, "application/json", body);
 	evbuffer_free(body);
 }

@@ -55,6 +55,15 @@ int admission_identity(struct httpconn *c, const struct http_request *req, struc
 	return -1;
 }
 
+int admission_next_channel(const char *query, size_t *pos, struct cursor *out)
+{
+	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
+	int len = http_query_next(query, "ch", pos, spec, sizeof(spec));
+	if (len == -1)
+		return 0;
+	return len < 0 || cursor_parse(spec, (size_t)len, out) < 0 ? -1 : 1;
+}
+
 int admission_channels(struct httpconn *c, const struct http_request *req, struct cursor **out,
 		       struct identity *id)
 {
@@ -62,17 +71,17 @@ int admission_channels(struct httpconn *c, const struct http_request *req, struc
 		return -1;
 	int max = httpconn_ferry(c)->cfg->max_subscriptions;
 	struct cursor *cursors = xcalloc((size_t)max, sizeof(*cursors));
-	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 	size_t pos = 0;
-	int n = 0, len;
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
-		if (len < 0 || n == max || cursor_parse(spec, (size_t)len, &cursors[n]) < 0 ||
-		    cursor_find(cursors, n, cursors[n].channel)) {
+	int n = 0, got;
+	struct cursor cur;
+	while ((got = admission_next_channel(req->query, &pos, &cur)) != 0) {
+		if (got < 0 || n == max || cursor_find(cursors, n, cur.channel)) {
 			free(cursors);
 			identity_clear(id);
 			httpconn_error(c, 400, "invalid, repeated or too many ch= parameters");
 			return -1;
 		}
+		cursors[n] = cur;
 		const char *why = auth_can_subscribe(httpconn_ferry(c), id, cursors[n].channel);
 		if (why) {
 			free(cursors);
@@ -140,7 +149,8 @@ static void check_answered(void *arg, const struct callback_result *r)
 	struct check_item *item = arg;
 	struct app_check *ac = item->ac;
 	item->cb = NULL; /* the callback frees itself after this returns */
-	int ok = !r->err && r->status >= 200 && r->status < 300;
+	enum callback_verdict verdict = callback_verdict(r);
+	int ok = verdict == CALLBACK_ALLOW;
 	if (ok && --ac->pending > 0)
 		return;
 	struct httpconn *c = ac->c;
@@ -151,7 +161,7 @@ static void check_answered(void *arg, const struct callback_result *r)
 	if (!httpconn_gone(c)) {
 		if (ok)
 			start(c, httpconn_request(c)); /* still the current request: nothing answered it */
-		else if (r->err || r->status < 400 || r->status >= 500)
+		else if (verdict == CALLBACK_UNAVAILABLE)
 			httpconn_error(c, 503, "the app could not say whether you may subscribe");
 		else
 			httpconn_error(c, 403, "the app refused this subscription");
@@ -165,17 +175,17 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req,
 	struct ferry *f = httpconn_ferry(c);
 	if (!f->callbacks)
 		return 0;
-	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2], client[PROTO_MAX_CLIENT_ID + 1] = "";
+	char client[PROTO_MAX_CLIENT_ID + 1] = "";
 	size_t pos = 0;
-	int len;
+	int got;
 	if (http_query_next(req->query, "client", &pos, client, sizeof(client)) < 0 ||
 	    !proto_client_id_valid(client))
 		client[0] = '\0';
 	struct app_check *ac = NULL;
 	pos = 0;
-	while ((len = http_query_next(req->query, "ch", &pos, spec, sizeof(spec))) != -1) {
-		struct cursor cur;
-		if (len < 0 || cursor_parse(spec, (size_t)len, &cur) < 0)
+	struct cursor cur;
+	while ((got = admission_next_channel(req->query, &pos, &cur)) != 0) {
+		if (got < 0)
 			continue; /* the transport answers 400 for it */
 		const char *path = callback_find(f, CALLBACK_SUBSCRIBE, cur.channel);
 		if (!path)

@@ -4,6 +4,8 @@
 #ifndef FERRY_ADMISSION_H
 #define FERRY_ADMISSION_H
 
+#include <stddef.h>
+
 struct httpconn;
 struct http_request;
 struct cursor;
@@ -11,6 +13,11 @@ struct identity;
 
 /* 0 to go on; -1 when the request was refused (405, 403, 503). */
 int admission_check(struct httpconn *c, const struct http_request *req);
+
+/* The next ch=NAME[,CURSOR] parameter of query after *pos (start at 0):
+ * 1 with it in *out, 0 when there is none left, -1 when it is too long or
+ * malformed. The one reading of ch= for every transport. */
+int admission_next_channel(const char *query, size_t *pos, struct cursor *out);
 
 /* Parse every ch=NAME[,CURSOR] (at least one, at most --max-subscriptions,
  * no channel twice) into a malloc'd array the caller frees, after reading

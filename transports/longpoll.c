@@ -58,7 +58,7 @@ struct poll_req {
 	struct event *timer;
 	char client[PROTO_MAX_CLIENT_ID + 1];
 	char callback[65];
-	char cors[200];
+	char cors[256]; /* the CORS header lines, or "" */
 	int done;
 };
 
@@ -68,10 +68,11 @@ struct longpoll {
 	struct dict *polls;
 };
 
-void longpoll_init(struct ferry *f)
+int longpoll_init(struct ferry *f, char *err, size_t errsz)
 {
 	f->longpoll = xcalloc(1, sizeof(*f->longpoll));
 	f->longpoll->polls = dict_new();
+	return 0;
 }
 
 void longpoll_free(struct ferry *f)
@@ -101,11 +102,6 @@ static void poll_free(struct poll_req *p)
 	free(p);
 }
 
-static void release_message(const void *data, size_t len, void *arg)
-{
-	message_unref(arg);
-}
-
 static const char *envelope(struct message *m, size_t *len)
 {
 	const char *bytes = message_wire(m, WIRE_POLL, len);
@@ -133,7 +129,7 @@ static void answer(struct poll_req *p)
 		const char *env = envelope(p->msgs[i], &len);
 		if (i)
 			evbuffer_add(body, ",", 1);
-		evbuffer_add_reference(body, env, len, release_message, message_ref(p->msgs[i]));
+		evbuffer_add_reference(body, env, len, message_release_ref, message_ref(p->msgs[i]));
 	}
 	f->metrics.messages_out += p->nmsgs;
 	const char *chans[64], *ids[64];
@@ -156,9 +152,7 @@ static void answer(struct poll_req *p)
 	size_t hl = (size_t)snprintf(headers, sizeof(headers),
 				     "Cache-Control: no-store, no-cache, must-revalidate\r\n"
 				     "Pragma: no-cache\r\nExpires: 0\r\n");
-	if (p->cors[0])
-		hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl,
-				       "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", p->cors);
+	hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl, "%s", p->cors);
 	for (int i = 0; i < p->nresets && hl < sizeof(headers); i++)
 		hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl, "%s%s=%s%s",
 				       i ? "" : "Ferry-Reset: ", p->reset_ch[i], p->reset_reason[i],
@@ -360,9 +354,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	p->reset_ch = xcalloc((size_t)n, sizeof(*p->reset_ch));
 	p->reset_reason = xcalloc((size_t)n, sizeof(*p->reset_reason));
 	p->timer = evtimer_new(f->base, timer_cb, p);
-	const char *cors = httpconn_cors_origin(c);
-	if (cors && strlen(cors) < sizeof(p->cors))
-		strcpy(p->cors, cors);
+	httpconn_cors_headers(c, p->cors, sizeof(p->cors));
 	httpconn_hold(c);
 	httpconn_wait(c, &poll_waiter, p);
 	client_attach(f, &p->life, &poll_life_ops, TRANSPORT_POLL);

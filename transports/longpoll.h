@@ -4,11 +4,14 @@
 #ifndef FERRY_LONGPOLL_H
 #define FERRY_LONGPOLL_H
 
+#include <stddef.h>
+
 struct ferry;
 struct httpconn;
 struct http_request;
 
-void longpoll_init(struct ferry *f);
+/* Module init and teardown (main.c); init returns 0, or -1 with err. */
+int longpoll_init(struct ferry *f, char *err, size_t errsz);
 void longpoll_free(struct ferry *f);
 
 /* Answer now (messages waiting, first poll, reset) or hold until a message

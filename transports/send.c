@@ -70,7 +70,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	dict_foreach(sc.f->send->senders, sweep_one, &sc);
 }
 
-void send_init(struct ferry *f)
+int send_init(struct ferry *f, char *err, size_t errsz)
 {
 	struct send *sd = xcalloc(1, sizeof(*sd));
 	sd->senders = dict_new();
@@ -78,6 +78,7 @@ void send_init(struct ferry *f)
 	struct timeval minute = { 60, 0 };
 	event_add(sd->sweep, &minute);
 	f->send = sd;
+	return 0;
 }
 
 static void free_one(void *value, void *arg)
@@ -172,8 +173,9 @@ static void app_answered(void *arg, const struct callback_result *r)
 {
 	struct batch *b = arg;
 	const struct proto_send_op *op = &b->ops.ops[b->next];
-	if (r->err || r->status < 200 || r->status >= 300) {
-		int no = !r->err && r->status >= 400 && r->status < 500; /* 5xx: could not say */
+	enum callback_verdict verdict = callback_verdict(r);
+	if (verdict != CALLBACK_ALLOW) {
+		int no = verdict == CALLBACK_FORBIDDEN;
 		b->err = r->err ? r->err : no ? "the app refused" : "the app could not answer";
 		b->err_status = no ? 403 : 503;
 		publish_next(b);
@@ -221,12 +223,9 @@ static void publish_next(struct batch *b)
 
 static void respond_json(struct httpconn *c, int status, const char *body)
 {
-	char headers[300] = "Cache-Control: no-store\r\n";
-	const char *cors = httpconn_cors_origin(c);
-	if (cors)
-		snprintf(headers, sizeof(headers),
-			 "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
-			 cors);
+	char cors[256], headers[300];
+	httpconn_cors_headers(c, cors, sizeof(cors));
+	snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond(c, status, headers, "application/json", body, strlen(body));
 }
 
@@ -257,9 +256,8 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 	}
 	/* Every operation is allowed, or none is published. */
 	for (size_t i = 0; i < batch.nops; i++) {
-		const char *why = callback_find(f, CALLBACK_PUBLISH, batch.ops[i].channel)
-					  ? NULL /* the app's to allow */
-					  : auth_can_publish(f, &id, batch.ops[i].channel);
+		const char *path;
+		const char *why = auth_publish_decider(f, &id, batch.ops[i].channel, &path);
 		if (why) {
 			char body[200];
 			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}", why);
@@ -303,12 +301,11 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 					 &s->last, &wait_s))
 				break;
 		if (wait_s > 0) {
-			char body[96], hdr[320];
-			const char *cors = httpconn_cors_origin(c);
+			char body[96], cors[256], hdr[320];
+			httpconn_cors_headers(c, cors, sizeof(cors));
 			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}", s->seq);
-			snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\nCache-Control: no-store\r\n%s%s%s",
-				 1 + (int)wait_s, cors ? "Access-Control-Allow-Origin: " : "",
-				 cors ? cors : "", cors ? "\r\nVary: Origin\r\n" : "");
+			snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
+				 1 + (int)wait_s, cors);
 			f->metrics.limited[LIMIT_CLIENT_RATE]++;
 			log_info("send %s: client %s over --rate-messages", httpconn_peer(c), s->id);
 			proto_send_release(&batch);

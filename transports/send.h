@@ -3,11 +3,14 @@
 #ifndef FERRY_SEND_H
 #define FERRY_SEND_H
 
+#include <stddef.h>
+
 struct ferry;
 struct httpconn;
 struct http_request;
 
-void send_init(struct ferry *f);
+/* Module init and teardown (main.c); init returns 0, or -1 with err. */
+int send_init(struct ferry *f, char *err, size_t errsz);
 void send_free(struct ferry *f);
 
 /* Publish the batch's new operations and answer 200 {"ack":N}, N the

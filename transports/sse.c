@@ -56,7 +56,7 @@ struct sse_conn {
 	int json;                /* format=json: data is the protocol envelope */
 	size_t sent;
 	char resets[256];        /* for the Ferry-Reset header */
-	char cors[200];          /* Access-Control-Allow-Origin value, or "" */
+	char cors[256];          /* the CORS header lines, or "" */
 	struct cursor *cursors;
 	int ncursors;
 	struct event *start_ev;  /* writes the headers once every channel answered */
@@ -141,8 +141,7 @@ static void write_headers(struct sse_conn *s)
 			    "X-Accel-Buffering: no\r\nConnection: close\r\n");
 	if (s->resets[0])
 		evbuffer_add_printf(o, "Ferry-Reset: %s\r\n", s->resets);
-	if (s->cors[0])
-		evbuffer_add_printf(o, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", s->cors);
+	evbuffer_add(o, s->cors, strlen(s->cors));
 	evbuffer_add(o, "\r\n", 2);
 	evbuffer_add_buffer(o, s->early);
 	evbuffer_free(s->early);
@@ -167,11 +166,6 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* transport_ops */
-
-static void release_message(const void *data, size_t len, void *arg)
-{
-	message_unref(arg);
-}
 
 static void t_send_message(void *t, struct message *m)
 {
@@ -208,7 +202,7 @@ static void t_send_message(void *t, struct message *m)
 		message_set_wire(m, w, enc, len);
 		bytes = enc;
 	}
-	evbuffer_add_reference(out(s), bytes, len, release_message, message_ref(m));
+	evbuffer_add_reference(out(s), bytes, len, message_release_ref, message_ref(m));
 	account(s, n + len);
 	/* A padded stream read by XHR keeps every byte: end it in time. */
 	if (s->state == SSE_OPEN && s->padded && s->sent > s->f->cfg->sse_recycle_bytes) {
@@ -371,9 +365,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	s->early = evbuffer_new();
 	s->awaiting = n;
 	s->start_ev = event_new(f->base, -1, 0, start_cb, s);
-	const char *cors = httpconn_cors_origin(c);
-	if (cors && strlen(cors) < sizeof(s->cors))
-		strcpy(s->cors, cors);
+	httpconn_cors_headers(c, s->cors, sizeof(s->cors));
 	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
 	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */

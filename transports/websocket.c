@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "auth.h"
 #include "bucket.h"
 #include "clients.h"
@@ -110,11 +111,6 @@ static const char *const ferry_protocols[] = { "ferry.v1", NULL };
 
 static void rate_limit(struct ws_conn *w);
 
-static void release_message(const void *data, size_t len, void *arg)
-{
-	message_unref(arg);
-}
-
 /* Empty the batch: the first `written` bytes of it reached the socket; the
  * rest moves to the evbuffer with its references, ahead of anything newer. */
 static void batch_spill(struct ws_conn *w, size_t written)
@@ -130,7 +126,7 @@ static void batch_spill(struct ws_conn *w, size_t written)
 		}
 		/* (only here: the bufferevent is one more cache miss) */
 		evbuffer_add_reference(bufferevent_get_output(w->bev), frame + written,
-				       len - written, release_message, m);
+				       len - written, message_release_ref, m);
 		w->buffered = 1;
 		written = 0;
 	}
@@ -285,7 +281,7 @@ static void t_send_message(void *t, struct message *m)
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
 		batch_spill(w, 0);
-		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, release_message,
+		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, message_release_ref,
 				       message_ref(m));
 		w->buffered = 1;
 	}
@@ -665,14 +661,12 @@ static void refuse(struct httpconn *c, int status, const char *headers, const ch
  * a 400 rather than a socket that closes at once. */
 static int channels_valid(const struct config *cfg, const char *query)
 {
-	char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 	size_t pos = 0;
-	int n = 0, len;
+	int n = 0, got;
 	struct cursor c;
-	while ((len = http_query_next(query, "ch", &pos, spec, sizeof(spec))) != -1) {
-		if (len < 0 || cursor_parse(spec, (size_t)len, &c) < 0 || ++n > cfg->max_subscriptions)
+	while ((got = admission_next_channel(query, &pos, &c)) != 0)
+		if (got < 0 || ++n > cfg->max_subscriptions)
 			return 0;
-	}
 	return 1;
 }
 
@@ -770,10 +764,10 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 		session_set_identity(w->session, &id); /* the session owns it now */
 		session_set_client(w->session, cookie, w->peer, 0);
 		session_open(w->session, cfg->ws_ping_ms);
-		char spec[PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2];
 		size_t pos = 0;
-		while (http_query_next(query, "ch", &pos, spec, sizeof(spec)) >= 0)
-			session_subscribe_spec(w->session, spec);
+		struct cursor ch;
+		while (admission_next_channel(query, &pos, &ch) > 0)
+			session_subscribe(w->session, ch.channel, ch.id[0] ? ch.id : NULL, NULL);
 	}
 	free(query);
 	free(cookie);

@@ -25,9 +25,10 @@ struct publish {
 	struct bucket bucket; /* --publish-rate: one for the whole API */
 };
 
-void publish_init(struct ferry *f)
+int publish_init(struct ferry *f, char *err, size_t errsz)
 {
 	f->publish = xcalloc(1, sizeof(*f->publish));
+	return 0;
 }
 
 void publish_free(struct ferry *f)

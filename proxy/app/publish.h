@@ -2,11 +2,14 @@
 #ifndef FERRY_PUBLISH_H
 #define FERRY_PUBLISH_H
 
+#include <stddef.h>
+
 struct ferry;
 struct httpconn;
 struct http_request;
 
-void publish_init(struct ferry *f);
+/* Module init and teardown (main.c); init returns 0, or -1 with err. */
+int publish_init(struct ferry *f, char *err, size_t errsz);
 void publish_free(struct ferry *f);
 
 /* Answer a request for PREFIX/publish/channel: 200 {"id":...} once the

@@ -69,3 +69,8 @@ int msg_pos_cmp(struct msg_pos a, struct msg_pos b)
 		return a.minor < b.minor ? -1 : 1;
 	return 0;
 }
+
+void message_release_ref(const void *data, size_t len, void *m)
+{
+	message_unref(m);
+}

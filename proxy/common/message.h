@@ -37,6 +37,9 @@ struct message *message_new(const char *channel, const char *id, struct msg_pos 
 			    const char *event, const char *data, size_t data_len);
 struct message *message_ref(struct message *m);
 void message_unref(struct message *m);
+/* For evbuffer_add_reference(..., message_release_ref, message_ref(m)):
+ * drops the reference when the evbuffer is done with the bytes. */
+void message_release_ref(const void *data, size_t len, void *m);
 
 /* The cached encoding for a wire format, or NULL if not built yet. */
 const char *message_wire(const struct message *m, enum wire w, size_t *len);

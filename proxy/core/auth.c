@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "callback.h"
 #include "ferry.h"
 #include "glob.h"
 #include "http.h"
@@ -123,4 +124,12 @@ const char *auth_can_publish(const struct ferry *f, const struct identity *id, c
 	if (!f->cfg->client_publish)
 		return "publishing from clients is disabled";
 	return NULL;
+}
+
+const char *auth_publish_decider(const struct ferry *f, const struct identity *id,
+				 const char *channel, const char **app_path)
+{
+	/* a channel whose messages go to the app is the app's to allow */
+	*app_path = callback_find(f, CALLBACK_PUBLISH, channel);
+	return *app_path ? NULL : auth_can_publish(f, id, channel);
 }

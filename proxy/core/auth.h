@@ -44,6 +44,11 @@ void identity_clear(struct identity *id);
 const char *auth_can_subscribe(const struct ferry *f, const struct identity *id,
 			       const char *channel);
 const char *auth_can_publish(const struct ferry *f, const struct identity *id, const char *channel);
+/* Who decides a client's message to channel: the app, when a publish
+ * callback covers the channel (*app_path is set; NULL is returned and the
+ * caller asks the app), else ferry's policy (auth_can_publish). */
+const char *auth_publish_decider(const struct ferry *f, const struct identity *id,
+				 const char *channel, const char **app_path);
 
 /* 1 when clients need a token to connect at all (--require-token). */
 int auth_required(const struct ferry *f);

@@ -229,16 +229,10 @@ static struct ask *ask_app(struct session *s, const char *path, int publish, con
 	return a;
 }
 
-/* A 4xx says no; a 5xx (or no answer) means the app could not say. */
-static int app_said_no(const struct callback_result *r)
-{
-	return !r->err && r->status >= 400 && r->status < 500;
-}
-
 static void app_refused(struct session *s, const long long *ref, const struct callback_result *r)
 {
 	char msg[80];
-	if (r->err || !app_said_no(r)) {
+	if (callback_verdict(r) != CALLBACK_FORBIDDEN) {
 		snprintf(msg, sizeof(msg), "the app could not answer (%d)", r->status);
 		send_error(s, ref, "unavailable", r->err ? r->err : msg);
 		return;
@@ -338,7 +332,7 @@ static void subscribe_answered(void *arg, const struct callback_result *r)
 	struct session *s = a->s;
 	const long long *ref = a->has_ref ? &a->ref : NULL;
 	LIST_REMOVE(a, entry);
-	if (!r->err && r->status >= 200 && r->status < 300) {
+	if (callback_verdict(r) == CALLBACK_ALLOW) {
 		if (r->answer.identity && !s->x->identity.authenticated)
 			snprintf(s->x->identity.name, sizeof(s->x->identity.name), "%s",
 				 r->answer.identity);
@@ -386,15 +380,6 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		return;
 	}
 	chan_start(s, channel, cursor, ref);
-}
-
-int session_subscribe_spec(struct session *s, const char *spec)
-{
-	struct cursor c;
-	if (cursor_parse(spec, strlen(spec), &c) < 0)
-		return -1;
-	session_subscribe(s, c.channel, c.id[0] ? c.id : NULL, NULL);
-	return 0;
 }
 
 static void unsubscribe(struct session *s, const char *channel, const long long *ref)
@@ -553,7 +538,7 @@ static void publish_answered(void *arg, const struct callback_result *r)
 	struct session *s = a->s;
 	const long long *ref = a->has_ref ? &a->ref : NULL;
 	LIST_REMOVE(a, entry);
-	if (r->err || r->status < 200 || r->status >= 300) {
+	if (callback_verdict(r) != CALLBACK_ALLOW) {
 		app_refused(s, ref, r);
 	} else if (r->answer.publish) {
 		char event[PROTO_MAX_EVENT + 1];
@@ -599,9 +584,8 @@ static void next_publish(struct session *s)
 static void publish(struct session *s, const struct proto_op *op)
 {
 	const long long *ref = op->has_ref ? &op->ref : NULL;
-	/* a channel whose messages go to the app is the app's to allow */
-	const char *path = callback_find(s->f, CALLBACK_PUBLISH, op->channel);
-	const char *why = path ? NULL : auth_can_publish(s->f, who(s), op->channel);
+	const char *path;
+	const char *why = auth_publish_decider(s->f, who(s), op->channel, &path);
 	if (why) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		send_error(s, ref, "forbidden", why);

@@ -31,10 +31,7 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 /* Handle one text frame from the client. */
 void session_handle(struct session *s, const char *json, size_t len);
 
-/* Parse "NAME" or "NAME,CURSOR" (the ?ch= query form) and subscribe. Returns
- * -1 when the channel name is not valid. */
-int session_subscribe_spec(struct session *s, const char *spec);
-
+/* How many channels the session is subscribed to, or being subscribed to. */
 int session_subscriptions(const struct session *s);
 /* Who the client is (auth.h), from the request, before subscribing: the
  * session takes it over (id is left empty) and, when the token has an

@@ -242,6 +242,13 @@ static void send_now(struct callback *c)
 
 /* Nothing here may call cb before callback_post returns: failures at the
  * start are reported from the loop (a zero timeout). */
+enum callback_verdict callback_verdict(const struct callback_result *r)
+{
+	if (r->err || r->status < 200 || r->status >= 500 || (r->status >= 300 && r->status < 400))
+		return CALLBACK_UNAVAILABLE;
+	return r->status < 300 ? CALLBACK_ALLOW : CALLBACK_FORBIDDEN;
+}
+
 struct callback *callback_post(struct ferry *f, const char *path, const char *body, size_t len,
 			       const char *cookie, const char *peer, callback_cb cb, void *arg)
 {

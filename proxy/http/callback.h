@@ -35,6 +35,14 @@ struct callback_result {
 };
 typedef void (*callback_cb)(void *arg, const struct callback_result *r);
 
+/* The one reading of an answer, for every question ferry asks the app. */
+enum callback_verdict {
+	CALLBACK_ALLOW,       /* 2xx */
+	CALLBACK_FORBIDDEN,   /* 4xx: the app says no (403 / "forbidden") */
+	CALLBACK_UNAVAILABLE, /* 5xx, no answer, a malformed one: it could not say (503) */
+};
+enum callback_verdict callback_verdict(const struct callback_result *r);
+
 /* POST body (JSON) to path. cookie and peer ("IP:PORT") may be NULL. cb is
  * called once, later, unless callback_cancel() came first. */
 struct callback *callback_post(struct ferry *f, const char *path, const char *body, size_t len,

@@ -57,11 +57,12 @@ void flush_now(struct bufferevent *bev)
 	evbuffer_freeze(out, 1);
 }
 
-void flush_init(struct ferry *f)
+int flush_init(struct ferry *f, char *err, size_t errsz)
 {
 	f->flush = xcalloc(1, sizeof(*f->flush));
 	TAILQ_INIT(&f->flush->pending);
 	f->flush->ev = event_new(f->base, -1, 0, flush_cb, f);
+	return 0;
 }
 
 void flush_free(struct ferry *f)

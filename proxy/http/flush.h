@@ -6,6 +6,7 @@
 #ifndef FERRY_FLUSH_H
 #define FERRY_FLUSH_H
 
+#include <stddef.h>
 #include <sys/queue.h>
 
 struct ferry;
@@ -20,7 +21,8 @@ struct flush_entry {
 
 TAILQ_HEAD(flush_list, flush_entry);
 
-void flush_init(struct ferry *f);
+/* Module init and teardown (main.c); init returns 0, or -1 with err. */
+int flush_init(struct ferry *f, char *err, size_t errsz);
 void flush_free(struct ferry *f);
 
 /* The connection has output: run e->cb(e->arg) once, at the end of this

@@ -163,13 +163,28 @@ void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, vo
 	c->waiter_arg = arg;
 }
 
-const char *httpconn_cors_origin(const struct httpconn *c)
+/* The request's Origin, if it is allowed and not the request's own host. */
+static const char *cors_origin(const struct httpconn *c)
 {
 	const struct http_request *req = http_parser_request(c->parser);
 	const char *origin = http_request_header(req, "Origin");
 	if (!origin || !origin_allowed(c->f->cfg, origin, http_request_header(req, "Host")))
 		return NULL;
 	return origin_same_host(origin, http_request_header(req, "Host")) ? NULL : origin;
+}
+
+size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz)
+{
+	const char *origin = cors_origin(c);
+	int n = origin ? snprintf(out, outsz, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+				  origin)
+		       : -1;
+	if (n < 0 || (size_t)n >= outsz) {
+		if (outsz)
+			out[0] = '\0';
+		return 0;
+	}
+	return (size_t)n;
 }
 
 void httpconn_hold(struct httpconn *c)

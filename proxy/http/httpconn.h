@@ -67,9 +67,11 @@ struct httpconn_waiter_ops {
 };
 void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg);
 
-/* The request's Origin, if it is allowed and not the request's own host:
- * the value for Access-Control-Allow-Origin, else NULL. */
-const char *httpconn_cors_origin(const struct httpconn *c);
+/* The CORS header lines for the request's Origin, when it is allowed and
+ * not the request's own host ("Access-Control-Allow-Origin: X"
+ * and "Vary: Origin", each ending in CRLF) into out, or "" when there is
+ * none or they do not fit in outsz. Returns their length. */
+size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz);
 
 /* Leave HTTP (a protocol upgrade): returns the bufferevent, whose input still
  * holds any bytes after the request; the httpconn is freed. */

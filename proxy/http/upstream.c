@@ -43,16 +43,16 @@ struct upstream {
 	int nidle;
 };
 
-struct upstream *upstream_new(struct ferry *f, const char *url, char *err, int errsz)
+struct upstream *upstream_new(struct ferry *f, const char *url, char *err, size_t errsz)
 {
 	if (strncmp(url, "http://", 7) != 0) {
-		snprintf(err, (size_t)errsz, "--upstream must be http://HOST[:PORT] (got '%s')", url);
+		snprintf(err, errsz, "--upstream must be http://HOST[:PORT] (got '%s')", url);
 		return NULL;
 	}
 	const char *auth = url + 7;
 	size_t alen = strcspn(auth, "/");
 	if (alen == 0 || alen >= 256 || (auth[alen] == '/' && auth[alen + 1] != '\0')) {
-		snprintf(err, (size_t)errsz, "--upstream must be http://HOST[:PORT] without a path");
+		snprintf(err, errsz, "--upstream must be http://HOST[:PORT] without a path");
 		return NULL;
 	}
 	struct upstream *u = xcalloc(1, sizeof(*u));
@@ -78,7 +78,7 @@ struct upstream *upstream_new(struct ferry *f, const char *url, char *err, int e
 	struct evutil_addrinfo *res = NULL;
 	int rc = evutil_getaddrinfo(host, port, &hints, &res);
 	if (rc != 0 || !res) {
-		snprintf(err, (size_t)errsz, "--upstream: cannot resolve '%s': %s", host,
+		snprintf(err, errsz, "--upstream: cannot resolve '%s': %s", host,
 			 evutil_gai_strerror(rc));
 		free(u);
 		return NULL;

@@ -3,13 +3,15 @@
 #ifndef FERRY_UPSTREAM_H
 #define FERRY_UPSTREAM_H
 
+#include <stddef.h>
+
 struct ferry;
 struct upstream;
 struct bufferevent;
 
 /* Parse url ("http://HOST[:PORT]") and resolve it, now, once. NULL with a
  * message in err when it is not such a URL or does not resolve. */
-struct upstream *upstream_new(struct ferry *f, const char *url, char *err, int errsz);
+struct upstream *upstream_new(struct ferry *f, const char *url, char *err, size_t errsz);
 void upstream_free(struct upstream *u);
 
 /* A connection for one request: an idle one (*reused = 1) or a new one

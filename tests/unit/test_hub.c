@@ -86,7 +86,7 @@ static int setup_with(void **state, int argc, char **argv)
 	fx->f.cfg = &fx->cfg;
 	fx->f.base = event_base_new();
 	fx->f.clients = clients_new(&fx->f);
-	flush_init(&fx->f);
+	flush_init(&fx->f, NULL, 0);
 	fx->f.hub = hub_new(&fx->f);
 	struct backend_events ev;
 	hub_events(fx->f.hub, &ev);
