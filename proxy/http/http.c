@@ -1,7 +1,8 @@
 /* http.c -- llhttp glue: streaming callbacks into one request with limits.
  * llhttp hands us URL and header bytes in pieces that may split anywhere, so
- * they are copied into a per-request arena; offsets, not pointers, are kept
- * while parsing because the arena may move when it grows. */
+ * they are copied into a per-request arena (struct http_arena, below, which
+ * http_response.c shares); offsets, not pointers, are kept while parsing
+ * because the arena may move when it grows. */
 #include "http.h"
 
 #include <llhttp.h>
@@ -11,10 +12,6 @@
 
 #include "xmalloc.h"
 
-struct header_offsets {
-	uint32_t name, value;
-};
-
 enum span { SPAN_NONE, SPAN_URL, SPAN_FIELD, SPAN_VALUE };
 
 struct http_parser {
@@ -23,12 +20,9 @@ struct http_parser {
 	struct http_limits limits;
 	struct http_request req;
 
-	char *arena;
-	size_t arena_len, arena_cap;
+	struct http_arena arena; /* the URL, then the header fields */
 	size_t url_len, header_bytes;
 	enum span span;
-	struct header_offsets *offs;
-	unsigned noffs, cap_offs;
 	size_t body_cap;
 
 	int status;        /* response status on error */
@@ -51,24 +45,6 @@ static int fail(struct http_parser *p, int status, const char *why)
 	return -1;
 }
 
-static void arena_put(struct http_parser *p, const char *at, size_t len)
-{
-	if (p->arena_len + len + 1 > p->arena_cap) {
-		size_t cap = p->arena_cap ? p->arena_cap : 512;
-		while (cap < p->arena_len + len + 1)
-			cap *= 2;
-		p->arena = xrealloc(p->arena, cap);
-		p->arena_cap = cap;
-	}
-	memcpy(p->arena + p->arena_len, at, len);
-	p->arena_len += len;
-}
-
-static void arena_end_string(struct http_parser *p)
-{
-	arena_put(p, "", 1);
-}
-
 static int on_message_begin(llhttp_t *ll)
 {
 	parser_of(ll)->in_request = 1;
@@ -81,13 +57,13 @@ static int on_url(llhttp_t *ll, const char *at, size_t len)
 	p->url_len += len;
 	if (p->url_len > p->limits.max_request_line)
 		return fail(p, 414, "request URI too long");
-	arena_put(p, at, len);
+	http_arena_put(&p->arena, at, len);
 	return 0;
 }
 
 static int on_url_complete(llhttp_t *ll)
 {
-	arena_end_string(parser_of(ll));
+	http_arena_put(&parser_of(ll)->arena, "", 1);
 	return 0;
 }
 
@@ -112,19 +88,14 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
 	if (p->in_body)
 		return in_trailer(p, len) ? 0 : -1;
 	if (p->span != SPAN_FIELD) {
-		if (p->noffs == p->limits.max_headers)
+		if (p->arena.nfields == p->limits.max_headers)
 			return fail(p, 431, "too many header fields");
-		if (p->noffs == p->cap_offs) {
-			p->cap_offs = p->cap_offs ? p->cap_offs * 2 : 16;
-			p->offs = xrealloc(p->offs, p->cap_offs * sizeof(*p->offs));
-		}
-		p->offs[p->noffs].name = (uint32_t)p->arena_len;
-		p->offs[p->noffs].value = UINT32_MAX;
+		http_arena_field_begin(&p->arena);
 		p->span = SPAN_FIELD;
 	}
 	if (count_header_bytes(p, len) < 0)
 		return -1;
-	arena_put(p, at, len);
+	http_arena_put(&p->arena, at, len);
 	return 0;
 }
 
@@ -143,13 +114,13 @@ static int on_header_field_complete(llhttp_t *ll)
 		return 0;
 	if (p->span != SPAN_FIELD) /* no name bytes at all */
 		return fail(p, 400, "empty header name");
-	size_t start = p->offs[p->noffs].name;
-	if (p->arena_len == start)
+	size_t start = p->arena.fields[p->arena.nfields].name;
+	if (p->arena.len == start)
 		return fail(p, 400, "empty header name");
-	for (size_t i = start; i < p->arena_len; i++)
-		if (!is_tchar((unsigned char)p->arena[i]))
+	for (size_t i = start; i < p->arena.len; i++)
+		if (!is_tchar((unsigned char)p->arena.bytes[i]))
 			return fail(p, 400, "invalid header name");
-	arena_end_string(p);
+	http_arena_put(&p->arena, "", 1);
 	return 0;
 }
 
@@ -161,12 +132,12 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 	if (p->span != SPAN_VALUE) {
 		if (p->span != SPAN_FIELD) /* a value with no name before it */
 			return fail(p, 400, "empty header name");
-		p->offs[p->noffs].value = (uint32_t)p->arena_len;
+		http_arena_value_begin(&p->arena);
 		p->span = SPAN_VALUE;
 	}
 	if (count_header_bytes(p, len) < 0)
 		return -1;
-	arena_put(p, at, len);
+	http_arena_put(&p->arena, at, len);
 	return 0;
 }
 
@@ -177,14 +148,8 @@ static int on_header_value_complete(llhttp_t *ll)
 		return 0;
 	if (p->span == SPAN_NONE)
 		return fail(p, 400, "empty header name");
-	if (p->offs[p->noffs].value == UINT32_MAX) /* empty value: no data callback */
-		p->offs[p->noffs].value = (uint32_t)p->arena_len;
-	/* llhttp drops leading whitespace but keeps trailing (RFC 9110 5.5 OWS) */
-	while (p->arena_len > p->offs[p->noffs].value &&
-	       (p->arena[p->arena_len - 1] == ' ' || p->arena[p->arena_len - 1] == '\t'))
-		p->arena_len--;
-	arena_end_string(p);
-	p->noffs++;
+	http_arena_value_end(&p->arena);
+	http_arena_put(&p->arena, "", 1);
 	p->span = SPAN_NONE;
 	return 0;
 }
@@ -201,15 +166,10 @@ static int on_headers_complete(llhttp_t *ll)
 
 	/* The arena no longer moves until the next request: make pointers. */
 	r->method = llhttp_method_name((llhttp_method_t)ll->method);
-	r->url = p->arena;
+	r->url = p->arena.bytes;
 	r->http_major = ll->http_major;
 	r->http_minor = ll->http_minor;
-	r->headers = xrealloc(r->headers, (p->noffs ? p->noffs : 1) * sizeof(*r->headers));
-	for (unsigned i = 0; i < p->noffs; i++) {
-		r->headers[i].name = p->arena + p->offs[i].name;
-		r->headers[i].value = p->arena + p->offs[i].value;
-	}
-	r->nheaders = p->noffs;
+	r->nheaders = http_arena_headers(&p->arena, &r->headers);
 	r->upgrade = ll->upgrade;
 	r->content_length = (ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1;
 	r->chunked = (ll->flags & F_CHUNKED) != 0;
@@ -280,8 +240,7 @@ void http_parser_free(struct http_parser *p)
 {
 	if (!p)
 		return;
-	free(p->arena);
-	free(p->offs);
+	http_arena_free(&p->arena);
 	free(p->req.headers);
 	free(p->req.body);
 	free((char *)p->req.path);
@@ -355,8 +314,8 @@ void http_parser_next(struct http_parser *p)
 	p->req.method = NULL;
 	p->req.nheaders = 0;
 	p->req.body_len = 0;
-	p->arena_len = p->url_len = p->header_bytes = 0;
-	p->noffs = 0;
+	http_arena_reset(&p->arena);
+	p->url_len = p->header_bytes = 0;
 	p->span = SPAN_NONE;
 	p->in_request = p->in_body = p->complete = 0;
 	/* A declined upgrade (h2c, or websocket on a plain route) is answered
@@ -390,6 +349,71 @@ int http_parser_in_request(const struct http_parser *p)
 int http_parser_in_body(const struct http_parser *p)
 {
 	return p->in_body;
+}
+
+/* ---- the head arena (http.h): this parser's and http_response.c's ---- */
+
+void http_arena_put(struct http_arena *a, const char *at, size_t len)
+{
+	if (a->len + len + 1 > a->cap) {
+		size_t cap = a->cap ? a->cap : 512;
+		while (cap < a->len + len + 1)
+			cap *= 2;
+		a->bytes = xrealloc(a->bytes, cap);
+		a->cap = cap;
+	}
+	memcpy(a->bytes + a->len, at, len);
+	a->len += len;
+}
+
+void http_arena_field_begin(struct http_arena *a)
+{
+	if (a->nfields == a->cap_fields) {
+		a->cap_fields = a->cap_fields ? a->cap_fields * 2 : 16;
+		a->fields = xrealloc(a->fields, a->cap_fields * sizeof(*a->fields));
+	}
+	a->fields[a->nfields].name = (uint32_t)a->len;
+	a->fields[a->nfields].value = UINT32_MAX;
+}
+
+void http_arena_value_begin(struct http_arena *a)
+{
+	struct http_arena_field *f = &a->fields[a->nfields];
+	if (f->value == UINT32_MAX)
+		f->value = (uint32_t)a->len;
+}
+
+void http_arena_value_end(struct http_arena *a)
+{
+	struct http_arena_field *f = &a->fields[a->nfields];
+	if (f->value == UINT32_MAX) /* an empty value: no data callback */
+		f->value = (uint32_t)a->len;
+	/* llhttp drops leading whitespace but keeps trailing (RFC 9110 5.5 OWS) */
+	while (a->len > f->value && (a->bytes[a->len - 1] == ' ' || a->bytes[a->len - 1] == '\t'))
+		a->len--;
+	a->nfields++;
+}
+
+unsigned http_arena_headers(const struct http_arena *a, struct http_header **headers)
+{
+	*headers = xrealloc(*headers, (a->nfields ? a->nfields : 1) * sizeof(**headers));
+	for (unsigned i = 0; i < a->nfields; i++) {
+		(*headers)[i].name = a->bytes + a->fields[i].name;
+		(*headers)[i].value = a->bytes + a->fields[i].value;
+	}
+	return a->nfields;
+}
+
+void http_arena_reset(struct http_arena *a)
+{
+	a->len = 0;
+	a->nfields = 0;
+}
+
+void http_arena_free(struct http_arena *a)
+{
+	free(a->bytes);
+	free(a->fields);
 }
 
 const char *http_request_header(const struct http_request *req, const char *name)

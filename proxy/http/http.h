@@ -82,4 +82,41 @@ int http_query_next(const char *query, const char *key, size_t *pos, char *out, 
 
 const char *http_status_text(int status);
 
+/* ---- the head arena, for the module's two llhttp parsers (http.c and
+ * http_response.c): not for use outside proxy/http/ ---- */
+
+/* llhttp hands over the start line and the header fields in pieces that
+ * may split anywhere; they are copied into one arena, each string followed
+ * by a NUL. Fields are kept by offset while the arena may still move (it
+ * grows by realloc); http_arena_headers() makes pointers once the head is
+ * complete. Limits are the caller's: it checks before each put. A zeroed
+ * struct is an empty arena. */
+struct http_arena_field {
+	uint32_t name, value; /* offsets; value is UINT32_MAX until it starts */
+};
+
+struct http_arena {
+	char *bytes;
+	size_t len, cap;
+	struct http_arena_field *fields;
+	unsigned nfields;    /* complete fields; fields[nfields] is the one being read */
+	unsigned cap_fields;
+};
+
+/* Append len bytes (put "" with len 1 to end a string). */
+void http_arena_put(struct http_arena *a, const char *at, size_t len);
+/* A field's name starts with the next byte put. */
+void http_arena_field_begin(struct http_arena *a);
+/* Its value starts with the next byte put (once; later calls do nothing). */
+void http_arena_value_begin(struct http_arena *a);
+/* Its value is complete: trailing blanks (RFC 9110 5.5 OWS, which llhttp
+ * keeps) are dropped and the field counts. The caller then ends the string. */
+void http_arena_value_end(struct http_arena *a);
+/* Point *headers (reallocated, owned by the caller) at the complete fields'
+ * names and values, valid until the next put or reset; returns their number. */
+unsigned http_arena_headers(const struct http_arena *a, struct http_header **headers);
+/* Empty it for the next message, keeping the memory. */
+void http_arena_reset(struct http_arena *a);
+void http_arena_free(struct http_arena *a);
+
 #endif

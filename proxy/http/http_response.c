@@ -1,7 +1,7 @@
 /* http_response.c -- llhttp glue for the app's responses. As in http.c,
  * llhttp hands over the status line and headers in pieces that may split
- * anywhere: they are gathered in an arena by offset (the arena may move),
- * and pointers are made once the head is complete. */
+ * anywhere: they are gathered in http.c's head arena by offset (the arena
+ * may move), and pointers are made once the head is complete. */
 #include "http_response.h"
 
 #include <llhttp.h>
@@ -12,10 +12,6 @@
 
 #include "xmalloc.h"
 
-struct field {
-	uint32_t name, value;
-};
-
 struct http_response_parser {
 	llhttp_t ll;
 	llhttp_settings_t settings;
@@ -23,11 +19,8 @@ struct http_response_parser {
 	void *arg;
 	size_t max_header_bytes;
 
-	char *arena;
-	size_t len, cap;
+	struct http_arena arena; /* "", the reason phrase, the header fields */
 	uint32_t reason;
-	struct field *fields;
-	unsigned nfields, cap_fields;
 	int in_field;         /* between a field's first name byte and its value's end */
 	int head_request;
 	int in_progress;
@@ -41,19 +34,12 @@ static struct http_response_parser *of(llhttp_t *ll)
 	return ll->data;
 }
 
+/* The whole head, NULs included, is held to max_header_bytes. */
 static int put(struct http_response_parser *p, const char *at, size_t n)
 {
-	if (p->len + n + 1 > p->max_header_bytes)
+	if (p->arena.len + n + 1 > p->max_header_bytes)
 		return -1;
-	if (p->len + n + 1 > p->cap) {
-		size_t cap = p->cap ? p->cap : 1024;
-		while (cap < p->len + n + 1)
-			cap *= 2;
-		p->arena = xrealloc(p->arena, cap);
-		p->cap = cap;
-	}
-	memcpy(p->arena + p->len, at, n);
-	p->len += n;
+	http_arena_put(&p->arena, at, n);
 	return 0;
 }
 
@@ -65,8 +51,7 @@ static int end_string(struct http_response_parser *p)
 static int on_message_begin(llhttp_t *ll)
 {
 	struct http_response_parser *p = of(ll);
-	p->len = 0;
-	p->nfields = 0;
+	http_arena_reset(&p->arena);
 	p->in_field = 0;
 	p->in_progress = 1;
 	p->reason = 0;
@@ -77,7 +62,7 @@ static int on_status(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_response_parser *p = of(ll);
 	if (!p->reason)
-		p->reason = (uint32_t)p->len;
+		p->reason = (uint32_t)p->arena.len;
 	return put(p, at, n);
 }
 
@@ -91,13 +76,7 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_response_parser *p = of(ll);
 	if (!p->in_field) {
-		if (p->nfields == p->cap_fields) {
-			p->cap_fields = p->cap_fields ? 2 * p->cap_fields : 32;
-			p->fields = xrealloc(p->fields, p->cap_fields * sizeof(*p->fields));
-		}
-		p->fields[p->nfields].name = (uint32_t)p->len;
-		p->fields[p->nfields].value = UINT32_MAX;
-		p->nfields++;
+		http_arena_field_begin(&p->arena);
 		p->in_field = 1;
 	}
 	return put(p, at, n);
@@ -116,9 +95,7 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 	struct http_response_parser *p = of(ll);
 	if (!p->in_field)
 		return -1;
-	struct field *f = &p->fields[p->nfields - 1];
-	if (f->value == UINT32_MAX)
-		f->value = (uint32_t)p->len;
+	http_arena_value_begin(&p->arena);
 	return put(p, at, n);
 }
 
@@ -127,11 +104,7 @@ static int on_header_value_complete(llhttp_t *ll)
 	struct http_response_parser *p = of(ll);
 	if (!p->in_field)
 		return -1;
-	struct field *f = &p->fields[p->nfields - 1];
-	if (f->value == UINT32_MAX) /* an empty value: no data callback */
-		f->value = (uint32_t)p->len;
-	while (p->len > f->value && (p->arena[p->len - 1] == ' ' || p->arena[p->len - 1] == '\t'))
-		p->len--;
+	http_arena_value_end(&p->arena);
 	p->in_field = 0;
 	return end_string(p);
 }
@@ -139,21 +112,17 @@ static int on_header_value_complete(llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
 	struct http_response_parser *p = of(ll);
-	p->headers = xrealloc(p->headers, (p->nfields ? p->nfields : 1) * sizeof(*p->headers));
-	for (unsigned i = 0; i < p->nfields; i++) {
-		p->headers[i].name = p->arena + p->fields[i].name;
-		p->headers[i].value = p->arena + p->fields[i].value;
-	}
+	unsigned nheaders = http_arena_headers(&p->arena, &p->headers);
 	int status = ll->status_code;
 	int no_body = p->head_request || (status >= 100 && status < 200) || status == 204 ||
 		      status == 304;
 	struct http_response_head head = {
 		.status = status,
-		.reason = p->arena + p->reason,
+		.reason = p->arena.bytes + p->reason,
 		.http_major = ll->http_major,
 		.http_minor = ll->http_minor,
 		.headers = p->headers,
-		.nheaders = p->nfields,
+		.nheaders = nheaders,
 		.content_length = (ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1,
 		.chunked = (ll->flags & F_CHUNKED) != 0,
 		.has_body = !no_body,
@@ -206,8 +175,7 @@ void http_response_parser_free(struct http_response_parser *p)
 {
 	if (!p)
 		return;
-	free(p->arena);
-	free(p->fields);
+	http_arena_free(&p->arena);
 	free(p->headers);
 	free(p);
 }

@@ -1,5 +1,6 @@
-/* redis.c -- the Redis backend: many ferry instances share channels, ids and
- * history through one Redis. The only file that knows hiredis.
+/* redis_channel.c -- the Redis backend's channels: publishing, history
+ * reads, and the subscription that brings each watched channel's live
+ * messages. redis.c keeps the connections these commands go out on.
  *
  * Layout (docs/PROTOCOL.md has it for backend services). Every key of a
  * channel carries the channel as a Redis Cluster hash tag:
@@ -12,19 +13,13 @@
  * loaded on every connect), so each is one atomic step and a service can
  * publish with FCALL from redis-cli.
  *
- * Connections: one for commands, one for SUBSCRIBE. A channel is subscribed
- * while a local client wants it. Replay, then live, with no gap: history is
- * read only after the SUBSCRIBE is confirmed, so a message is either in the
- * history answer or arrives on the subscription (or both: the hub drops the
- * overlap by position). After a reconnect every channel is subscribed again
- * and what was published meanwhile is read from its stream.
- *
- * Debian 12's hiredis 0.14 has no timeouts in its async API: ferry's own
- * watchdog drops a connection that stops answering, which fails its pending
- * commands (each publish then gets an error, never silence). */
-#include <event2/event.h>
+ * A channel is subscribed while a local client wants it. Replay, then live,
+ * with no gap: history is read only after the SUBSCRIBE is confirmed, so a
+ * message is either in the history answer or arrives on the subscription
+ * (or both: the hub drops the overlap by position). After a reconnect every
+ * channel is subscribed again and what was published meanwhile is read from
+ * its stream. */
 #include <event2/util.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -32,17 +27,13 @@
 #include <string.h>
 
 #include "backend.h"
-#include "config.h"
 #include "dict.h"
 #include "log.h"
 #include "message.h"
+#include "redis_int.h"
 #include "xmalloc.h"
 
-#define KEY_MAX 200
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-
-static const char ferry_library[] =
+const char redis_channel_library[] =
 	"#!lua name=ferry\n"
 	"local function epoch_of(keys, fresh, ttl)\n"
 	"  local e = redis.call('GET', keys[2])\n"
@@ -95,6 +86,7 @@ static const char ferry_library[] =
 	"end\n"
 	"redis.register_function('ferry_publish', publish)\n"
 	"redis.register_function('ferry_history', history)\n";
+const size_t redis_channel_library_len = sizeof(redis_channel_library) - 1;
 
 struct history_req {
 	struct redis_backend *rb;
@@ -119,61 +111,6 @@ struct rchan {
 	size_t nheld;
 };
 
-struct conn {
-	struct redis_backend *rb;
-	redisAsyncContext *ac;
-	int ready;               /* connected and set up */
-	int is_sub;
-	int backoff_ms;
-	long inflight;           /* commands without a reply yet */
-	struct timeval progress; /* last connect or reply */
-	struct event *retry;
-	const char *name;
-};
-
-struct redis_backend {
-	struct backend base;
-	const struct config *cfg;
-	struct event_base *evbase;
-	struct backend_events events;
-	char host[256];
-	int port, db;
-	struct conn cmd, sub;
-	struct dict *channels;   /* name -> struct rchan, for watched channels */
-	struct history_req *cmd_waiting; /* history asked while the command connection is down */
-	struct event *watchdog;
-	char ttl[24], maxlen[24];
-	int closing; /* destroying: disconnects are expected */
-};
-
-static void conn_start(struct conn *c);
-
-/* Parse redis://HOST[:PORT][/DB]. */
-static int parse_url(struct redis_backend *rb, const char *url)
-{
-	if (strncmp(url, "redis://", 8) != 0)
-		return -1;
-	const char *h = url + 8, *end = h + strcspn(h, ":/");
-	if (end == h || (size_t)(end - h) >= sizeof(rb->host))
-		return -1;
-	memcpy(rb->host, h, (size_t)(end - h));
-	rb->host[end - h] = '\0';
-	rb->port = 6379;
-	rb->db = 0;
-	char *rest;
-	if (*end == ':') {
-		rb->port = (int)strtol(end + 1, &rest, 10);
-		end = rest;
-	}
-	if (*end == '/' && end[1]) {
-		rb->db = (int)strtol(end + 1, &rest, 10);
-		end = rest;
-	}
-	if (*end == '/')
-		end++;
-	return (*end || rb->port <= 0 || rb->port > 65535 || rb->db < 0) ? -1 : 0;
-}
-
 static void keys_of(const char *channel, char *stream, char *epoch)
 {
 	snprintf(stream, KEY_MAX, "ferry:{%s}:stream", channel);
@@ -185,32 +122,6 @@ static void fresh_epoch(char out[9])
 	unsigned char r[4];
 	evutil_secure_rng_get_bytes(r, sizeof(r));
 	snprintf(out, 9, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
-}
-
-static void touch(struct conn *c)
-{
-	event_base_gettimeofday_cached(c->rb->evbase, &c->progress);
-}
-
-/* Send a command; returns -1 (and the callback is not called) when the
- * connection is not up. */
-static int command(struct conn *c, redisCallbackFn *fn, void *priv, int argc, const char **argv,
-		   const size_t *lens)
-{
-	if (!c->ac || !c->ready)
-		return -1;
-	if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
-		return -1;
-	if (c->inflight++ == 0)
-		touch(c);
-	return 0;
-}
-
-static void replied(struct conn *c)
-{
-	if (c->inflight > 0)
-		c->inflight--;
-	touch(c);
 }
 
 /* ---- channels ---- */
@@ -293,7 +204,7 @@ static void history_send(struct history_req *hr)
 {
 	struct redis_backend *rb = hr->rb;
 	if (!rb->cmd.ready) {
-		/* Redis is away: the answer waits for it (set_ready sends these) */
+		/* Redis is away: the answer waits for it (see redis_channel_send_waiting) */
 		hr->next = rb->cmd_waiting;
 		rb->cmd_waiting = hr;
 		return;
@@ -313,7 +224,7 @@ static void history_send(struct history_req *hr)
 	size_t lens[9];
 	for (int i = 0; i < 9; i++)
 		lens[i] = strlen(argv[i]);
-	if (command(&rb->cmd, history_reply, hr, 9, argv, lens) < 0) {
+	if (conn_command(&rb->cmd, history_reply, hr, 9, argv, lens) < 0) {
 		/* the connection is going away: ask again once it is back */
 		hr->next = rb->cmd_waiting;
 		rb->cmd_waiting = hr;
@@ -339,7 +250,7 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 	const redisReply *reply = r;
 	struct history_result res = { 0 };
 	if (ac)
-		replied(&rb->cmd);
+		conn_replied(&rb->cmd);
 	const char *status = reply && reply->type == REDIS_REPLY_ARRAY ? str_at(reply, 0) : NULL;
 	const char *epoch = status ? str_at(reply, 2) : NULL;
 	if (!reply && !rb->closing) {
@@ -399,8 +310,8 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 	history_req_free(hr);
 }
 
-static void redis_history(struct backend *b, const char *channel, const char *cursor,
-			  backend_history_cb cb, void *arg)
+void redis_channel_history(struct backend *b, const char *channel, const char *cursor,
+			   backend_history_cb cb, void *arg)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	struct history_req *hr = xcalloc(1, sizeof(*hr));
@@ -463,7 +374,7 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 	memcpy(name, pubsub + 7, plen - 12);
 	name[plen - 12] = '\0';
 	struct rchan *ch = dict_get(rb->channels, name);
-	touch(&rb->sub);
+	conn_touch(&rb->sub);
 	if (!ch)
 		return;
 	if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
@@ -498,7 +409,7 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 static void sub_command(struct redis_backend *rb, const char *verb, struct rchan *ch)
 {
 	if (!rb->sub.ac || !rb->sub.ready)
-		return; /* set_ready() subscribes every watched channel */
+		return; /* redis_channel_resubscribe() does it once the connection is up */
 	const char *argv[] = { verb, ch->pubsub };
 	size_t lens[] = { strlen(verb), strlen(ch->pubsub) };
 	redisAsyncCommandArgv(rb->sub.ac, sub_reply, NULL, 2, argv, lens);
@@ -510,7 +421,7 @@ static void subscribe(struct redis_backend *rb, struct rchan *ch)
 	sub_command(rb, "SUBSCRIBE", ch);
 }
 
-static void redis_watch(struct backend *b, const char *channel)
+void redis_channel_watch(struct backend *b, const char *channel)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	struct rchan *ch = rchan_get(rb, channel);
@@ -518,7 +429,7 @@ static void redis_watch(struct backend *b, const char *channel)
 		subscribe(rb, ch);
 }
 
-static void redis_unwatch(struct backend *b, const char *channel)
+void redis_channel_unwatch(struct backend *b, const char *channel)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	struct rchan *ch = dict_get(rb->channels, channel);
@@ -538,6 +449,64 @@ static void resubscribe_one(void *value, void *arg)
 		subscribe(arg, ch);
 }
 
+void redis_channel_resubscribe(struct redis_backend *rb)
+{
+	dict_foreach(rb->channels, resubscribe_one, rb);
+}
+
+static void mark_unsubscribed(void *value, void *arg)
+{
+	((struct rchan *)value)->subscribed = 0;
+}
+
+void redis_channel_unsubscribed(struct redis_backend *rb)
+{
+	dict_foreach(rb->channels, mark_unsubscribed, NULL);
+}
+
+/* ---- connections coming and going, and the end ---- */
+
+void redis_channel_send_waiting(struct redis_backend *rb)
+{
+	struct history_req *hr = rb->cmd_waiting;
+	rb->cmd_waiting = NULL;
+	while (hr) { /* oldest first is not needed: each stands alone */
+		struct history_req *next = hr->next;
+		hr->next = NULL;
+		history_send(hr);
+		hr = next;
+	}
+}
+
+static void free_channel(void *value, void *arg)
+{
+	struct rchan *ch = value;
+	for (size_t i = 0; i < ch->nheld; i++)
+		message_unref(ch->held[i]);
+	free(ch->held);
+	struct history_req *hr = ch->waiting;
+	while (hr) {
+		struct history_req *next = hr->next;
+		history_req_free(hr);
+		hr = next;
+	}
+	free(ch->name);
+	free(ch);
+}
+
+void redis_channel_free_all(struct redis_backend *rb)
+{
+	struct history_req *hr = rb->cmd_waiting;
+	while (hr) {
+		struct history_req *next = hr->next;
+		struct history_result res = { .error = "shutting down" };
+		hr->cb(hr->arg, &res);
+		history_req_free(hr);
+		hr = next;
+	}
+	dict_foreach(rb->channels, free_channel, NULL);
+}
+
 /* ---- publishing ---- */
 
 struct publish_req {
@@ -549,7 +518,7 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 {
 	struct publish_req *pr = priv;
 	const redisReply *reply = r;
-	replied(&((struct redis_backend *)ac->data)->cmd);
+	conn_replied(&((struct redis_backend *)ac->data)->cmd);
 	if (reply && reply->type == REDIS_REPLY_STRING) {
 		if (pr->cb) /* "dup": a retried operation, stored before */
 			pr->cb(pr->arg, strcmp(reply->str, "dup") == 0 ? NULL : reply->str, NULL);
@@ -563,9 +532,9 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 	free(pr);
 }
 
-static void redis_publish(struct backend *b, const char *channel, const char *event,
-			  const char *data, size_t len, const struct publish_from *from,
-			  backend_publish_cb cb, void *arg)
+void redis_channel_publish(struct backend *b, const char *channel, const char *event,
+			   const char *data, size_t len, const struct publish_from *from,
+			   backend_publish_cb cb, void *arg)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	char stream[KEY_MAX], epoch_key[KEY_MAX], sent[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX];
@@ -587,256 +556,9 @@ static void redis_publish(struct backend *b, const char *channel, const char *ev
 	struct publish_req *pr = xcalloc(1, sizeof(*pr));
 	pr->cb = cb;
 	pr->arg = arg;
-	if (command(&rb->cmd, publish_reply, pr, 15, argv, lens) < 0) {
+	if (conn_command(&rb->cmd, publish_reply, pr, 15, argv, lens) < 0) {
 		free(pr);
 		if (cb)
 			cb(arg, NULL, "backend unavailable");
 	}
 }
-
-/* ---- connections ---- */
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	conn_start(arg);
-}
-
-static void schedule_retry(struct conn *c)
-{
-	uint32_t r;
-	evutil_secure_rng_get_bytes(&r, sizeof(r));
-	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-	if (c->backoff_ms > BACKOFF_MAX_MS)
-		c->backoff_ms = BACKOFF_MAX_MS;
-	int ms = c->backoff_ms / 2 + (int)(r % (uint32_t)(c->backoff_ms / 2 + 1));
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	event_add(c->retry, &tv);
-}
-
-static void set_ready(struct conn *c)
-{
-	struct redis_backend *rb = c->rb;
-	c->ready = 1;
-	c->backoff_ms = 0;
-	log_info("redis: %s connection to %s:%d ready", c->name, rb->host, rb->port);
-	if (c->is_sub) {
-		dict_foreach(rb->channels, resubscribe_one, rb);
-		return;
-	}
-	struct history_req *hr = rb->cmd_waiting;
-	rb->cmd_waiting = NULL;
-	while (hr) { /* oldest first is not needed: each stands alone */
-		struct history_req *next = hr->next;
-		hr->next = NULL;
-		history_send(hr);
-		hr = next;
-	}
-}
-
-static void setup_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-	struct conn *c = priv;
-	const redisReply *reply = r;
-	c->inflight = 0;
-	touch(c);
-	if (!reply || reply->type == REDIS_REPLY_ERROR) {
-		log_error("redis: cannot load ferry's functions: %s",
-			  reply ? reply->str : "connection lost");
-		if (c->ac)
-			redisAsyncDisconnect(c->ac);
-		return;
-	}
-	set_ready(c);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	struct redis_backend *rb = ac->data;
-	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
-	if (status != REDIS_OK) {
-		log_warn("redis: %s connection to %s:%d failed: %s", c->name, c->rb->host, c->rb->port,
-			 ac->errstr);
-		c->ac = NULL; /* hiredis frees it */
-		schedule_retry(c);
-		return;
-	}
-	touch(c);
-	if (c->is_sub) {
-		set_ready(c);
-		return;
-	}
-	/* SELECT (if any), then FUNCTION LOAD: both before anything else */
-	if (rb->db) {
-		char db[16];
-		snprintf(db, sizeof(db), "%d", rb->db);
-		const char *argv[] = { "SELECT", db };
-		size_t lens[] = { 6, strlen(db) };
-		redisAsyncCommandArgv(c->ac, NULL, NULL, 2, argv, lens);
-	}
-	const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", ferry_library };
-	size_t lens[] = { 8, 4, 7, sizeof(ferry_library) - 1 };
-	c->inflight = 1;
-	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens);
-}
-
-static void mark_unsubscribed(void *value, void *arg);
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	struct redis_backend *rb = ac->data;
-	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
-	c->ac = NULL;
-	c->ready = 0;
-	c->inflight = 0;
-	/* from now until SUBSCRIBE is confirmed again, history waits (see
-	 * redis_history): an answer read now could skip what we are missing */
-	if (c->is_sub)
-		dict_foreach(rb->channels, mark_unsubscribed, NULL);
-	if (rb->closing)
-		return;
-	log_warn("redis: %s connection lost%s%s", c->name, status == REDIS_OK ? "" : ": ",
-		 status == REDIS_OK ? "" : ac->errstr);
-	schedule_retry(c);
-}
-
-static void mark_unsubscribed(void *value, void *arg)
-{
-	((struct rchan *)value)->subscribed = 0;
-}
-
-static void conn_start(struct conn *c)
-{
-	struct redis_backend *rb = c->rb;
-	if (c->is_sub)
-		dict_foreach(rb->channels, mark_unsubscribed, NULL);
-	c->ac = redisAsyncConnect(rb->host, rb->port);
-	if (!c->ac || c->ac->err) {
-		log_warn("redis: cannot connect to %s:%d: %s", rb->host, rb->port,
-			 c->ac ? c->ac->errstr : "out of memory");
-		if (c->ac)
-			redisAsyncFree(c->ac);
-		c->ac = NULL;
-		schedule_retry(c);
-		return;
-	}
-	c->ac->data = rb;
-	touch(c);
-	redisLibeventAttach(c->ac, rb->evbase);
-	redisAsyncSetConnectCallback(c->ac, on_connect);
-	redisAsyncSetDisconnectCallback(c->ac, on_disconnect);
-}
-
-/* Drop a connection that stopped answering (or never finished connecting):
- * hiredis then fails every pending command, so callers hear about it. */
-static void check_stalled(struct conn *c, const struct timeval *now)
-{
-	int timeout = c->rb->cfg->redis_timeout_ms;
-	long idle = (now->tv_sec - c->progress.tv_sec) * 1000 +
-		    (now->tv_usec - c->progress.tv_usec) / 1000;
-	if (c->ac && (!c->ready || c->inflight > 0) && idle > timeout) {
-		log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
-		redisAsyncDisconnect(c->ac);
-	}
-}
-
-static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct redis_backend *rb = arg;
-	struct timeval now;
-	event_base_gettimeofday_cached(rb->evbase, &now);
-	check_stalled(&rb->cmd, &now);
-	check_stalled(&rb->sub, &now);
-}
-
-static struct backend *redis_create(struct event_base *base, const struct config *cfg,
-				    const struct backend_events *events)
-{
-	struct redis_backend *rb = xcalloc(1, sizeof(*rb));
-	rb->base.ops = &backend_redis_ops;
-	rb->cfg = cfg;
-	rb->evbase = base;
-	rb->events = *events;
-	if (parse_url(rb, cfg->redis_url) < 0) {
-		log_error("--redis: '%s' is not redis://HOST[:PORT][/DB]", cfg->redis_url);
-		free(rb);
-		return NULL;
-	}
-	snprintf(rb->ttl, sizeof(rb->ttl), "%d", cfg->history_ttl_ms > 0 ? cfg->history_ttl_ms : 1);
-	snprintf(rb->maxlen, sizeof(rb->maxlen), "%d", cfg->history_size);
-	rb->channels = dict_new();
-	struct conn *conns[] = { &rb->cmd, &rb->sub };
-	for (int i = 0; i < 2; i++) {
-		conns[i]->rb = rb;
-		conns[i]->is_sub = i == 1;
-		conns[i]->name = i ? "subscriber" : "command";
-		conns[i]->retry = evtimer_new(base, retry_cb, conns[i]);
-		conn_start(conns[i]);
-	}
-	rb->watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, rb);
-	struct timeval second = { 1, 0 };
-	event_add(rb->watchdog, &second);
-	return &rb->base;
-}
-
-static void free_channel(void *value, void *arg)
-{
-	struct rchan *ch = value;
-	for (size_t i = 0; i < ch->nheld; i++)
-		message_unref(ch->held[i]);
-	free(ch->held);
-	struct history_req *hr = ch->waiting;
-	while (hr) {
-		struct history_req *next = hr->next;
-		history_req_free(hr);
-		hr = next;
-	}
-	free(ch->name);
-	free(ch);
-}
-
-static void redis_destroy(struct backend *b)
-{
-	struct redis_backend *rb = (struct redis_backend *)b;
-	struct conn *conns[] = { &rb->cmd, &rb->sub };
-	rb->closing = 1;
-	for (int i = 0; i < 2; i++) {
-		if (conns[i]->ac)
-			redisAsyncFree(conns[i]->ac); /* pending callbacks hear of it */
-		event_free(conns[i]->retry);
-	}
-	event_free(rb->watchdog);
-	struct history_req *hr = rb->cmd_waiting;
-	while (hr) {
-		struct history_req *next = hr->next;
-		struct history_result res = { .error = "shutting down" };
-		hr->cb(hr->arg, &res);
-		history_req_free(hr);
-		hr = next;
-	}
-	dict_foreach(rb->channels, free_channel, NULL);
-	dict_free(rb->channels);
-	free(rb);
-}
-
-static int redis_healthy(struct backend *b)
-{
-	struct redis_backend *rb = (struct redis_backend *)b;
-	return rb->cmd.ready && rb->sub.ready;
-}
-
-static long redis_channels(struct backend *b)
-{
-	return (long)dict_count(((struct redis_backend *)b)->channels);
-}
-
-const struct backend_ops backend_redis_ops = {
-	.name = "redis",
-	.create = redis_create,
-	.destroy = redis_destroy,
-	.publish = redis_publish,
-	.history = redis_history,
-	.watch = redis_watch,
-	.unwatch = redis_unwatch,
-	.healthy = redis_healthy,
-	.channels = redis_channels,
-};
