@@ -218,11 +218,6 @@ int http_response_eof(struct http_response_parser *p)
 	return 1;
 }
 
-int http_response_in_progress(const struct http_response_parser *p)
-{
-	return p->in_progress;
-}
-
 static int token_listed(const char *list, const char *name)
 {
 	size_t n = strlen(name);

@@ -52,7 +52,4 @@ int http_response_eof(struct http_response_parser *p);
  * and Content-Length, which a relay re-frames: never passed on. */
 int http_hop_by_hop(const char *name, const char *connection);
 
-/* 1 between the first byte of a response and its end. */
-int http_response_in_progress(const struct http_response_parser *p);
-
 #endif
