@@ -1,33 +1,47 @@
 /* fuzz_ws_frame.c -- libFuzzer target for the WebSocket frame parser and
- * the UTF-8 validator. The input is a client byte stream, read the way a
- * connection reads it: frames, then messages (fragment order, incremental
- * UTF-8 for text, close frame rules). It is read twice, whole and in two
- * pieces split at a point taken from the data, and both reads must agree;
- * the incremental UTF-8 verdict must match utf8_valid() on the whole message.
- * Input: byte 0 picks the split, byte 1 the max_payload, the rest is wire. */
+ * the message layer over it (ws_message.c), read the way websocket.c reads
+ * a client's byte stream. The stream is read twice, whole and in two pieces
+ * split at a point taken from the data, and both reads must report the same.
+ * Beside the layer the target keeps its own copy of each message's bytes,
+ * unmasked as they arrive, and checks the layer's reports against it: a
+ * message is those bytes and within the limit, a text message is UTF-8, a
+ * UTF-8 failure comes at the data slice holding the first bad byte (fail
+ * fast), a Close carries the code its payload says.
+ * Input: byte 0 picks the split, byte 1 the limits, the rest is wire. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
 #include "ws_frame.h"
+#include "ws_message.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const uint64_t max_payloads[] = { 0, 1, 16, 125, 126, 1000, 65536 };
+/* --ws-max-message, which websocket.c gives the parser as max_payload too.
+ * Never unbounded: the layer reserves a frame's whole length at its header
+ * (one copy, straight into place), so the limit is what bounds that. */
+static const size_t max_messages[] = { 1 << 20, 1, 16, 125, 126, 1000, 65536, 0 };
+
+enum verdict { V_OPEN, V_CLOSE, V_ERROR };
 
 struct reader {
 	struct ws_parser parser;
-	int verdict;      /* 0 while fine, else the close code a server would send */
-	int parse_error;  /* negative ws_parse_error, or 0 */
-	int in_message, text;
-	struct utf8_validator utf8;
-	size_t utf8_bad;  /* offset in the message of the first bad byte */
-	uint8_t *message; /* the current data message, unmasked */
-	size_t message_len, message_cap;
+	struct ws_message message;
+	size_t max_message;
+	enum verdict verdict;
+	int code;          /* V_CLOSE: the peer's code; V_ERROR: ours */
+	const char *reason; /* V_ERROR */
+	int parse_error;   /* negative ws_parse_error, or 0 */
+	int calls;         /* callbacks fired by the current event */
+	/* the target's own copy of the current data message and control frame */
+	int in_message;
+	uint8_t *shadow;
+	size_t shadow_len, shadow_cap;
+	size_t slice_start; /* where the current DATA slice begins in shadow */
 	uint8_t control[125];
 	uint64_t hash;
-	unsigned frames;
+	unsigned frames, messages;
 };
 
 static void mix(struct reader *r, uint64_t v)
@@ -35,173 +49,260 @@ static void mix(struct reader *r, uint64_t v)
 	r->hash = (r->hash ^ v) * 0x100000001b3ULL;
 }
 
-static void message_append(struct reader *r, const uint8_t *s, size_t n)
+static void mix_bytes(struct reader *r, const uint8_t *s, size_t n)
 {
-	if (r->message_len + n > r->message_cap) {
-		size_t cap = r->message_cap ? r->message_cap : 256;
-		while (cap < r->message_len + n)
-			cap *= 2;
-		r->message = realloc(r->message, cap);
-		if (!r->message)
-			abort();
-		r->message_cap = cap;
-	}
-	memcpy(r->message + r->message_len, s, n);
-	r->message_len += n;
+	for (size_t i = 0; i < n; i++)
+		mix(r, s[i]);
 }
 
-/* The incremental verdict on a text message must be what the validator
- * says about the whole message at once, failing at the same byte. */
-static void check_text(const struct reader *r, int incremental_ok, int complete)
+static void shadow_append(struct reader *r, const uint8_t *s, size_t n)
+{
+	if (r->shadow_len + n > r->shadow_cap) {
+		size_t cap = r->shadow_cap ? r->shadow_cap : 256;
+		while (cap < r->shadow_len + n)
+			cap *= 2;
+		r->shadow = realloc(r->shadow, cap);
+		if (!r->shadow)
+			abort();
+		r->shadow_cap = cap;
+	}
+	memcpy(r->shadow + r->shadow_len, s, n);
+	r->shadow_len += n;
+}
+
+/* 1 if s is where valid UTF-8 could still go (every byte acceptable). */
+static int utf8_prefix_ok(const uint8_t *s, size_t n)
 {
 	struct utf8_validator v;
-	size_t bad = 0;
 	utf8_init(&v);
-	int whole_ok = utf8_feed(&v, r->message, r->message_len, &bad) == 0;
-	if (whole_ok != incremental_ok)
-		abort();
-	if (!whole_ok && bad != r->utf8_bad)
-		abort();
-	if (whole_ok && complete && utf8_complete(&v) != utf8_valid(r->message, r->message_len))
-		abort();
+	return utf8_feed(&v, s, n, NULL) == 0;
 }
 
-static void on_header(struct reader *r, uint64_t max_payload)
+static struct reader *called(void *arg)
+{
+	struct reader *r = arg;
+	if (r->calls++ || r->verdict != V_OPEN) /* one report per event, none after the end */
+		abort();
+	return r;
+}
+
+static void cb_message(void *arg, enum ws_opcode op, const uint8_t *d, size_t len)
+{
+	struct reader *r = called(arg);
+	if (op != WS_OP_TEXT && op != WS_OP_BINARY)
+		abort();
+	if ((len == 0) != (d == NULL) || len != r->shadow_len || len > r->max_message ||
+	    (len && memcmp(d, r->shadow, len) != 0))
+		abort();
+	if (op == WS_OP_TEXT && !utf8_valid(d, len))
+		abort();
+	r->messages++;
+	mix(r, 0x3000 | op);
+	mix(r, len);
+	mix_bytes(r, d, len);
+}
+
+static void cb_control(struct reader *r, unsigned tag, const uint8_t *p, size_t len)
+{
+	if (len != r->parser.length || len > 125 || (len && memcmp(p, r->control, len) != 0))
+		abort();
+	mix(r, tag);
+	mix_bytes(r, p, len);
+}
+
+static void cb_ping(void *arg, const uint8_t *p, size_t len)
+{
+	struct reader *r = called(arg);
+	if (r->parser.opcode != WS_OP_PING)
+		abort();
+	cb_control(r, 0x4000, p, len);
+}
+
+static void cb_pong(void *arg, const uint8_t *p, size_t len)
+{
+	struct reader *r = called(arg);
+	if (r->parser.opcode != WS_OP_PONG)
+		abort();
+	cb_control(r, 0x5000, p, len);
+}
+
+static void cb_close(void *arg, unsigned code, const uint8_t *reason, size_t len)
+{
+	struct reader *r = called(arg);
+	uint64_t plen = r->parser.length;
+	if (r->parser.opcode != WS_OP_CLOSE || plen == 1)
+		abort();
+	if (plen == 0 ? code != WS_CLOSE_NO_STATUS || len != 0
+		      : code != ((unsigned)r->control[0] << 8 | r->control[1]) ||
+				!ws_close_code_valid(code) || len != plen - 2 ||
+				(len && memcmp(reason, r->control + 2, len) != 0))
+		abort();
+	if (!utf8_valid(reason, len))
+		abort();
+	r->verdict = V_CLOSE;
+	r->code = (int)code;
+	mix(r, 0x6000 | code);
+	mix_bytes(r, reason, len);
+}
+
+static void cb_error(void *arg, int code, const char *reason)
+{
+	struct reader *r = called(arg);
+	if (code != WS_CLOSE_PROTOCOL && code != WS_CLOSE_BAD_DATA && code != WS_CLOSE_TOO_BIG)
+		abort();
+	if (!reason || strlen(reason) > 123)
+		abort();
+	r->verdict = V_ERROR;
+	r->code = code;
+	r->reason = reason;
+	mix(r, 0x7000 | (unsigned)code);
+	mix_bytes(r, (const uint8_t *)reason, strlen(reason));
+}
+
+static const struct ws_message_callbacks callbacks = {
+	.on_message = cb_message,
+	.on_ping = cb_ping,
+	.on_pong = cb_pong,
+	.on_close = cb_close,
+	.on_error = cb_error,
+};
+
+/* The frame-level rules the parser promises, and the target's copy of the
+ * message kept up to date, before the layer sees the event. */
+static void before_event(struct reader *r, const struct ws_event *ev, uint64_t max_payload)
 {
 	const struct ws_parser *p = &r->parser;
 	unsigned op = p->opcode;
-	r->frames++;
-	mix(r, 0x1000 | op);
-	mix(r, p->fin);
-	mix(r, p->length);
-	/* the frame-level rules the parser promises */
-	if (op > WS_OP_PONG || (op > WS_OP_BINARY && op < WS_OP_CLOSE))
-		abort();
-	if (ws_opcode_is_control(op) && (!p->fin || p->length > 125))
-		abort();
-	if (max_payload && p->length > max_payload)
-		abort();
-	if (p->length >> 63)
-		abort();
-	if (ws_opcode_is_control(op))
-		return;
-	if (op == WS_OP_CONT) {
-		if (!r->in_message)
-			r->verdict = WS_CLOSE_PROTOCOL;
-		return;
-	}
-	if (r->in_message) {
-		r->verdict = WS_CLOSE_PROTOCOL; /* a new message inside a fragmented one */
-		return;
-	}
-	r->in_message = 1;
-	r->text = op == WS_OP_TEXT;
-	r->message_len = 0;
-	utf8_init(&r->utf8);
-}
-
-static void on_data(struct reader *r, const struct ws_event *ev)
-{
-	const struct ws_parser *p = &r->parser;
-	uint8_t chunk[512];
-	for (size_t done = 0; done < ev->len; done += sizeof(chunk)) {
-		size_t n = ev->len - done < sizeof(chunk) ? ev->len - done : sizeof(chunk);
-		ws_unmask(p, chunk, ev->data + done, n, ev->offset + done);
-		if (ws_opcode_is_control(p->opcode)) {
-			memcpy(r->control + ev->offset + done, chunk, n);
+	switch (ev->type) {
+	case WS_EV_NONE:
+		break;
+	case WS_EV_HEADER:
+		r->frames++;
+		mix(r, 0x1000 | op);
+		mix(r, p->fin);
+		mix(r, p->length);
+		if (op > WS_OP_PONG || (op > WS_OP_BINARY && op < WS_OP_CLOSE))
+			abort();
+		if (ws_opcode_is_control(op) && (!p->fin || p->length > 125))
+			abort();
+		if (max_payload && p->length > max_payload)
+			abort();
+		if (p->length >> 63)
+			abort();
+		if (!ws_opcode_is_control(op) && op != WS_OP_CONT && !r->in_message) {
+			r->in_message = 1;
+			r->shadow_len = 0;
+		}
+		break;
+	case WS_EV_DATA:
+		if (ev->len == 0 || ev->offset + ev->len > p->length)
+			abort();
+		if (ws_opcode_is_control(op)) {
+			ws_unmask(p, r->control + ev->offset, ev->data, ev->len, ev->offset);
 		} else {
-			size_t before = r->message_len, bad = 0;
-			message_append(r, chunk, n);
-			if (r->text && utf8_feed(&r->utf8, chunk, n, &bad) < 0) {
-				/* Fail fast, as Autobahn 6.4 expects. The hash stops
-				 * at the bad byte: pieces are cut differently in the
-				 * two reads, the bad byte is the same. */
-				r->utf8_bad = before + bad;
-				r->message_len = before + bad + 1;
-				check_text(r, 0, 0);
-				for (size_t i = 0; i <= bad; i++)
-					mix(r, chunk[i]);
-				r->verdict = WS_CLOSE_BAD_DATA;
-				return;
+			uint8_t chunk[512];
+			r->slice_start = r->shadow_len;
+			for (size_t done = 0; done < ev->len; done += sizeof(chunk)) {
+				size_t n = ev->len - done < sizeof(chunk) ? ev->len - done
+									  : sizeof(chunk);
+				ws_unmask(p, chunk, ev->data + done, n, ev->offset + done);
+				shadow_append(r, chunk, n);
 			}
 		}
-		for (size_t i = 0; i < n; i++)
-			mix(r, chunk[i]);
+		break;
+	case WS_EV_END:
+		if (p->pos != p->length)
+			abort();
+		mix(r, 0x2000);
+		break;
 	}
 }
 
-static void on_end(struct reader *r)
+/* What an error reported at this event must mean. */
+static void check_error(struct reader *r, const struct ws_event *ev)
 {
 	const struct ws_parser *p = &r->parser;
-	mix(r, 0x2000);
-	if (p->opcode == WS_OP_CLOSE) {
-		if (p->length == 1) {
-			r->verdict = WS_CLOSE_PROTOCOL;
-		} else if (p->length >= 2) {
-			unsigned code = (unsigned)r->control[0] << 8 | r->control[1];
-			if (!ws_close_code_valid(code))
-				r->verdict = WS_CLOSE_PROTOCOL;
-			else if (!utf8_valid(r->control + 2, (size_t)p->length - 2))
-				r->verdict = WS_CLOSE_BAD_DATA;
-			else
-				r->verdict = WS_CLOSE_NORMAL;
-		} else {
-			r->verdict = WS_CLOSE_NORMAL;
-		}
-		return;
-	}
-	if (ws_opcode_is_control(p->opcode) || !p->fin)
-		return;
-	/* a data message is complete */
-	if (r->text) {
-		int ok = utf8_complete(&r->utf8);
-		check_text(r, 1, 1);
-		if (ok != utf8_valid(r->message, r->message_len))
+	if (!strcmp(r->reason, "invalid UTF-8 in text message")) {
+		/* fail fast: the first bad byte is in this slice */
+		if (ev->type != WS_EV_DATA || !utf8_prefix_ok(r->shadow, r->slice_start) ||
+		    utf8_prefix_ok(r->shadow, r->shadow_len))
 			abort();
-		if (!ok)
-			r->verdict = WS_CLOSE_BAD_DATA;
+	} else if (!strcmp(r->reason, "text message ends inside a UTF-8 sequence")) {
+		if (ev->type != WS_EV_END || !p->fin ||
+		    !utf8_prefix_ok(r->shadow, r->shadow_len) ||
+		    utf8_valid(r->shadow, r->shadow_len))
+			abort();
+	} else if (!strcmp(r->reason, "message too big")) {
+		/* (shadow_len is 0 at a message's first frame) */
+		if (ev->type != WS_EV_HEADER || r->shadow_len + p->length <= r->max_message)
+			abort();
+	} else if (!strcmp(r->reason, "close frame with a 1-byte payload")) {
+		if (ev->type != WS_EV_END || p->opcode != WS_OP_CLOSE || p->length != 1)
+			abort();
+	} else if (!strcmp(r->reason, "invalid close code")) {
+		if (ev->type != WS_EV_END || p->opcode != WS_OP_CLOSE ||
+		    ws_close_code_valid((unsigned)r->control[0] << 8 | r->control[1]))
+			abort();
+	} else if (!strcmp(r->reason, "close reason is not UTF-8")) {
+		if (ev->type != WS_EV_END || p->opcode != WS_OP_CLOSE ||
+		    utf8_valid(r->control + 2, (size_t)p->length - 2))
+			abort();
+	} else if (!strcmp(r->reason, "continuation frame without a message") ||
+		   !strcmp(r->reason, "new message inside a fragmented one")) {
+		if (ev->type != WS_EV_HEADER || ws_opcode_is_control(p->opcode))
+			abort();
+	} else {
+		abort(); /* the parser's errors come through check_parse_error */
 	}
-	mix(r, 0x3000 | (uint64_t)r->message_len);
-	r->in_message = 0;
 }
 
-/* Feed one piece; stop at a parse error or once the connection would close. */
+/* Feed one piece; stop once the layer says the stream is over. */
 static void read_piece(struct reader *r, const uint8_t *in, size_t len, uint64_t max_payload)
 {
-	while (!r->verdict && !r->parse_error) {
+	while (r->verdict == V_OPEN) {
 		struct ws_event ev;
 		ssize_t n = ws_parser_feed(&r->parser, in, len, &ev);
+		r->calls = 0;
 		if (n < 0) {
 			r->parse_error = (int)n;
 			if (n < WS_ERR_TOO_BIG)
+				abort();
+			if (ws_message_parse_error(&r->message, (int)n) != -1 ||
+			    r->verdict != V_ERROR || r->code != (n == WS_ERR_TOO_BIG ?
+								 WS_CLOSE_TOO_BIG : WS_CLOSE_PROTOCOL))
 				abort();
 			return;
 		}
 		if ((size_t)n > len)
 			abort();
-		switch (ev.type) {
-		case WS_EV_NONE:
+		if (ev.type == WS_EV_NONE) {
 			if ((size_t)n != len)
 				abort();
 			return;
-		case WS_EV_HEADER:
-			on_header(r, max_payload);
-			break;
-		case WS_EV_DATA:
-			if (ev.data != in || ev.len != (size_t)n || ev.len == 0 ||
-			    ev.offset + ev.len > r->parser.length)
-				abort();
-			on_data(r, &ev);
-			break;
-		case WS_EV_END:
-			if (n != 0 || r->parser.pos != r->parser.length)
-				abort();
-			on_end(r);
-			break;
 		}
+		if (ev.type == WS_EV_DATA && (ev.data != in || ev.len != (size_t)n))
+			abort();
+		if (ev.type == WS_EV_END && n != 0)
+			abort();
+		before_event(r, &ev, max_payload);
+		int rc = ws_message_feed(&r->message, &r->parser, &ev);
+		if ((rc < 0) != (r->verdict != V_OPEN))
+			abort();
+		if (r->verdict == V_ERROR)
+			check_error(r, &ev);
+		/* a data message ends at its last frame, or the stream does */
+		if (ev.type == WS_EV_END && !ws_opcode_is_control(r->parser.opcode) &&
+		    r->parser.fin)
+			r->in_message = 0;
 		in += n;
 		len -= (size_t)n;
 	}
+	/* over: nothing more is done or reported */
+	struct ws_event end = { .type = WS_EV_END };
+	r->calls = 0;
+	if (ws_message_feed(&r->message, &r->parser, &end) != -1 ||
+	    ws_message_parse_error(&r->message, WS_ERR_RSV) != -1 || r->calls)
+		abort();
 }
 
 /* A header written by the encoder, masked the way a client would mask it,
@@ -223,32 +324,41 @@ static void check_encoder(unsigned opcode, int fin, uint64_t length)
 }
 
 static void read_stream(struct reader *r, const uint8_t *in, size_t len, size_t split,
-			uint64_t max_payload)
+			size_t max_message, uint64_t max_payload)
 {
 	memset(r, 0, sizeof(*r));
 	r->hash = 0xcbf29ce484222325ULL;
+	r->max_message = max_message;
 	ws_parser_init(&r->parser, max_payload);
+	ws_message_init(&r->message, &callbacks, r, max_message);
 	read_piece(r, in, split, max_payload);
-	read_piece(r, in + split, len - split, max_payload);
-	free(r->message);
-	r->message = NULL;
+	if (r->verdict == V_OPEN)
+		read_piece(r, in + split, len - split, max_payload);
+	ws_message_release(&r->message);
+	free(r->shadow);
+	r->shadow = NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	size_t nmax = sizeof(max_payloads) / sizeof(max_payloads[0]);
-	uint64_t max_payload = max_payloads[data[1] % nmax];
+	size_t nmax = sizeof(max_messages) / sizeof(max_messages[0]);
+	size_t max_message = max_messages[data[1] % nmax];
+	/* bit 3: the parser has no cap of its own, so the layer sees frames
+	 * over the limit ("message too big" instead of "frame too big") */
+	uint64_t max_payload = data[1] & 8 ? 0 : max_message;
 	const uint8_t *wire = data + 2;
 	size_t len = size - 2;
 	size_t split = len ? (size_t)data[0] * len / 255 : 0;
 
 	struct reader whole, pieces;
-	read_stream(&whole, wire, len, len, max_payload);
-	read_stream(&pieces, wire, len, split, max_payload);
+	read_stream(&whole, wire, len, len, max_message, max_payload);
+	read_stream(&pieces, wire, len, split, max_message, max_payload);
 	if (whole.hash != pieces.hash || whole.verdict != pieces.verdict ||
-	    whole.parse_error != pieces.parse_error || whole.frames != pieces.frames)
+	    whole.code != pieces.code || whole.reason != pieces.reason ||
+	    whole.parse_error != pieces.parse_error || whole.frames != pieces.frames ||
+	    whole.messages != pieces.messages)
 		abort();
 
 	/* encoder round trip for the frame the stream ended in, if any */

@@ -1,5 +1,5 @@
-/* websocket.c -- WebSocket connections: frame I/O on a bufferevent, the
- * message-level rules of RFC 6455 (fragments, UTF-8, size), ping/pong, the
+/* websocket.c -- WebSocket connections: frame I/O on a bufferevent (the
+ * message-level rules of RFC 6455 are ws_message.c's), ping/pong, the
  * close handshake, and ferry's JSON protocol through a session.
  *
  * Lifetime (clients.h): WS_DEAD is client_close(); the connection is freed
@@ -36,9 +36,9 @@
 #include "session.h"
 #include "tls.h"
 #include "transport.h"
-#include "utf8.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
+#include "ws_message.h"
 #include "xmalloc.h"
 
 /* Channel messages one loop turn may batch for a socket (see ws_conn.batch). */
@@ -76,18 +76,7 @@ struct ws_conn {
 	struct bufferevent *bev;
 	enum ws_mode mode;
 	struct ws_parser parser;
-
-	/* the data message being assembled from its fragments */
-	int msg_active;
-	uint8_t msg_opcode;
-	uint8_t *msg;
-	size_t msg_len, msg_cap;
-	struct utf8_validator utf8;
-
-	/* the control frame being assembled (interleaving is allowed); the
-	 * buffer exists only while one is, so idle connections stay small */
-	uint8_t *ctl;
-	size_t ctl_len;
+	struct ws_message message; /* fed from parser; reports to ws_message_cb */
 
 	int awaiting_pong;
 	int throttled;           /* over --rate-messages: not reading until throttle fires */
@@ -247,8 +236,7 @@ static void ws_destroy(struct ws_conn *w)
 	if (w->bev)
 		bufferevent_free(w->bev);
 	client_remove(f, &w->client);
-	free(w->msg);
-	free(w->ctl);
+	ws_message_release(&w->message);
 	if (w->throttle)
 		event_free(w->throttle);
 	free(w);
@@ -331,55 +319,11 @@ static const struct transport_ops ws_transport = {
 	.close = t_close,
 };
 
-/* frame handling */
+/* what ws_message makes of the frames */
 
-static void on_close_frame(struct ws_conn *w)
+static void on_message(void *arg, enum ws_opcode opcode, const uint8_t *data, size_t len)
 {
-	unsigned code = WS_CLOSE_NO_STATUS;
-	if (w->ctl_len == 1) {
-		ws_fail(w, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload", ERR_WS_PROTOCOL);
-		return;
-	}
-	if (w->ctl_len >= 2) {
-		code = (unsigned)(w->ctl[0] << 8 | w->ctl[1]);
-		if (!ws_close_code_valid(code)) {
-			ws_fail(w, WS_CLOSE_PROTOCOL, "invalid close code", ERR_WS_PROTOCOL);
-			return;
-		}
-		if (!utf8_valid(w->ctl + 2, w->ctl_len - 2)) {
-			ws_fail(w, WS_CLOSE_BAD_DATA, "close reason is not UTF-8", ERR_WS_BAD_DATA);
-			return;
-		}
-	}
-	if (w->state == WS_OPEN) {
-		/* Echo the code (RFC 6455 5.5.1); then the server hangs up first. */
-		if (code == WS_CLOSE_NO_STATUS)
-			ws_send(w, WS_OP_CLOSE, NULL, 0);
-		else
-			send_close_frame(w, (int)code, "");
-	}
-	start_flushing(w);
-}
-
-static void on_control_end(struct ws_conn *w, unsigned opcode)
-{
-	switch (opcode) {
-	case WS_OP_PING:
-		if (w->state == WS_OPEN)
-			ws_send(w, WS_OP_PONG, w->ctl, w->ctl_len);
-		break;
-	case WS_OP_PONG:
-		break; /* liveness is any input (see read_cb) */
-	case WS_OP_CLOSE:
-		on_close_frame(w);
-		break;
-	default:
-		break;
-	}
-}
-
-static void on_message(struct ws_conn *w)
-{
+	struct ws_conn *w = arg;
 	if (w->state != WS_OPEN)
 		return; /* after our Close, data is ignored */
 	switch (w->mode) {
@@ -391,19 +335,69 @@ static void on_message(struct ws_conn *w)
 			ws_fail(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer", ERR_SLOW_CONSUMER);
 			return;
 		}
-		ws_send(w, (enum ws_opcode)w->msg_opcode, w->msg, w->msg_len);
+		ws_send(w, opcode, data, len);
 		break;
 	case WS_MODE_FERRY:
-		if (w->msg_opcode == WS_OP_BINARY) {
+		if (opcode == WS_OP_BINARY) {
 			ws_fail(w, WS_CLOSE_UNSUPPORTED, "ferry's protocol is JSON text",
 				ERR_WS_BAD_FRAME);
 			return;
 		}
-		session_handle(w->session, (const char *)w->msg, w->msg_len);
+		session_handle(w->session, (const char *)data, len);
 		rate_limit(w);
 		break;
 	}
 }
+
+static void on_ping(void *arg, const uint8_t *payload, size_t len)
+{
+	struct ws_conn *w = arg;
+	if (w->state == WS_OPEN)
+		ws_send(w, WS_OP_PONG, payload, len);
+}
+
+static void on_pong(void *arg, const uint8_t *payload, size_t len)
+{
+	/* liveness is any input (see read_cb) */
+}
+
+static void on_close(void *arg, unsigned code, const uint8_t *reason, size_t len)
+{
+	struct ws_conn *w = arg;
+	if (w->state == WS_OPEN) {
+		/* Echo the code (RFC 6455 5.5.1); then the server hangs up first. */
+		if (code == WS_CLOSE_NO_STATUS)
+			ws_send(w, WS_OP_CLOSE, NULL, 0);
+		else
+			send_close_frame(w, (int)code, "");
+	}
+	start_flushing(w);
+}
+
+static void on_error(void *arg, int code, const char *reason)
+{
+	enum metric_error kind;
+	switch (code) {
+	case WS_CLOSE_TOO_BIG:
+		kind = ERR_WS_TOO_BIG;
+		break;
+	case WS_CLOSE_BAD_DATA:
+		kind = ERR_WS_BAD_DATA;
+		break;
+	default: /* WS_CLOSE_PROTOCOL */
+		kind = ERR_WS_PROTOCOL;
+		break;
+	}
+	ws_fail(arg, code, reason, kind);
+}
+
+static const struct ws_message_callbacks ws_message_cb = {
+	.on_message = on_message,
+	.on_ping = on_ping,
+	.on_pong = on_pong,
+	.on_close = on_close,
+	.on_error = on_error,
+};
 
 static void throttle_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -433,108 +427,6 @@ static void rate_limit(struct ws_conn *w)
 	event_add(w->throttle, &tv);
 }
 
-static void on_header(struct ws_conn *w)
-{
-	struct ws_parser *p = &w->parser;
-	if (ws_opcode_is_control(p->opcode)) {
-		if (!w->ctl)
-			w->ctl = xmalloc(125); /* the largest control payload */
-		w->ctl_len = 0;
-		return;
-	}
-	if (p->opcode == WS_OP_CONT && !w->msg_active) {
-		ws_fail(w, WS_CLOSE_PROTOCOL, "continuation frame without a message", ERR_WS_PROTOCOL);
-		return;
-	}
-	if (p->opcode != WS_OP_CONT && w->msg_active) {
-		ws_fail(w, WS_CLOSE_PROTOCOL, "new message inside a fragmented one", ERR_WS_PROTOCOL);
-		return;
-	}
-	if (p->opcode != WS_OP_CONT) {
-		w->msg_active = 1;
-		w->msg_opcode = p->opcode;
-		w->msg_len = 0;
-		utf8_init(&w->utf8);
-	}
-	if (p->length > w->f->cfg->ws_max_message - w->msg_len) {
-		ws_fail(w, WS_CLOSE_TOO_BIG, "message too big", ERR_WS_TOO_BIG);
-		return;
-	}
-	if (w->msg_len + p->length > w->msg_cap) {
-		size_t cap = w->msg_cap ? w->msg_cap : 256;
-		while (cap < w->msg_len + p->length)
-			cap *= 2;
-		w->msg = xrealloc(w->msg, cap);
-		w->msg_cap = cap;
-	}
-}
-
-static void on_data(struct ws_conn *w, const struct ws_event *ev)
-{
-	struct ws_parser *p = &w->parser;
-	if (ws_opcode_is_control(p->opcode)) {
-		ws_unmask(p, w->ctl + w->ctl_len, ev->data, ev->len, ev->offset);
-		w->ctl_len += ev->len;
-		return;
-	}
-	uint8_t *dst = w->msg + w->msg_len;
-	ws_unmask(p, dst, ev->data, ev->len, ev->offset);
-	w->msg_len += ev->len;
-	/* Fail fast: at the first invalid byte, not at the end of the message. */
-	if (w->msg_opcode == WS_OP_TEXT && utf8_feed(&w->utf8, dst, ev->len, NULL) < 0)
-		ws_fail(w, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", ERR_WS_BAD_DATA);
-}
-
-static void on_frame_end(struct ws_conn *w)
-{
-	struct ws_parser *p = &w->parser;
-	if (ws_opcode_is_control(p->opcode)) {
-		on_control_end(w, p->opcode);
-		free(w->ctl);
-		w->ctl = NULL;
-		return;
-	}
-	if (!p->fin)
-		return;
-	w->msg_active = 0;
-	if (w->msg_opcode == WS_OP_TEXT && !utf8_complete(&w->utf8)) {
-		ws_fail(w, WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence",
-			ERR_WS_BAD_DATA);
-		return;
-	}
-	on_message(w);
-	free(w->msg);
-	w->msg = NULL;
-	w->msg_cap = 0;
-}
-
-static void parse_error(struct ws_conn *w, int err)
-{
-	switch (err) {
-	case WS_ERR_TOO_BIG:
-		ws_fail(w, WS_CLOSE_TOO_BIG, "frame too big", ERR_WS_TOO_BIG);
-		break;
-	case WS_ERR_RSV:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "reserved bits set", ERR_WS_PROTOCOL);
-		break;
-	case WS_ERR_OPCODE:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "reserved opcode", ERR_WS_PROTOCOL);
-		break;
-	case WS_ERR_UNMASKED:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "client frames must be masked", ERR_WS_PROTOCOL);
-		break;
-	case WS_ERR_CONTROL_FRAG:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "fragmented control frame", ERR_WS_PROTOCOL);
-		break;
-	case WS_ERR_CONTROL_LEN:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "control frame over 125 bytes", ERR_WS_PROTOCOL);
-		break;
-	default:
-		ws_fail(w, WS_CLOSE_PROTOCOL, "bad frame length", ERR_WS_PROTOCOL);
-		break;
-	}
-}
-
 static int reading(const struct ws_conn *w)
 {
 	return w->state == WS_OPEN || w->state == WS_CLOSE_SENT;
@@ -553,18 +445,13 @@ static void process_input(struct ws_conn *w)
 			struct ws_event ev;
 			ssize_t n = ws_parser_feed(&w->parser, data + off, v.iov_len - off, &ev);
 			if (n < 0) {
-				parse_error(w, (int)n);
+				ws_message_parse_error(&w->message, (int)n);
 				break;
 			}
 			off += (size_t)n;
 			if (ev.type == WS_EV_NONE)
 				break;
-			if (ev.type == WS_EV_HEADER)
-				on_header(w);
-			else if (ev.type == WS_EV_DATA)
-				on_data(w, &ev);
-			else
-				on_frame_end(w);
+			ws_message_feed(&w->message, &w->parser, &ev);
 		}
 		evbuffer_drain(in, off);
 		w->f->metrics.bytes_in += off;
@@ -725,6 +612,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	w->mode = mode;
 	snprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
 	ws_parser_init(&w->parser, cfg->ws_max_message);
+	ws_message_init(&w->message, &ws_message_cb, w, cfg->ws_max_message);
 
 	/* Copy what we still need from the request: detaching frees it. */
 	char *query = xstrdup(req->query);
