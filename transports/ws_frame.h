@@ -1,8 +1,8 @@
 /* ws_frame.h -- RFC 6455 frame codec, server side. Pure and incremental:
  * the parser takes bytes as they arrive, split anywhere, and never does I/O.
  * Frame-level rules (RSV bits, opcodes, masking, control-frame size) are
- * checked here; message-level rules (fragment order, UTF-8, size) belong to
- * the connection that owns the parser. */
+ * checked here; message-level rules (fragment order, UTF-8, size) are ws_message.h's,
+ * the layer above it. */
 #ifndef FERRY_WS_FRAME_H
 #define FERRY_WS_FRAME_H
 
