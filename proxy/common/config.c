@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -139,16 +140,23 @@ static const char *keep(struct config *cfg, const char *s)
 static int parse_size(const char *s, size_t *out)
 {
 	char *end;
+	/* strtoull would take "-1" (and " -1") as 2^64 - 1: digits only */
+	if (!isdigit((unsigned char)*s))
+		return -1;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return -1;
+	unsigned shift = 0;
 	switch (toupper((unsigned char)*end)) {
-	case 'K': v <<= 10; end++; break;
-	case 'M': v <<= 20; end++; break;
-	case 'G': v <<= 30; end++; break;
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
 	default: break;
 	}
+	if (v > (SIZE_MAX >> shift)) /* a suffix must not wrap the value around */
+		return -1;
+	v <<= shift;
 	if (toupper((unsigned char)*end) == 'B' || toupper((unsigned char)*end) == 'I')
 		end++;
 	if (*end)
@@ -163,7 +171,7 @@ static int parse_duration(const char *s, int *out)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	if (errno || end == s || !(v >= 0)) /* NaN fails every comparison */
 		return -1;
 	if (strcmp(end, "ms") == 0)
 		;

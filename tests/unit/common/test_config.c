@@ -743,6 +743,38 @@ static void test_list_limit_per_source(void **state)
 	config_free(&cfg);
 }
 
+/* A byte size that a suffix would wrap, or a negative one (strtoull takes
+ * "-1" as 2^64 - 1), is refused, not read as 0 or "no limit". */
+static void test_size_overflow_refused(void **state)
+{
+	static char *const bad[] = { "17179869184G", "18014398509481984K", "-1", "-1K", " 5" };
+	char accepted[512] = "";
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct config cfg;
+		char arg[64];
+		snprintf(arg, sizeof(arg), "--out-queue-max=%s", bad[i]);
+		int rc = load(&cfg, NULL, arg, NULL);
+		size_t got = cfg.out_queue_max;
+		config_free(&cfg);
+		if (rc != -1)
+			snprintf(accepted + strlen(accepted), sizeof(accepted) - strlen(accepted),
+				 " %s=>%zu", bad[i], got);
+	}
+	if (accepted[0])
+		fail_msg("--out-queue-max accepted:%s", accepted);
+}
+
+/* NaN fails every comparison, so it once passed every check. */
+static void test_duration_nan_refused(void **state)
+{
+	struct config cfg;
+	int rc = load(&cfg, NULL, "--idle-timeout=nan", NULL);
+	int got = cfg.idle_timeout_ms;
+	config_free(&cfg);
+	if (rc != -1)
+		fail_msg("--idle-timeout=nan accepted as %d ms", got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +791,8 @@ int main(void)
 		cmocka_unit_test(test_help_and_version),
 		cmocka_unit_test(test_every_setting_bounded),
 		cmocka_unit_test(test_list_limit_per_source),
+		cmocka_unit_test(test_size_overflow_refused),
+		cmocka_unit_test(test_duration_nan_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
