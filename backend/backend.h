@@ -13,25 +13,25 @@ struct event_base;
 struct config;
 
 enum history_status {
-	HISTORY_FRESH,    /* no cursor given: live from now */
+	HISTORY_FRESH,	  /* no cursor given: live from now */
 	HISTORY_CONTINUE, /* cursor known: msgs are exactly what came after it */
-	HISTORY_RESET,    /* cursor unusable (reason says why): msgs is all history kept */
+	HISTORY_RESET,	  /* cursor unusable (reason says why): msgs is all history kept */
 };
 
 struct history_result {
 	enum history_status status;
-	const char *reason;     /* HISTORY_RESET: "too_old", "epoch" or "invalid" */
-	struct message **msgs;  /* oldest first; borrowed for the callback's duration */
+	const char *reason;    /* HISTORY_RESET: "too_old", "epoch" or "invalid" */
+	struct message **msgs; /* oldest first; borrowed for the callback's duration */
 	size_t nmsgs;
-	const char *cursor;     /* the channel's newest id: where the client is after replay */
+	const char *cursor; /* the channel's newest id: where the client is after replay */
 	struct msg_pos cursor_pos;
-	const char *error;      /* non-NULL: the backend could not answer */
+	const char *error; /* non-NULL: the backend could not answer */
 };
 
 /* Who published, when a client did (NULL: an app through the publish API). */
 struct publish_from {
 	const char *sender; /* the client: announced with the message to services */
-	long long seq;      /* > 0: the client's operation number (POST send); an
+	long long seq;	    /* > 0: the client's operation number (POST send); an
 			     * operation of this client and channel stored before is
 			     * not stored again */
 };

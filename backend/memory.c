@@ -22,12 +22,12 @@
 struct mem_channel {
 	char *name;
 	char epoch[EPOCH_LEN + 1];
-	uint64_t seq;             /* last sequence number given */
-	struct message **ring;    /* history, capacity history_size */
-	int head, count;          /* oldest at head */
+	uint64_t seq;	       /* last sequence number given */
+	struct message **ring; /* history, capacity history_size */
+	int head, count;       /* oldest at head */
 	int watchers;
 	struct timeval last_used;
-	char cursor[64];          /* "<epoch>:<seq>" of the newest message */
+	char cursor[64]; /* "<epoch>:<seq>" of the newest message */
 };
 
 struct memory_backend {

@@ -32,29 +32,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 1024
-#define REQUEST_MAX 16384        /* an HTTP request: head and body */
-#define BACKLOG_MAX (4u << 20)   /* queued to one subscriber before it is dropped */
+#define MAX_EVENTS	 1024
+#define REQUEST_MAX	 16384	    /* an HTTP request: head and body */
+#define BACKLOG_MAX	 (4u << 20) /* queued to one subscriber before it is dropped */
 #define CHANNEL_NAME_MAX 128
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_GUID		 "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum conn_kind {
-	CONN_HTTP,       /* reading requests: a handshake or publishes */
+	CONN_HTTP,	 /* reading requests: a handshake or publishes */
 	CONN_SUBSCRIBER, /* an upgraded WebSocket, written to only */
-	CONN_DEAD,       /* closed; freed at the end of the loop turn */
+	CONN_DEAD,	 /* closed; freed at the end of the loop turn */
 };
 
 struct channel;
 
 struct conn {
 	int fd;
-	uint8_t kind;        /* enum conn_kind */
-	uint8_t want_write;  /* EPOLLOUT armed */
-	uint32_t sub_index;  /* position in channel->subs */
+	uint8_t kind;	    /* enum conn_kind */
+	uint8_t want_write; /* EPOLLOUT armed */
+	uint32_t sub_index; /* position in channel->subs */
 	struct channel *channel;
-	char *in;            /* HTTP: bytes of an incomplete request */
+	char *in; /* HTTP: bytes of an incomplete request */
 	uint32_t in_len;
-	char *backlog;       /* subscriber: bytes a write() did not take */
+	char *backlog; /* subscriber: bytes a write() did not take */
 	uint32_t backlog_len, backlog_off;
 	struct conn *prev, *next; /* every connection, for the exit */
 	struct conn *next_dead;
@@ -130,7 +130,8 @@ static int channel_name_valid(const char *p, size_t len)
 	if (len < 1 || len > CHANNEL_NAME_MAX)
 		return 0;
 	for (size_t i = 0; i < len; i++)
-		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@/=-", p[i]))
+		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@/=-",
+			    p[i]))
 			return 0;
 	return 1;
 }
@@ -239,8 +240,8 @@ static void send_or_keep(struct ceiling *cl, struct conn *c, const char *p, size
 static void flush_backlog(struct ceiling *cl, struct conn *c)
 {
 	while (c->backlog_off < c->backlog_len) {
-		ssize_t n = send(c->fd, c->backlog + c->backlog_off, c->backlog_len - c->backlog_off,
-				 MSG_NOSIGNAL);
+		ssize_t n = send(c->fd, c->backlog + c->backlog_off,
+				 c->backlog_len - c->backlog_off, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
@@ -354,9 +355,10 @@ static void respond(struct ceiling *cl, struct conn *c, const char *status, cons
 		    const char *body, int close_after)
 {
 	char buf[512];
-	int n = snprintf(buf, sizeof(buf),
-			 "HTTP/1.1 %s\r\nServer: ceiling\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n%s",
-			 status, ctype, strlen(body), close_after ? "Connection: close\r\n" : "", body);
+	int n = snprintf(
+		buf, sizeof(buf),
+		"HTTP/1.1 %s\r\nServer: ceiling\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n%s",
+		status, ctype, strlen(body), close_after ? "Connection: close\r\n" : "", body);
 	send_or_keep(cl, c, buf, (size_t)n);
 	if (close_after)
 		conn_close(cl, c);
@@ -382,9 +384,10 @@ static void upgrade(struct ceiling *cl, struct conn *c, struct channel *ch, cons
 			 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 			 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
 			 accept);
-	int flen = snprintf(frame, sizeof(frame),
-			    "{\"type\":\"open\",\"session\":\"%016llx\",\"version\":1,\"heartbeat\":25}",
-			    (unsigned long long)++cl->sessions);
+	int flen = snprintf(
+		frame, sizeof(frame),
+		"{\"type\":\"open\",\"session\":\"%016llx\",\"version\":1,\"heartbeat\":25}",
+		(unsigned long long)++cl->sessions);
 	n += (int)frame_header(out + n, (size_t)flen);
 	memcpy(out + n, frame, (size_t)flen);
 	n += flen;
@@ -425,14 +428,16 @@ static size_t http_handle(struct ceiling *cl, struct conn *c, const char *p, siz
 		size_t tlen = (size_t)(sp2 - target);
 		size_t vlen;
 		const char *v;
-#define TARGET_IS(prefix) (tlen >= sizeof(prefix) - 1 && memcmp(target, prefix, sizeof(prefix) - 1) == 0)
+#define TARGET_IS(prefix)                                                                          \
+	(tlen >= sizeof(prefix) - 1 && memcmp(target, prefix, sizeof(prefix) - 1) == 0)
 		if ((size_t)(sp1 - start) == 4 && memcmp(start, "POST", 4) == 0 &&
 		    TARGET_IS("/ferry/publish/")) {
 			long long clen = 0;
 			if ((v = find_header(start, end, "Content-Length", &vlen)))
 				clen = strtoll(v, NULL, 10);
 			if (clen < 0 || head_len + (size_t)clen > REQUEST_MAX) {
-				respond(cl, c, "413 Payload Too Large", "text/plain", "too large\n", 1);
+				respond(cl, c, "413 Payload Too Large", "text/plain", "too large\n",
+					1);
 				return len;
 			}
 			if (len - off < head_len + (size_t)clen)
@@ -447,7 +452,8 @@ static size_t http_handle(struct ceiling *cl, struct conn *c, const char *p, siz
 			struct channel *ch = channel_get(cl, name, nlen);
 			uint64_t seq = publish(cl, ch, start + head_len, (size_t)clen);
 			char body[64];
-			snprintf(body, sizeof(body), "{\"id\":\"%08x:%llu\"}", cl->epoch, (unsigned long long)seq);
+			snprintf(body, sizeof(body), "{\"id\":\"%08x:%llu\"}", cl->epoch,
+				 (unsigned long long)seq);
 			respond(cl, c, "200 OK", "application/json", body, 0);
 			off += head_len + (size_t)clen;
 		} else if ((size_t)(sp1 - start) == 3 && memcmp(start, "GET", 3) == 0 &&
@@ -496,7 +502,8 @@ static void http_readable(struct ceiling *cl, struct conn *c)
 		return;
 	size_t keep = have - used;
 	if (keep == sizeof(buf)) {
-		respond(cl, c, "431 Request Header Fields Too Large", "text/plain", "too large\n", 1);
+		respond(cl, c, "431 Request Header Fields Too Large", "text/plain", "too large\n",
+			1);
 		return;
 	}
 	if (keep) {
@@ -551,7 +558,8 @@ static int listen_on(const char *spec)
 		return -1;
 	memcpy(host, spec, (size_t)(colon - spec));
 	host[colon - spec] = '\0';
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)atoi(colon + 1)) };
 	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
 		return -1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define SUB_COUNT (1u << HISTOGRAM_SUB_BITS)  /* 128 exact values */
-#define HALF_COUNT (SUB_COUNT / 2)            /* 64 buckets per octave above */
+#define SUB_COUNT  (1u << HISTOGRAM_SUB_BITS) /* 128 exact values */
+#define HALF_COUNT (SUB_COUNT / 2)	      /* 64 buckets per octave above */
 /* the octaves of values >= SUB_COUNT: msb from HISTOGRAM_SUB_BITS to 63 */
 #define BUCKETS (SUB_COUNT + (64 - HISTOGRAM_SUB_BITS) * HALF_COUNT)
 

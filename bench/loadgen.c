@@ -24,11 +24,11 @@
 #include "loadgen.h"
 #include "procstat.h"
 
-#define NS_PER_S 1000000000ull
-#define BIN_NS 10000000ull         /* deliveries are binned per 10 ms */
-#define TICK_MS 50                 /* housekeeping period */
-#define STEP_SETTLE_MS 300         /* idle mode: pause before a step's sample */
-#define WINDOW_STALL_NS NS_PER_S   /* a message missing for this long is given up */
+#define NS_PER_S	 1000000000ull
+#define BIN_NS		 10000000ull	/* deliveries are binned per 10 ms */
+#define TICK_MS		 50		/* housekeeping period */
+#define STEP_SETTLE_MS	 300		/* idle mode: pause before a step's sample */
+#define WINDOW_STALL_NS	 NS_PER_S	/* a message missing for this long is given up */
 #define PUBLISH_GRACE_NS (5 * NS_PER_S) /* answers still awaited after the duration */
 #define SEEN_BITS_BUDGET (256ull << 20) /* default M keeps the bitmap near 32 MiB */
 
@@ -79,7 +79,8 @@ int loadgen_connect_socket(struct loadgen *lg, uint32_t source_index)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)lg->opt.port) };
+	struct sockaddr_in dst = { .sin_family = AF_INET,
+				   .sin_port = htons((uint16_t)lg->opt.port) };
 	inet_pton(AF_INET, lg->opt.host, &dst.sin_addr);
 	/* Loopback: spread over 127.0.0.1..K so that N may exceed the ephemeral
 	 * ports of one address; the port is picked at connect(), not bind(). */
@@ -442,8 +443,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		pump(lg);
 		break;
 	case PHASE_DRAIN: {
-		uint64_t last = lg->last_delivery_ns > lg->t_pub_end ? lg->last_delivery_ns
-								     : lg->t_pub_end;
+		uint64_t last =
+			lg->last_delivery_ns > lg->t_pub_end ? lg->last_delivery_ns : lg->t_pub_end;
 		if (lg->received >= lg->published_ok * lg->subscribed_at_start ||
 		    now - last >= (uint64_t)(o->drain_quiet * 1e9) ||
 		    now - lg->t_pub_end >= (uint64_t)(o->drain * 1e9))
@@ -474,8 +475,8 @@ static void print_report(struct loadgen *lg)
 	const struct options *o = &lg->opt;
 	static const char *const kinds[] = { "ferry", "nchan" };
 	static const char *const transports[] = { "ws", "sse", "poll" };
-	static const char *const reasons[] = { "connect", "status", "closed",
-					       "protocol", "write", "timeout" };
+	static const char *const reasons[] = { "connect",  "status", "closed",
+					       "protocol", "write",  "timeout" };
 	FILE *out = stdout;
 	fprintf(out, "{\n  \"label\": \"%s\",\n  \"mode\": \"%s\",\n", o->label ? o->label : "",
 		o->idle ? "idle" : "publish");
@@ -504,7 +505,8 @@ static void print_report(struct loadgen *lg)
 	struct server_sample *b = &lg->base_sample, *a = &lg->after;
 	if (o->idle) {
 		uint32_t held = live_subscribers(lg);
-		double per_conn = held ? ((double)a->rss_kib - (double)b->rss_kib) * 1024.0 / held : 0;
+		double per_conn =
+			held ? ((double)a->rss_kib - (double)b->rss_kib) * 1024.0 / held : 0;
 		/* the slope from the first step's sample to the last: what one more
 		 * connection costs, without one-time costs of the first ones */
 		double marginal = per_conn;
@@ -519,14 +521,15 @@ static void print_report(struct loadgen *lg)
 			"  \"idle\": {\"connections\": %u, \"rss_base_kib\": %llu, \"rss_kib\": %llu, "
 			"\"bytes_per_connection\": %.1f, \"marginal_bytes_per_connection\": %.1f, "
 			"\"samples\": [[0, %llu]",
-			held, (unsigned long long)b->rss_kib, (unsigned long long)a->rss_kib, per_conn,
-			marginal, (unsigned long long)b->rss_kib);
+			held, (unsigned long long)b->rss_kib, (unsigned long long)a->rss_kib,
+			per_conn, marginal, (unsigned long long)b->rss_kib);
 		for (uint32_t i = 0; i < lg->idle_sample_count; i++)
 			fprintf(out, ", [%d, %llu]", lg->idle_samples[i].processes,
 				(unsigned long long)lg->idle_samples[i].rss_kib);
 		fprintf(out, "]},\n");
-		fprintf(out, "  \"server\": {\"pid\": %d, \"processes\": %d, \"rss_base_kib\": %llu, "
-			     "\"rss_after_kib\": %llu, \"cpu_seconds\": %.3f},\n",
+		fprintf(out,
+			"  \"server\": {\"pid\": %d, \"processes\": %d, \"rss_base_kib\": %llu, "
+			"\"rss_after_kib\": %llu, \"cpu_seconds\": %.3f},\n",
 			o->server_pid, a->processes, (unsigned long long)b->rss_kib,
 			(unsigned long long)a->rss_kib, a->cpu_seconds - b->cpu_seconds);
 	} else {
@@ -547,7 +550,8 @@ static void print_report(struct loadgen *lg)
 		if (lg->t_pub0 && lg->last_delivery_ns > lg->t_pub0)
 			overall = lg->received / seconds(lg->last_delivery_ns - lg->t_pub0);
 		if (pub_s >= 2.0) {
-			size_t from = (size_t)(pub_s * 0.2 / 0.01), to = (size_t)(pub_s * 0.9 / 0.01);
+			size_t from = (size_t)(pub_s * 0.2 / 0.01),
+			       to = (size_t)(pub_s * 0.9 / 0.01);
 			uint64_t sum = 0;
 			for (size_t i = from; i < to && i < lg->delivery_bin_count; i++)
 				sum += lg->delivery_bins[i];
@@ -566,9 +570,10 @@ static void print_report(struct loadgen *lg)
 			(unsigned long long)lg->poll_errors);
 
 		/* deliveries per 100 ms from the start of publishing, to see stalls */
-		size_t used_bins = lg->last_delivery_ns > lg->t_pub0
-					   ? (size_t)((lg->last_delivery_ns - lg->t_pub0) / BIN_NS) + 1
-					   : 0;
+		size_t used_bins =
+			lg->last_delivery_ns > lg->t_pub0
+				? (size_t)((lg->last_delivery_ns - lg->t_pub0) / BIN_NS) + 1
+				: 0;
 		if (used_bins > lg->delivery_bin_count)
 			used_bins = lg->delivery_bin_count;
 		fprintf(out, "  \"deliveries_per_100ms\": [");
@@ -592,7 +597,8 @@ static void print_report(struct loadgen *lg)
 		fprintf(out, "  \"latency_percentiles\": [");
 		for (int k = 0; k <= 50; k++) {
 			double p = 100.0 * (1.0 - pow(10.0, -k / 10.0));
-			fprintf(out, "%s[%.5f, %.3f]", k ? ", " : "", p, ms(histogram_percentile(h, p)));
+			fprintf(out, "%s[%.5f, %.3f]", k ? ", " : "", p,
+				ms(histogram_percentile(h, p)));
 		}
 		fprintf(out, ", [100, %.3f]],\n", ms(histogram_max(h)));
 
@@ -610,14 +616,15 @@ static void print_report(struct loadgen *lg)
 			(unsigned long long)bf->rss_kib, (unsigned long long)a->rss_kib, cpu,
 			wall > 0 ? cpu / wall : 0, pub_wall > 0 ? pub_cpu / pub_wall : 0,
 			lg->received ? cpu * 1e6 / (double)lg->received : 0.0);
-		fprintf(out, "  \"loadgen\": {\"cpu_seconds\": %.3f, \"cpu_util\": %.3f, "
-			     "\"cpu_util_publishing\": %.3f},\n",
+		fprintf(out,
+			"  \"loadgen\": {\"cpu_seconds\": %.3f, \"cpu_util\": %.3f, "
+			"\"cpu_util_publishing\": %.3f},\n",
 			a->self_cpu_seconds - bf->self_cpu_seconds,
 			wall > 0 ? (a->self_cpu_seconds - bf->self_cpu_seconds) / wall : 0,
 			pub_wall > 0 ? self_pub / pub_wall : 0);
 	}
-	fprintf(out, "  \"timed_out\": %s,\n  \"elapsed_s\": %.3f\n}\n", lg->timed_out ? "true" : "false",
-		seconds(lg->t_end - lg->t_start));
+	fprintf(out, "  \"timed_out\": %s,\n  \"elapsed_s\": %.3f\n}\n",
+		lg->timed_out ? "true" : "false", seconds(lg->t_end - lg->t_start));
 	fflush(out);
 }
 
@@ -684,10 +691,25 @@ static double parse_number(const char *name, const char *s, double min, double m
 static void parse_options(int argc, char **argv, struct options *o)
 {
 	enum {
-		OPT_HOST = 256, OPT_PORT, OPT_KIND, OPT_TRANSPORT, OPT_CHANNEL, OPT_SOURCES,
-		OPT_CONCURRENCY, OPT_PUBLISHERS, OPT_WINDOW, OPT_PAYLOAD, OPT_TIMEOUT,
-		OPT_CONNECT_TIMEOUT, OPT_DRAIN, OPT_QUIET, OPT_IDLE, OPT_STEPS, OPT_SETTLE,
-		OPT_PID, OPT_LABEL,
+		OPT_HOST = 256,
+		OPT_PORT,
+		OPT_KIND,
+		OPT_TRANSPORT,
+		OPT_CHANNEL,
+		OPT_SOURCES,
+		OPT_CONCURRENCY,
+		OPT_PUBLISHERS,
+		OPT_WINDOW,
+		OPT_PAYLOAD,
+		OPT_TIMEOUT,
+		OPT_CONNECT_TIMEOUT,
+		OPT_DRAIN,
+		OPT_QUIET,
+		OPT_IDLE,
+		OPT_STEPS,
+		OPT_SETTLE,
+		OPT_PID,
+		OPT_LABEL,
 	};
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, OPT_HOST },
@@ -717,16 +739,32 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct options){
-		.host = "127.0.0.1", .kind = SERVER_FERRY, .transport = TRANSPORT_WS,
-		.channel = "bench", .connections = 1000, .sources = 4, .connect_concurrency = 256,
-		.duration = 10, .publishers = 4, .payload = 64, .timeout = 120,
-		.connect_timeout = 60, .drain = 10, .drain_quiet = 2, .settle = 2, .idle_steps = 1,
+		.host = "127.0.0.1",
+		.kind = SERVER_FERRY,
+		.transport = TRANSPORT_WS,
+		.channel = "bench",
+		.connections = 1000,
+		.sources = 4,
+		.connect_concurrency = 256,
+		.duration = 10,
+		.publishers = 4,
+		.payload = 64,
+		.timeout = 120,
+		.connect_timeout = 60,
+		.drain = 10,
+		.drain_quiet = 2,
+		.settle = 2,
+		.idle_steps = 1,
 	};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "n:m:r:d:h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_HOST: o->host = optarg; break;
-		case OPT_PORT: o->port = (int)parse_number("port", optarg, 1, 65535); break;
+		case OPT_HOST:
+			o->host = optarg;
+			break;
+		case OPT_PORT:
+			o->port = (int)parse_number("port", optarg, 1, 65535);
+			break;
 		case OPT_KIND:
 			if (strcmp(optarg, "ferry") == 0)
 				o->kind = SERVER_FERRY;
@@ -745,33 +783,70 @@ static void parse_options(int argc, char **argv, struct options *o)
 			else
 				parse_number("transport", "", 0, 0);
 			break;
-		case OPT_CHANNEL: o->channel = optarg; break;
-		case 'n': o->connections = (uint32_t)parse_number("connections", optarg, 1, 1e7); break;
-		case OPT_SOURCES: o->sources = (uint32_t)parse_number("sources", optarg, 1, 250); break;
-		case OPT_CONCURRENCY:
-			o->connect_concurrency = (uint32_t)parse_number("concurrency", optarg, 1, 1e6);
+		case OPT_CHANNEL:
+			o->channel = optarg;
 			break;
-		case 'm': o->messages = (uint64_t)parse_number("messages", optarg, 1, 1e9); break;
-		case 'r': o->rate = parse_number("rate", optarg, 0, 1e7); break;
-		case 'd': o->duration = parse_number("duration", optarg, 0.01, 86400); break;
+		case 'n':
+			o->connections = (uint32_t)parse_number("connections", optarg, 1, 1e7);
+			break;
+		case OPT_SOURCES:
+			o->sources = (uint32_t)parse_number("sources", optarg, 1, 250);
+			break;
+		case OPT_CONCURRENCY:
+			o->connect_concurrency =
+				(uint32_t)parse_number("concurrency", optarg, 1, 1e6);
+			break;
+		case 'm':
+			o->messages = (uint64_t)parse_number("messages", optarg, 1, 1e9);
+			break;
+		case 'r':
+			o->rate = parse_number("rate", optarg, 0, 1e7);
+			break;
+		case 'd':
+			o->duration = parse_number("duration", optarg, 0.01, 86400);
+			break;
 		case OPT_PUBLISHERS:
 			o->publishers = (uint32_t)parse_number("publishers", optarg, 1, 1024);
 			break;
-		case OPT_WINDOW: o->window = (uint64_t)parse_number("window", optarg, 0, 1e9); break;
-		case OPT_PAYLOAD: o->payload = (uint32_t)parse_number("payload", optarg, 1, 1 << 20); break;
-		case OPT_TIMEOUT: o->timeout = parse_number("timeout", optarg, 0.1, 86400); break;
+		case OPT_WINDOW:
+			o->window = (uint64_t)parse_number("window", optarg, 0, 1e9);
+			break;
+		case OPT_PAYLOAD:
+			o->payload = (uint32_t)parse_number("payload", optarg, 1, 1 << 20);
+			break;
+		case OPT_TIMEOUT:
+			o->timeout = parse_number("timeout", optarg, 0.1, 86400);
+			break;
 		case OPT_CONNECT_TIMEOUT:
 			o->connect_timeout = parse_number("connect timeout", optarg, 0.1, 86400);
 			break;
-		case OPT_DRAIN: o->drain = parse_number("drain", optarg, 0, 3600); break;
-		case OPT_QUIET: o->drain_quiet = parse_number("drain quiet", optarg, 0.05, 3600); break;
-		case OPT_IDLE: o->idle = 1; break;
-		case OPT_STEPS: o->idle_steps = (uint32_t)parse_number("idle steps", optarg, 1, 1000); break;
-		case OPT_SETTLE: o->settle = parse_number("settle", optarg, 0, 3600); break;
-		case OPT_PID: o->server_pid = (int)parse_number("server pid", optarg, 1, 1 << 30); break;
-		case OPT_LABEL: o->label = optarg; break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		case OPT_DRAIN:
+			o->drain = parse_number("drain", optarg, 0, 3600);
+			break;
+		case OPT_QUIET:
+			o->drain_quiet = parse_number("drain quiet", optarg, 0.05, 3600);
+			break;
+		case OPT_IDLE:
+			o->idle = 1;
+			break;
+		case OPT_STEPS:
+			o->idle_steps = (uint32_t)parse_number("idle steps", optarg, 1, 1000);
+			break;
+		case OPT_SETTLE:
+			o->settle = parse_number("settle", optarg, 0, 3600);
+			break;
+		case OPT_PID:
+			o->server_pid = (int)parse_number("server pid", optarg, 1, 1 << 30);
+			break;
+		case OPT_LABEL:
+			o->label = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (!o->port || optind != argc) {
@@ -796,7 +871,8 @@ static void parse_options(int argc, char **argv, struct options *o)
 			o->messages = 1;
 	}
 	if ((double)o->connections * (double)(o->messages / 8 + 1) > 2e9) {
-		fputs("loadgen: connections x messages too large for the duplicate bitmap\n", stderr);
+		fputs("loadgen: connections x messages too large for the duplicate bitmap\n",
+		      stderr);
 		exit(2);
 	}
 }
@@ -855,7 +931,8 @@ int main(int argc, char **argv)
 	event_assign(&lg->tick, lg->base, -1, EV_PERSIST, tick, lg);
 	event_priority_set(&lg->tick, 0);
 	event_add(&lg->tick, &tick_tv);
-	struct timeval to = { (time_t)o->timeout, (suseconds_t)((o->timeout - floor(o->timeout)) * 1e6) };
+	struct timeval to = { (time_t)o->timeout,
+			      (suseconds_t)((o->timeout - floor(o->timeout)) * 1e6) };
 	evtimer_assign(&lg->timeout_timer, lg->base, run_timed_out, lg);
 	event_priority_set(&lg->timeout_timer, 0);
 	evtimer_add(&lg->timeout_timer, &to);

@@ -23,13 +23,13 @@ enum transport {
 };
 
 enum conn_state {
-	CONN_IDLE,       /* no socket */
+	CONN_IDLE,	 /* no socket */
 	CONN_CONNECTING, /* connect() in progress */
-	CONN_HEADERS,    /* request written; reading the response head */
-	CONN_BODY,       /* reading a response body of known length */
-	CONN_STREAM,     /* WebSocket frames or an SSE stream */
-	CONN_READY,      /* publisher: connected, no request in flight */
-	CONN_DEAD,       /* given up; never reconnected */
+	CONN_HEADERS,	 /* request written; reading the response head */
+	CONN_BODY,	 /* reading a response body of known length */
+	CONN_STREAM,	 /* WebSocket frames or an SSE stream */
+	CONN_READY,	 /* publisher: connected, no request in flight */
+	CONN_DEAD,	 /* given up; never reconnected */
 };
 
 /* Why a subscriber did not get subscribed (or was lost afterwards). */
@@ -49,23 +49,23 @@ struct options {
 	enum server_kind kind;
 	enum transport transport;
 	const char *channel;
-	uint32_t connections;   /* N subscribers */
-	uint32_t sources;       /* K: source addresses 127.0.0.1 .. 127.0.0.K */
+	uint32_t connections; /* N subscribers */
+	uint32_t sources;     /* K: source addresses 127.0.0.1 .. 127.0.0.K */
 	uint32_t connect_concurrency;
-	uint64_t messages;      /* M: at most this many publishes */
-	double rate;            /* messages/s; 0 = as fast as accepted */
-	double duration;        /* seconds of publishing, at most */
-	uint32_t publishers;    /* concurrent publish requests (one per connection) */
-	uint64_t window;        /* messages published but not yet everywhere; 0 = no limit */
-	uint32_t payload;       /* bytes of each message */
-	double timeout;         /* the whole run, seconds */
+	uint64_t messages;	/* M: at most this many publishes */
+	double rate;		/* messages/s; 0 = as fast as accepted */
+	double duration;	/* seconds of publishing, at most */
+	uint32_t publishers;	/* concurrent publish requests (one per connection) */
+	uint64_t window;	/* messages published but not yet everywhere; 0 = no limit */
+	uint32_t payload;	/* bytes of each message */
+	double timeout;		/* the whole run, seconds */
 	double connect_timeout; /* the connect phase, seconds */
-	double drain;           /* after publishing, wait at most this for deliveries */
-	double drain_quiet;     /* ... and stop earlier after this long without one */
-	double settle;          /* idle mode: wait this long before the final sample */
-	int idle;               /* idle mode: connect, subscribe, measure memory */
-	uint32_t idle_steps;    /* idle mode: memory samples while connecting */
-	int server_pid;         /* process tree to sample; 0 = none */
+	double drain;		/* after publishing, wait at most this for deliveries */
+	double drain_quiet;	/* ... and stop earlier after this long without one */
+	double settle;		/* idle mode: wait this long before the final sample */
+	int idle;		/* idle mode: connect, subscribe, measure memory */
+	uint32_t idle_steps;	/* idle mode: memory samples while connecting */
+	int server_pid;		/* process tree to sample; 0 = none */
 	const char *label;
 };
 
@@ -74,14 +74,14 @@ struct conn {
 	struct event ev;
 	int fd;
 	uint32_t index; /* subscriber: its bitmap row; publisher: its slot */
-	uint8_t state;  /* enum conn_state */
+	uint8_t state;	/* enum conn_state */
 	uint8_t is_publisher;
-	uint8_t subscribed; /* got the server's confirmation (or Nchan's prime) */
-	uint8_t resolved;   /* counted as subscribed or failed */
+	uint8_t subscribed;  /* got the server's confirmation (or Nchan's prime) */
+	uint8_t resolved;    /* counted as subscribed or failed */
 	uint8_t close_after; /* the current response said Connection: close */
 	uint8_t failures;    /* publisher: consecutive connect failures */
 	uint32_t body_left;  /* CONN_BODY: bytes of the body still to come */
-	int status;          /* status of the response being read */
+	int status;	     /* status of the response being read */
 	/* bytes received but not yet parsed (a partial frame, line or response) */
 	char *carry;
 	uint32_t carry_len, carry_cap;
@@ -95,7 +95,7 @@ enum phase {
 	PHASE_CONNECT, /* opening and subscribing */
 	PHASE_SETTLE,  /* idle mode: waiting before the last memory sample */
 	PHASE_PUBLISH,
-	PHASE_DRAIN,   /* publishing over; waiting for the last deliveries */
+	PHASE_DRAIN, /* publishing over; waiting for the last deliveries */
 	PHASE_DONE,
 };
 
@@ -133,12 +133,12 @@ struct loadgen {
 	uint32_t subscribed, failed, dropped, reconnects;
 	uint32_t fail_reasons[FAIL_REASONS];
 	uint32_t slow_consumer_closes; /* WebSocket Close 4008 from ferry */
-	uint64_t poll_errors;          /* long-poll answers other than 200/304/408 */
-	char cursor_key[200];          /* "cursors":{"CHANNEL":" in ferry's poll answers */
+	uint64_t poll_errors;	       /* long-poll answers other than 200/304/408 */
+	char cursor_key[200];	       /* "cursors":{"CHANNEL":" in ferry's poll answers */
 
 	/* publishing */
 	uint64_t issued, published_ok, publish_failed;
-	uint64_t window_head; /* lowest seq not yet delivered everywhere */
+	uint64_t window_head;	  /* lowest seq not yet delivered everywhere */
 	uint32_t *seq_deliveries; /* per seq; [0] unused */
 	uint64_t window_blocked_since;
 	uint64_t window_stalls;
@@ -149,8 +149,8 @@ struct loadgen {
 	int pumping, pump_again;
 
 	/* deliveries */
-	uint8_t *seen;    /* bitmap: row per subscriber, bit per seq */
-	size_t seen_row;  /* bytes per row */
+	uint8_t *seen;	 /* bitmap: row per subscriber, bit per seq */
+	size_t seen_row; /* bytes per row */
 	uint64_t received, duplicates, unexpected, subscribed_at_start;
 	uint64_t first_delivery_ns, last_delivery_ns;
 	uint32_t *delivery_bins; /* deliveries per 10 ms since publishing began */
@@ -201,9 +201,9 @@ int conn_write_all(struct conn *c, const char *p, size_t len);
 int conn_connect_result(struct conn *c);
 
 enum conn_read_result {
-	CONN_READ_DATA,  /* *bytes holds the carry followed by fresh bytes */
+	CONN_READ_DATA,	 /* *bytes holds the carry followed by fresh bytes */
 	CONN_READ_AGAIN, /* nothing to read now (the carry is kept) */
-	CONN_READ_EOF,   /* the peer closed; *bytes holds the unparsed carry */
+	CONN_READ_EOF,	 /* the peer closed; *bytes holds the unparsed carry */
 	CONN_READ_ERROR, /* a socket error or a carry too large for the buffer */
 };
 /* Read once into lg->rbuf behind c's carry, which is moved there (c's carry

@@ -9,7 +9,7 @@
 struct proc_sample {
 	uint64_t rss_kib;   /* sum of VmRSS over the tree */
 	double cpu_seconds; /* sum of utime+stime over the tree (all threads) */
-	int processes;      /* how many processes were summed; 0 if root is gone */
+	int processes;	    /* how many processes were summed; 0 if root is gone */
 };
 
 /* Sample the tree rooted at root (the root and every process whose parent

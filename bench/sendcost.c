@@ -79,11 +79,20 @@ static void one_write(enum call c, int fd, char *msg, size_t len)
 	struct msghdr mh = { .msg_iov = &v, .msg_iovlen = 1 };
 	ssize_t r = -1;
 	switch (c) {
-	case CALL_WRITE: r = write(fd, msg, len); break;
-	case CALL_SEND: r = send(fd, msg, len, MSG_NOSIGNAL); break;
-	case CALL_WRITEV: r = writev(fd, &v, 1); break;
-	case CALL_SENDMSG: r = sendmsg(fd, &mh, MSG_NOSIGNAL); break;
-	default: break;
+	case CALL_WRITE:
+		r = write(fd, msg, len);
+		break;
+	case CALL_SEND:
+		r = send(fd, msg, len, MSG_NOSIGNAL);
+		break;
+	case CALL_WRITEV:
+		r = writev(fd, &v, 1);
+		break;
+	case CALL_SENDMSG:
+		r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		break;
+	default:
+		break;
 	}
 	if (r != (ssize_t)len)
 		perror("write");

@@ -32,19 +32,23 @@ static int build_request(struct conn *c, char *buf, size_t cap)
 				"Sec-WebSocket-Version: 13\r\n\r\n",
 				ferry ? "/ferry/ws?ch=" : "/sub/ws/", ch, host);
 	case TRANSPORT_SSE:
-		return snprintf(buf, cap,
-				"GET %s%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n",
-				ferry ? "/ferry/sse?ch=" : "/sub/sse/", ch, host);
+		return snprintf(
+			buf, cap,
+			"GET %s%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n",
+			ferry ? "/ferry/sse?ch=" : "/sub/sse/", ch, host);
 	case TRANSPORT_POLL:
 		if (ferry)
-			return snprintf(buf, cap, "GET /ferry/poll?ch=%s%s%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+			return snprintf(buf, cap,
+					"GET /ferry/poll?ch=%s%s%s HTTP/1.1\r\nHost: %s\r\n\r\n",
 					ch, c->cursor ? "," : "", c->cursor ? c->cursor : "", host);
 		if (c->cursor)
-			return snprintf(buf, cap,
-					"GET /sub/poll/%s HTTP/1.1\r\nHost: %s\r\nIf-Modified-Since: %s\r\n"
-					"If-None-Match: %s\r\n\r\n",
-					ch, host, c->cursor, c->etag ? c->etag : "");
-		return snprintf(buf, cap, "GET /sub/poll/%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch, host);
+			return snprintf(
+				buf, cap,
+				"GET /sub/poll/%s HTTP/1.1\r\nHost: %s\r\nIf-Modified-Since: %s\r\n"
+				"If-None-Match: %s\r\n\r\n",
+				ch, host, c->cursor, c->etag ? c->etag : "");
+		return snprintf(buf, cap, "GET /sub/poll/%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch,
+				host);
 	}
 	return -1;
 }
@@ -290,7 +294,8 @@ static size_t parse(struct conn *c, const char *p, size_t len)
 				c->close_after = (uint8_t)r.close;
 				c->body_left = (uint32_t)r.content_length;
 				if (r.status == 200 && r.last_modified)
-					replace_string(&c->cursor, r.last_modified, r.last_modified_len);
+					replace_string(&c->cursor, r.last_modified,
+						       r.last_modified_len);
 				if (r.status == 200 && r.etag)
 					replace_string(&c->etag, r.etag, r.etag_len);
 				c->state = CONN_BODY;
@@ -364,7 +369,8 @@ static void subscriber_event(evutil_socket_t fd, short what, void *arg)
 		if (c->state == CONN_DEAD || c->state == CONN_CONNECTING)
 			break;
 		/* a long-poll keep-alive closed while no answer was under way */
-		if (lg->opt.transport == TRANSPORT_POLL && c->subscribed && c->state == CONN_HEADERS)
+		if (lg->opt.transport == TRANSPORT_POLL && c->subscribed &&
+		    c->state == CONN_HEADERS)
 			reconnect(c);
 		else
 			lost(c, FAIL_CLOSED);

@@ -38,9 +38,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define KEY_MAX 200
-#define CHANNEL_MAX 128
-#define IN_PREFIX "ferry:in:"
+#define KEY_MAX	     200
+#define CHANNEL_MAX  128
+#define IN_PREFIX    "ferry:in:"
 #define IO_TIMEOUT_S 5
 #define KEEPALIVE_MS 15000
 
@@ -197,8 +197,11 @@ static int load_options(struct options *o, int argc, char **argv)
 	static const char *const env[][2] = { { "FERRY_REDIS", "redis" },
 					      { "FERRY_HISTORY_SIZE", "history-size" },
 					      { "FERRY_HISTORY_TTL", "history-ttl" } };
-	*o = (struct options){ .pattern = IN_PREFIX "*", .history_size = 100, .ttl_ms = 300000,
-			       .prefix = "echo: ", .event = "reply" };
+	*o = (struct options){ .pattern = IN_PREFIX "*",
+			       .history_size = 100,
+			       .ttl_ms = 300000,
+			       .prefix = "echo: ",
+			       .event = "reply" };
 	parse_url(o, "redis://127.0.0.1:6379/0");
 	for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
 		const char *v = getenv(env[i][0]);
@@ -312,8 +315,9 @@ static int publish(redisContext *cmd, const struct options *o, const char *chann
 	snprintf(maxlen, sizeof(maxlen), "%ld", o->history_size);
 	snprintf(ttl, sizeof(ttl), "%ld", o->ttl_ms > 0 ? o->ttl_ms : 1);
 	fresh_epoch(fresh);
-	const char *argv[] = { "FCALL", "ferry_publish", "2", stream, epoch_key, pubsub,
-			       maxlen, ttl, fresh, o->event, data };
+	const char *argv[] = { "FCALL",	  "ferry_publish", "2",	   stream,
+			       epoch_key, pubsub,	   maxlen, ttl,
+			       fresh,	  o->event,	   data };
 	size_t lens[11];
 	for (int i = 0; i < 10; i++)
 		lens[i] = strlen(argv[i]);
@@ -336,7 +340,8 @@ static int publish(redisContext *cmd, const struct options *o, const char *chann
 static int handle(redisContext *cmd, const struct options *o, const redisReply *r)
 {
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "pmessage") != 0)
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(r->element[0]->str, "pmessage") != 0)
 		return 0; /* the PSUBSCRIBE confirmation, a pong */
 	const redisReply *from = r->element[2], *payload = r->element[3];
 	if (from->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
@@ -453,7 +458,8 @@ int main(int argc, char **argv)
 		redisContext *cmd = sub ? redis_open(&o, "command") : NULL;
 		redisReply *r = cmd ? redisCommand(sub, "PSUBSCRIBE %s", o.pattern) : NULL;
 		if (r && r->type == REDIS_REPLY_ARRAY) {
-			logf_("info", "listening on %s at %s:%d/%d", o.pattern, o.host, o.port, o.db);
+			logf_("info", "listening on %s at %s:%d/%d", o.pattern, o.host, o.port,
+			      o.db);
 			backoff = 0;
 			freeReplyObject(r);
 			r = NULL;

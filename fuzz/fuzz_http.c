@@ -98,9 +98,8 @@ static uint64_t check_request(const struct http_request *r, const struct http_li
 	return h;
 }
 
-static void parse_stream(const uint8_t *in, size_t len, size_t split,
-			 const struct http_limits *lim, int decline_upgrades,
-			 struct stream_result *res)
+static void parse_stream(const uint8_t *in, size_t len, size_t split, const struct http_limits *lim,
+			 int decline_upgrades, struct stream_result *res)
 {
 	struct http_parser *p = http_parser_new(lim);
 	const char *buf = (const char *)in;

@@ -52,7 +52,8 @@ static void run(const uint8_t *data, size_t size, size_t step, int head_request,
 		assert(used <= n);
 		off += used;
 		if (rc > 0)
-			http_response_expect(p, head_request); /* the next answer on the connection */
+			http_response_expect(p,
+					     head_request); /* the next answer on the connection */
 		else if (used == 0)
 			break;
 	}

@@ -17,7 +17,8 @@ static struct jwt_verifier *verifier(void)
 {
 	static struct jwt_verifier *v;
 	if (!v) {
-		struct jwt_config cfg = { .hs256_secret = "fuzz-secret", .audience = "ferry",
+		struct jwt_config cfg = { .hs256_secret = "fuzz-secret",
+					  .audience = "ferry",
 					  .leeway_s = 30 };
 		v = jwt_verifier_new(&cfg, NULL, 0);
 		assert(v);
@@ -38,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* the rest as claims JSON, signed with the right key */
 		char *token = jwt_sign_hs256("fuzz-secret", text);
 		if (token) {
-			if (jwt_verify(verifier(), token, strlen(token), 1000, &claims, &err) == 0) {
+			if (jwt_verify(verifier(), token, strlen(token), 1000, &claims, &err) ==
+			    0) {
 				for (int i = 0; i < claims.nsubscribe; i++)
 					(void)glob_match(claims.subscribe[i], "chat.room-1");
 				jwt_claims_free(&claims);

@@ -57,8 +57,8 @@ static void check_op(const struct proto_op *op)
 	}
 	if (!op->channel || !proto_channel_valid(op->channel, strlen(op->channel)))
 		abort();
-	if (op->cursor && (op->type != PROTO_SUBSCRIBE || !*op->cursor ||
-			   strlen(op->cursor) > PROTO_MAX_CURSOR))
+	if (op->cursor &&
+	    (op->type != PROTO_SUBSCRIBE || !*op->cursor || strlen(op->cursor) > PROTO_MAX_CURSOR))
 		abort();
 	if (op->type == PROTO_PUBLISH) {
 		if (!op->data || op->data[op->data_len] != '\0')
@@ -137,9 +137,9 @@ static void check_encoders(const struct proto_op *op)
 		break;
 	case PROTO_PUBLISH:
 		/* what was published is delivered byte for byte */
-		root = parse_back(proto_message(op->channel, "1-0", op->event, op->data,
-						op->data_len, &len),
-				  len);
+		root = parse_back(
+			proto_message(op->channel, "1-0", op->event, op->data, op->data_len, &len),
+			len);
 		expect_string(root, "channel", op->channel, strlen(op->channel));
 		expect_string(root, "event", op->event, op->event ? strlen(op->event) : 0);
 		expect_string(root, "data", op->data, op->data_len);
@@ -189,9 +189,9 @@ static void check_send(const struct proto_send *send)
 		if (op->event && !proto_event_publishable(op->event, strlen(op->event)))
 			abort();
 		size_t len = 0;
-		json_t *root = parse_back(proto_message(op->channel, "1-0", op->event, op->data,
-							op->data_len, &len),
-					  len);
+		json_t *root = parse_back(
+			proto_message(op->channel, "1-0", op->event, op->data, op->data_len, &len),
+			len);
 		expect_string(root, "data", op->data, op->data_len);
 		json_decref(root);
 	}

@@ -30,10 +30,10 @@ struct reader {
 	struct ws_message message;
 	size_t max_message;
 	enum verdict verdict;
-	int code;          /* V_CLOSE: the peer's code; V_ERROR: ours */
+	int code;	    /* V_CLOSE: the peer's code; V_ERROR: ours */
 	const char *reason; /* V_ERROR */
-	int parse_error;   /* negative ws_parse_error, or 0 */
-	int calls;         /* callbacks fired by the current event */
+	int parse_error;    /* negative ws_parse_error, or 0 */
+	int calls;	    /* callbacks fired by the current event */
 	/* the target's own copy of the current data message and control frame */
 	int in_message;
 	uint8_t *shadow;
@@ -228,8 +228,7 @@ static void check_error(struct reader *r, const struct ws_event *ev)
 		    utf8_prefix_ok(r->shadow, r->shadow_len))
 			abort();
 	} else if (!strcmp(r->reason, "text message ends inside a UTF-8 sequence")) {
-		if (ev->type != WS_EV_END || !p->fin ||
-		    !utf8_prefix_ok(r->shadow, r->shadow_len) ||
+		if (ev->type != WS_EV_END || !p->fin || !utf8_prefix_ok(r->shadow, r->shadow_len) ||
 		    utf8_valid(r->shadow, r->shadow_len))
 			abort();
 	} else if (!strcmp(r->reason, "message too big")) {
@@ -268,8 +267,8 @@ static void read_piece(struct reader *r, const uint8_t *in, size_t len, uint64_t
 			if (n < WS_ERR_TOO_BIG)
 				abort();
 			if (ws_message_parse_error(&r->message, (int)n) != -1 ||
-			    r->verdict != V_ERROR || r->code != (n == WS_ERR_TOO_BIG ?
-								 WS_CLOSE_TOO_BIG : WS_CLOSE_PROTOCOL))
+			    r->verdict != V_ERROR ||
+			    r->code != (n == WS_ERR_TOO_BIG ? WS_CLOSE_TOO_BIG : WS_CLOSE_PROTOCOL))
 				abort();
 			return;
 		}
@@ -366,7 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_encoder(whole.parser.opcode, whole.parser.fin, whole.parser.length);
 	/* and for a header made up from the first bytes */
 	if (len >= 9) {
-		static const unsigned opcodes[] = { WS_OP_CONT, WS_OP_TEXT,  WS_OP_BINARY,
+		static const unsigned opcodes[] = { WS_OP_CONT,	 WS_OP_TEXT, WS_OP_BINARY,
 						    WS_OP_CLOSE, WS_OP_PING, WS_OP_PONG };
 		unsigned op = opcodes[wire[0] % 6];
 		uint64_t length = 0;

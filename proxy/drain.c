@@ -50,7 +50,7 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 	long ms = elapsed.tv_sec * 1000 + elapsed.tv_usec / 1000;
 	int window = f->cfg->drain_window_ms;
 	long target = window <= 0 || ms >= window ? d->total
-						: ((long)d->total * ms + window - 1) / window;
+						  : ((long)d->total * ms + window - 1) / window;
 	while (d->closed < target && !TAILQ_EMPTY(&f->clients->live)) {
 		notify(f, TAILQ_FIRST(&f->clients->live));
 		d->closed++;

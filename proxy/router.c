@@ -53,11 +53,12 @@ static void healthz(struct httpconn *c)
 	struct ferry *f = httpconn_ferry(c);
 	int ok = f->backend->ops->healthy(f->backend) && !f->draining;
 	char body[160];
-	int n = snprintf(body, sizeof(body),
-			 "{\"status\":\"%s\",\"backend\":\"%s\",\"backend_healthy\":%s,\"draining\":%s}\n",
-			 ok ? "ok" : "unavailable", f->backend->ops->name,
-			 f->backend->ops->healthy(f->backend) ? "true" : "false",
-			 f->draining ? "true" : "false");
+	int n = snprintf(
+		body, sizeof(body),
+		"{\"status\":\"%s\",\"backend\":\"%s\",\"backend_healthy\":%s,\"draining\":%s}\n",
+		ok ? "ok" : "unavailable", f->backend->ops->name,
+		f->backend->ops->healthy(f->backend) ? "true" : "false",
+		f->draining ? "true" : "false");
 	httpconn_respond(c, ok ? 200 : 503, "Cache-Control: no-store\r\n", "application/json", body,
 			 (size_t)n);
 }

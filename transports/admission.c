@@ -141,8 +141,7 @@ static void check_drain(void *arg, int retry_ms)
 	httpconn_release(c);
 }
 
-static const struct httpconn_waiter_ops check_waiter = { .gone = check_gone,
-							 .drain = check_drain };
+static const struct httpconn_waiter_ops check_waiter = { .gone = check_gone, .drain = check_drain };
 
 static void check_answered(void *arg, const struct callback_result *r)
 {
@@ -160,7 +159,8 @@ static void check_answered(void *arg, const struct callback_result *r)
 	httpconn_wait(c, NULL, NULL);
 	if (!httpconn_gone(c)) {
 		if (ok)
-			start(c, httpconn_request(c)); /* still the current request: nothing answered it */
+			start(c, httpconn_request(
+					 c)); /* still the current request: nothing answered it */
 		else if (verdict == CALLBACK_UNAVAILABLE)
 			httpconn_error(c, 503, "the app could not say whether you may subscribe");
 		else
@@ -169,8 +169,7 @@ static void check_answered(void *arg, const struct callback_result *r)
 	httpconn_release(c);
 }
 
-int admission_ask_app(struct httpconn *c, const struct http_request *req,
-		      admission_start_fn start)
+int admission_ask_app(struct httpconn *c, const struct http_request *req, admission_start_fn start)
 {
 	struct ferry *f = httpconn_ferry(c);
 	if (!f->callbacks)

@@ -37,8 +37,7 @@ int admission_identity(struct httpconn *c, const struct http_request *req, struc
  * (403 when the app says 401/403, 503 when it cannot say). 0: nothing to
  * ask, start now. */
 typedef void (*admission_start_fn)(struct httpconn *c, const struct http_request *req);
-int admission_ask_app(struct httpconn *c, const struct http_request *req,
-		      admission_start_fn start);
+int admission_ask_app(struct httpconn *c, const struct http_request *req, admission_start_fn start);
 
 /* The drain's 503: Retry-After in seconds, at least 1. */
 void admission_retry_later(struct httpconn *c, int retry_ms);

@@ -33,8 +33,8 @@
 #include "transport.h"
 #include "xmalloc.h"
 
-#define GRIP_MAX_CHANNELS 16
-#define GRIP_MAX_BODY (1024 * 1024)
+#define GRIP_MAX_CHANNELS      16
+#define GRIP_MAX_BODY	       (1024 * 1024)
 #define GRIP_DEFAULT_TIMEOUT_S 55
 
 struct grip_hold {
@@ -54,7 +54,7 @@ struct grip_hold {
 	char *keepalive;
 	size_t keepalive_len;
 	int keepalive_s;
-	int chunked;            /* stream framing: chunked, or to the close (HTTP/1.0) */
+	int chunked; /* stream framing: chunked, or to the close (HTTP/1.0) */
 	struct session *session;
 	struct event *timer;
 	int started, done;
@@ -139,7 +139,8 @@ static int parse_keepalive(struct grip_hold *g, const char *value)
 		if (n < 0 || data_len % 4) {
 			rc = -1;
 		} else {
-			while (data_len && data[data_len - 1] == '=') { /* padding decodes to zeros */
+			while (data_len &&
+			       data[data_len - 1] == '=') { /* padding decodes to zeros */
 				data_len--;
 				n--;
 			}
@@ -397,10 +398,12 @@ void grip_hold_start(struct grip_hold *g)
 		struct evbuffer *out = httpconn_output(c);
 		httpconn_set_status(c, g->status);
 		evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", g->status,
-				    g->reason[0] ? g->reason : http_status_text(g->status), g->ctype);
+				    g->reason[0] ? g->reason : http_status_text(g->status),
+				    g->ctype);
 		evbuffer_add_buffer(out, g->headers);
-		evbuffer_add_printf(out, "%s\r\n", g->chunked ? "Transfer-Encoding: chunked\r\n"
-							      : "Connection: close\r\n");
+		evbuffer_add_printf(out, "%s\r\n",
+				    g->chunked ? "Transfer-Encoding: chunked\r\n"
+					       : "Connection: close\r\n");
 		size_t len = evbuffer_get_length(g->body);
 		if (len)
 			stream_write(g, evbuffer_pullup(g->body, -1), len);
@@ -411,7 +414,8 @@ void grip_hold_start(struct grip_hold *g)
 	}
 	g->session = session_new(f, &grip_transport, g);
 	for (int i = 0; i < g->nchannels && !g->done; i++)
-		session_subscribe(g->session, g->channel[i], g->prev[i][0] ? g->prev[i] : NULL, NULL);
+		session_subscribe(g->session, g->channel[i], g->prev[i][0] ? g->prev[i] : NULL,
+				  NULL);
 }
 
 void grip_sign_request(struct ferry *f, struct evbuffer *head)

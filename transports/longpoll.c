@@ -47,11 +47,11 @@ struct poll_req {
 	struct session *session;
 	struct cursor *cursors;
 	int ncursors;
-	int awaiting;        /* subscriptions not answered yet */
-	int answer_now;      /* a first poll or a reset: do not hold */
+	int awaiting;	/* subscriptions not answered yet */
+	int answer_now; /* a first poll or a reset: do not hold */
 	struct message **msgs;
 	size_t nmsgs, cap, bytes;
-	int more;            /* messages were left for the next poll */
+	int more; /* messages were left for the next poll */
 	char (*reset_ch)[PROTO_MAX_CHANNEL + 1];
 	const char **reset_reason;
 	int nresets;
@@ -129,7 +129,8 @@ static void answer(struct poll_req *p)
 		const char *env = envelope(p->msgs[i], &len);
 		if (i)
 			evbuffer_add(body, ",", 1);
-		evbuffer_add_reference(body, env, len, message_release_ref, message_ref(p->msgs[i]));
+		evbuffer_add_reference(body, env, len, message_release_ref,
+				       message_ref(p->msgs[i]));
 	}
 	f->metrics.messages_out += p->nmsgs;
 	const char *chans[64], *ids[64];
@@ -142,7 +143,8 @@ static void answer(struct poll_req *p)
 	for (int i = 0; i < p->nresets; i++)
 		rch[i] = p->reset_ch[i];
 	size_t tlen;
-	char *tail = proto_poll_tail(chans, ids, n, rch, p->reset_reason, p->nresets, p->more, &tlen);
+	char *tail =
+		proto_poll_tail(chans, ids, n, rch, p->reset_reason, p->nresets, p->more, &tlen);
 	evbuffer_add(body, tail, tlen);
 	free(tail);
 	if (jsonp)
@@ -341,7 +343,8 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 			free(p->cursors);
 			free(p);
 			identity_clear(&id);
-			httpconn_error(c, 400, cfg->jsonp ? "invalid callback" : "JSONP is not enabled");
+			httpconn_error(c, 400,
+				       cfg->jsonp ? "invalid callback" : "JSONP is not enabled");
 			return;
 		}
 		strcpy(p->callback, value);
@@ -370,7 +373,8 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	}
 	p->session = session_new(f, &poll_transport, p);
 	session_set_identity(p->session, &id); /* the session owns it now */
-	session_set_client(p->session, NULL, httpconn_peer(c), 1); /* the app was asked (admission.c) */
+	session_set_client(p->session, NULL, httpconn_peer(c),
+			   1); /* the app was asked (admission.c) */
 	for (int i = 0; i < n; i++)
 		session_subscribe(p->session, p->cursors[i].channel,
 				  p->cursors[i].id[0] ? p->cursors[i].id : NULL, NULL);

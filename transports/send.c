@@ -30,12 +30,12 @@
 #include "xmalloc.h"
 
 #define SENDER_TTL_MS (10 * 60 * 1000)
-#define MAX_SENDERS 100000
+#define MAX_SENDERS   100000
 
 struct sender {
 	char id[PROTO_MAX_CLIENT_ID + 1];
-	long long seq;      /* highest seq published (acknowledged by the backend) */
-	int busy;           /* a POST of this client is being published */
+	long long seq; /* highest seq published (acknowledged by the backend) */
+	int busy;      /* a POST of this client is being published */
 	struct timeval last;
 	struct bucket rate; /* --rate-messages */
 };
@@ -104,13 +104,13 @@ void send_free(struct ferry *f)
 struct batch {
 	struct ferry *f;
 	struct httpconn *c;
-	struct proto_send ops;  /* keeps the decoded body alive */
-	size_t next;            /* index of the op to publish next */
-	long long floor;        /* ops at or below were published before */
+	struct proto_send ops; /* keeps the decoded body alive */
+	size_t next;	       /* index of the op to publish next */
+	long long floor;       /* ops at or below were published before */
 	const char *err;
-	int err_status;         /* 503, or 403 when the app refused an op */
+	int err_status;		  /* 503, or 403 when the app refused an op */
 	struct evbuffer *replies; /* "SEQ":"reply",... from the app's publish callback */
-	char *cookie;           /* for the app's callbacks */
+	char *cookie;		  /* for the app's callbacks */
 	char peer[64];
 };
 
@@ -186,8 +186,8 @@ static void app_answered(void *arg, const struct callback_result *r)
 			b->replies = evbuffer_new();
 		size_t qlen;
 		char *quoted = proto_json_string(r->answer.reply, &qlen);
-		evbuffer_add_printf(b->replies, "%s\"%lld\":%s", evbuffer_get_length(b->replies) ? "," : "",
-				    op->seq, quoted);
+		evbuffer_add_printf(b->replies, "%s\"%lld\":%s",
+				    evbuffer_get_length(b->replies) ? "," : "", op->seq, quoted);
 		free(quoted);
 	}
 	if (r->answer.publish) {
@@ -260,7 +260,8 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		const char *why = auth_publish_decider(f, &id, batch.ops[i].channel, &path);
 		if (why) {
 			char body[200];
-			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}", why);
+			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}",
+				 why);
 			f->metrics.errors[ERR_FORBIDDEN]++;
 			log_info("send %s: 403 %s", httpconn_peer(c), why);
 			proto_send_release(&batch);
@@ -297,17 +298,20 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		double wait_s = 0;
 		for (size_t i = 0; i < batch.nops; i++)
 			if (batch.ops[i].seq > s->seq &&
-			    !bucket_take(&s->rate, f->cfg->rate_messages, 2.0 * f->cfg->rate_messages,
-					 &s->last, &wait_s))
+			    !bucket_take(&s->rate, f->cfg->rate_messages,
+					 2.0 * f->cfg->rate_messages, &s->last, &wait_s))
 				break;
 		if (wait_s > 0) {
 			char body[96], cors[256], hdr[320];
 			httpconn_cors_headers(c, cors, sizeof(cors));
-			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}", s->seq);
-			snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
+			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}",
+				 s->seq);
+			snprintf(hdr, sizeof(hdr),
+				 "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
 				 1 + (int)wait_s, cors);
 			f->metrics.limited[LIMIT_CLIENT_RATE]++;
-			log_info("send %s: client %s over --rate-messages", httpconn_peer(c), s->id);
+			log_info("send %s: client %s over --rate-messages", httpconn_peer(c),
+				 s->id);
 			proto_send_release(&batch);
 			httpconn_respond(c, 429, hdr, "application/json", body, strlen(body));
 			return;

@@ -39,7 +39,7 @@
 #include "transport.h"
 #include "xmalloc.h"
 
-#define SSE_PADDING 2048
+#define SSE_PADDING  2048
 #define SSE_RETRY_MS 2000
 
 enum sse_state { SSE_STARTING, SSE_OPEN, SSE_DEAD };
@@ -50,16 +50,16 @@ struct sse_conn {
 	struct bufferevent *bev;
 	struct session *session;
 	enum sse_state state;
-	struct evbuffer *early;  /* output before the headers are written */
-	int awaiting;            /* subscriptions not answered yet */
-	int padded;              /* an XHR reader: recycle after a byte budget */
-	int json;                /* format=json: data is the protocol envelope */
+	struct evbuffer *early; /* output before the headers are written */
+	int awaiting;		/* subscriptions not answered yet */
+	int padded;		/* an XHR reader: recycle after a byte budget */
+	int json;		/* format=json: data is the protocol envelope */
 	size_t sent;
-	char resets[256];        /* for the Ferry-Reset header */
-	char cors[256];          /* the CORS header lines, or "" */
+	char resets[256]; /* for the Ferry-Reset header */
+	char cors[256];	  /* the CORS header lines, or "" */
 	struct cursor *cursors;
 	int ncursors;
-	struct event *start_ev;  /* writes the headers once every channel answered */
+	struct event *start_ev; /* writes the headers once every channel answered */
 	/* Output is written at the end of the loop turn, straight to the socket
 	 * (flush.c): a bufferevent would arm and disarm its write event (two
 	 * epoll_ctl calls) around every message. */
@@ -134,11 +134,10 @@ static void finish(struct sse_conn *s)
 static void write_headers(struct sse_conn *s)
 {
 	struct evbuffer *o = bufferevent_get_output(s->bev);
-	evbuffer_add_printf(o,
-			    "HTTP/1.1 200 OK\r\nServer: ferry\r\n"
-			    "Content-Type: text/event-stream; charset=utf-8\r\n"
-			    "Cache-Control: no-store, no-cache, no-transform\r\n"
-			    "X-Accel-Buffering: no\r\nConnection: close\r\n");
+	evbuffer_add_printf(o, "HTTP/1.1 200 OK\r\nServer: ferry\r\n"
+			       "Content-Type: text/event-stream; charset=utf-8\r\n"
+			       "Cache-Control: no-store, no-cache, no-transform\r\n"
+			       "X-Accel-Buffering: no\r\nConnection: close\r\n");
 	if (s->resets[0])
 		evbuffer_add_printf(o, "Ferry-Reset: %s\r\n", s->resets);
 	evbuffer_add(o, s->cors, strlen(s->cors));
@@ -192,8 +191,8 @@ static void t_send_message(void *t, struct message *m)
 		char *enc;
 		if (s->json) {
 			size_t jlen;
-			char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len,
-						   &jlen);
+			char *json = proto_message(m->channel, m->id, m->event, m->data,
+						   m->data_len, &jlen);
 			enc = sse_event(NULL, json, jlen, &len);
 			free(json);
 		} else {
@@ -250,7 +249,8 @@ static void t_close(void *t, enum transport_close why, const char *reason, int r
 	if (why == TRANSPORT_CLOSE_RESTART) {
 		evbuffer_add_printf(out(s), "retry: %d\n\n", retry); /* (finish writes it) */
 		char json[80];
-		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}", retry);
+		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}",
+				 retry);
 		send_control(s, json, (size_t)n);
 		finish(s);
 	} else {
@@ -336,8 +336,8 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	char last_param[512];
 	size_t lpos = 0;
 	const char *last = http_request_header(req, "Last-Event-ID");
-	if (!last && http_query_next(req->query, "lastEventId", &lpos, last_param,
-				     sizeof(last_param)) > 0)
+	if (!last &&
+	    http_query_next(req->query, "lastEventId", &lpos, last_param, sizeof(last_param)) > 0)
 		last = last_param;
 	if (last && *last) {
 		struct cursor seen[16];
@@ -387,9 +387,9 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	}
 	evbuffer_add_printf(s->early, "retry: %d\n\n", SSE_RETRY_MS);
 	s->session = session_new(f, &sse_transport, s);
-	session_set_identity(s->session, &id); /* the session owns it now */
+	session_set_identity(s->session, &id);		  /* the session owns it now */
 	session_set_client(s->session, NULL, s->peer, 1); /* the app was asked (admission.c) */
-	session_open(s->session, cfg->heartbeat_ms); /* the first event: the stream flows */
+	session_open(s->session, cfg->heartbeat_ms);	  /* the first event: the stream flows */
 	for (int i = 0; i < n && s->state != SSE_DEAD; i++)
 		session_subscribe(s->session, cursors[i].channel,
 				  cursors[i].id[0] ? cursors[i].id : NULL, NULL);

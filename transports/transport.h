@@ -13,7 +13,7 @@ struct proto_event;
  * retry: field and a reconnect event or by cutting the stream, long-poll
  * and GRIP by answering now. */
 enum transport_close {
-	TRANSPORT_CLOSE_POLICY,        /* token expired, missing or invalid */
+	TRANSPORT_CLOSE_POLICY,	       /* token expired, missing or invalid */
 	TRANSPORT_CLOSE_SLOW_CONSUMER, /* outbound queue over --out-queue-max */
 	TRANSPORT_CLOSE_RESTART,       /* ferry is draining: come back after retry_ms */
 };

@@ -79,9 +79,9 @@ struct ws_conn {
 	struct ws_message message; /* fed from parser; reports to ws_message_cb */
 
 	int awaiting_pong;
-	int throttled;           /* over --rate-messages: not reading until throttle fires */
+	int throttled; /* over --rate-messages: not reading until throttle fires */
 	struct bucket rate;
-	struct event *throttle;  /* made the first time the client goes over */
+	struct event *throttle; /* made the first time the client goes over */
 	char peer[64];
 };
 
@@ -253,7 +253,8 @@ static void t_send_message(void *t, struct message *m)
 	const char *frame = message_wire(m, WIRE_WS, &len);
 	if (!frame) { /* first subscriber to see this message: encode it once */
 		size_t jlen;
-		char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len, &jlen);
+		char *json =
+			proto_message(m->channel, m->id, m->event, m->data, m->data_len, &jlen);
 		if (!json)
 			return;
 		uint8_t hdr[10];
@@ -269,8 +270,8 @@ static void t_send_message(void *t, struct message *m)
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
 		batch_spill(w, 0);
-		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len, message_release_ref,
-				       message_ref(m));
+		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len,
+				       message_release_ref, message_ref(m));
 		w->buffered = 1;
 	}
 	w->f->metrics.bytes_out += len;
@@ -330,7 +331,8 @@ static void on_message(void *arg, enum ws_opcode opcode, const uint8_t *data, si
 	case WS_MODE_ECHO:
 		/* What is still queued from earlier messages says whether the peer
 		 * keeps up; a single large echo is fine. */
-		if (evbuffer_get_length(bufferevent_get_output(w->bev)) > w->f->cfg->out_queue_max) {
+		if (evbuffer_get_length(bufferevent_get_output(w->bev)) >
+		    w->f->cfg->out_queue_max) {
 			w->f->metrics.drops++;
 			ws_fail(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer", ERR_SLOW_CONSUMER);
 			return;
@@ -423,7 +425,8 @@ static void rate_limit(struct ws_conn *w)
 	w->f->metrics.limited[LIMIT_CLIENT_RATE]++;
 	w->throttled = 1;
 	bufferevent_disable(w->bev, EV_READ);
-	struct timeval tv = { (time_t)wait_s, (suseconds_t)((wait_s - (double)(time_t)wait_s) * 1e6) + 1 };
+	struct timeval tv = { (time_t)wait_s,
+			      (suseconds_t)((wait_s - (double)(time_t)wait_s) * 1e6) + 1 };
 	event_add(w->throttle, &tv);
 }
 
@@ -592,7 +595,8 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	}
 	if (f->draining) {
 		char hdr[48];
-		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + cfg->reconnect_delay_ms / 1000);
+		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n",
+			 1 + cfg->reconnect_delay_ms / 1000);
 		refuse(c, 503, hdr, "server is restarting");
 		return;
 	}

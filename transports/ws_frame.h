@@ -36,13 +36,13 @@ enum ws_close_code {
 };
 
 enum ws_parse_error {
-	WS_ERR_RSV = -1,          /* reserved bit set, no extension negotiated */
-	WS_ERR_OPCODE = -2,       /* reserved opcode */
-	WS_ERR_UNMASKED = -3,     /* client frame without mask */
+	WS_ERR_RSV = -1,	  /* reserved bit set, no extension negotiated */
+	WS_ERR_OPCODE = -2,	  /* reserved opcode */
+	WS_ERR_UNMASKED = -3,	  /* client frame without mask */
 	WS_ERR_CONTROL_FRAG = -4, /* control frame with FIN clear */
 	WS_ERR_CONTROL_LEN = -5,  /* control frame payload over 125 bytes */
-	WS_ERR_LENGTH = -6,       /* 64-bit length with its top bit set */
-	WS_ERR_TOO_BIG = -7,      /* frame longer than the parser's max_payload */
+	WS_ERR_LENGTH = -6,	  /* 64-bit length with its top bit set */
+	WS_ERR_TOO_BIG = -7,	  /* frame longer than the parser's max_payload */
 };
 
 enum ws_event_type {

@@ -8,19 +8,19 @@
 #define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest */
 
 struct ws_handshake_request {
-	int is_get, http11;        /* method GET, HTTP/1.1 or later */
-	const char *upgrade;       /* header values, NULL when absent */
+	int is_get, http11;  /* method GET, HTTP/1.1 or later */
+	const char *upgrade; /* header values, NULL when absent */
 	const char *connection;
 	const char *key;
 	const char *version;
-	const char *protocols;     /* Sec-WebSocket-Protocol, comma-separated */
+	const char *protocols; /* Sec-WebSocket-Protocol, comma-separated */
 };
 
 struct ws_handshake_result {
-	int status;                /* 101 to accept; 400 or 426 to refuse */
-	const char *error;         /* short reason when refused */
+	int status;	   /* 101 to accept; 400 or 426 to refuse */
+	const char *error; /* short reason when refused */
 	char accept[WS_ACCEPT_LEN + 1];
-	const char *protocol;      /* selected subprotocol (one of supported) or NULL */
+	const char *protocol; /* selected subprotocol (one of supported) or NULL */
 };
 
 /* Check the request; supported is a NULL-terminated list of subprotocols in

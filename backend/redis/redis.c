@@ -109,8 +109,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	struct redis_backend *rb = ac->data;
 	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
 	if (status != REDIS_OK) {
-		log_warn("redis: %s connection to %s:%d failed: %s", c->name, c->rb->host, c->rb->port,
-			 ac->errstr);
+		log_warn("redis: %s connection to %s:%d failed: %s", c->name, c->rb->host,
+			 c->rb->port, ac->errstr);
 		c->ac = NULL; /* hiredis frees it */
 		schedule_retry(c);
 		return;

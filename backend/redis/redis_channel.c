@@ -101,13 +101,13 @@ struct rchan {
 	char *name;
 	char pubsub[KEY_MAX];
 	int watchers;
-	int subscribed;          /* SUBSCRIBE confirmed on the current connection */
-	char epoch[32];          /* of the newest message seen, for the gap replay */
+	int subscribed; /* SUBSCRIBE confirmed on the current connection */
+	char epoch[32]; /* of the newest message seen, for the gap replay */
 	uint64_t seq;
 	struct history_req *waiting; /* history asked before the SUBSCRIBE was confirmed */
-	int catching_up;         /* reading what was published while we were away */
+	int catching_up;	     /* reading what was published while we were away */
 	struct redis_backend *rb;
-	struct message **held;   /* live messages that arrived meanwhile */
+	struct message **held; /* live messages that arrived meanwhile */
 	size_t nheld;
 };
 
@@ -219,8 +219,8 @@ static void history_send(struct history_req *hr)
 		else
 			snprintf(cur_seq, sizeof(cur_seq), "invalid");
 	}
-	const char *argv[] = { "FCALL", "ferry_history", "2", stream, epoch_key,
-			       cur_epoch, cur_seq, rb->ttl, fresh };
+	const char *argv[] = { "FCALL",	  "ferry_history", "2",	    stream, epoch_key,
+			       cur_epoch, cur_seq,	   rb->ttl, fresh };
 	size_t lens[9];
 	for (int i = 0; i < 9; i++)
 		lens[i] = strlen(argv[i]);
@@ -240,7 +240,8 @@ static void history_req_free(struct history_req *hr)
 
 static const char *str_at(const redisReply *r, size_t i)
 {
-	return (i < r->elements && r->element[i]->type == REDIS_REPLY_STRING) ? r->element[i]->str : NULL;
+	return (i < r->elements && r->element[i]->type == REDIS_REPLY_STRING) ? r->element[i]->str
+									      : NULL;
 }
 
 static void history_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -258,7 +259,8 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		history_send(hr);
 		return;
 	}
-	if (!status || !epoch || reply->elements < 5 || reply->element[3]->type != REDIS_REPLY_INTEGER ||
+	if (!status || !epoch || reply->elements < 5 ||
+	    reply->element[3]->type != REDIS_REPLY_INTEGER ||
 	    reply->element[4]->type != REDIS_REPLY_ARRAY) {
 		if (reply && reply->type == REDIS_REPLY_ERROR)
 			log_warn("redis: history of %s: %s", hr->channel, reply->str);
@@ -272,11 +274,13 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 	snprintf(cursor, sizeof(cursor), "%s:%llu", epoch, (unsigned long long)last);
 	res.cursor = cursor;
 	res.cursor_pos = (struct msg_pos){ last, 0 };
-	res.status = strcmp(status, "fresh") == 0 ? HISTORY_FRESH
-		   : strcmp(status, "continue") == 0 ? HISTORY_CONTINUE : HISTORY_RESET;
+	res.status = strcmp(status, "fresh") == 0      ? HISTORY_FRESH
+		     : strcmp(status, "continue") == 0 ? HISTORY_CONTINUE
+						       : HISTORY_RESET;
 	if (res.status == HISTORY_RESET)
 		res.reason = strcmp(str_at(reply, 1), "too_old") == 0 ? "too_old"
-			   : strcmp(str_at(reply, 1), "epoch") == 0 ? "epoch" : "invalid";
+			     : strcmp(str_at(reply, 1), "epoch") == 0 ? "epoch"
+								      : "invalid";
 	const redisReply *entries = reply->element[4];
 	res.msgs = xcalloc(entries->elements ? entries->elements : 1, sizeof(*res.msgs));
 	for (size_t i = 0; i < entries->elements; i++) {
@@ -384,7 +388,8 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 		/* After a reconnect: what was published while we were away. */
 		if (ch->epoch[0] && !ch->catching_up) {
 			char cursor[64];
-			snprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch, (unsigned long long)ch->seq);
+			snprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch,
+				 (unsigned long long)ch->seq);
 			struct history_req *hr = xcalloc(1, sizeof(*hr));
 			hr->rb = rb;
 			hr->channel = xstrdup(ch->name);
@@ -527,7 +532,9 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 			log_warn("redis: publish: %s", reply->str);
 		/* a lost connection leaves the outcome unknown: Redis may have run it */
 		if (pr->cb)
-			pr->cb(pr->arg, NULL, reply ? "backend error" : "backend connection lost, outcome unknown");
+			pr->cb(pr->arg, NULL,
+			       reply ? "backend error"
+				     : "backend connection lost, outcome unknown");
 	}
 	free(pr);
 }
@@ -545,9 +552,20 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	snprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
 	snprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
-	const char *argv[] = { "FCALL", "ferry_publish", "3", stream, epoch_key, sent, pubsub,
-			       rb->maxlen, rb->ttl, fresh, event ? event : "", data,
-			       from && from->sender ? from->sender : "", inbound,
+	const char *argv[] = { "FCALL",
+			       "ferry_publish",
+			       "3",
+			       stream,
+			       epoch_key,
+			       sent,
+			       pubsub,
+			       rb->maxlen,
+			       rb->ttl,
+			       fresh,
+			       event ? event : "",
+			       data,
+			       from && from->sender ? from->sender : "",
+			       inbound,
 			       from && from->seq > 0 ? seq : "" };
 	size_t lens[15];
 	for (int i = 0; i < 15; i++)

@@ -22,10 +22,10 @@ struct history_req;
 struct conn {
 	struct redis_backend *rb;
 	redisAsyncContext *ac;
-	int ready;               /* connected and set up */
+	int ready; /* connected and set up */
 	int is_sub;
 	int backoff_ms;
-	long inflight;           /* commands without a reply yet */
+	long inflight;		 /* commands without a reply yet */
 	struct timeval progress; /* last connect or reply */
 	struct event *retry;
 	const char *name;
@@ -39,7 +39,7 @@ struct redis_backend {
 	char host[256];
 	int port, db;
 	struct conn cmd, sub;
-	struct dict *channels;   /* name -> struct rchan, for watched channels */
+	struct dict *channels;		 /* name -> struct rchan, for watched channels */
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
 	struct event *watchdog;
 	char ttl[24], maxlen[24];

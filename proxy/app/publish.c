@@ -76,8 +76,8 @@ static int publish_rate_ok(struct httpconn *c)
 	struct timeval now;
 	event_base_gettimeofday_cached(f->base, &now);
 	double wait_s;
-	if (bucket_take(&f->publish->bucket, f->cfg->publish_rate, 2.0 * f->cfg->publish_rate,
-			&now, &wait_s))
+	if (bucket_take(&f->publish->bucket, f->cfg->publish_rate, 2.0 * f->cfg->publish_rate, &now,
+			&wait_s))
 		return 1;
 	f->metrics.limited[LIMIT_PUBLISH_RATE]++;
 	char hdr[40];
@@ -113,9 +113,11 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 		return;
 	}
 	if (!publish_authorized(f, req, channel)) {
-		httpconn_error(c, f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
-							  http_request_header(req, "Authorization"))
-					  ? 403 : 401,
+		httpconn_error(c,
+			       f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
+						       http_request_header(req, "Authorization"))
+				       ? 403
+				       : 401,
 			       "publish key missing or wrong");
 		return;
 	}
@@ -128,7 +130,8 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 	char event[PROTO_MAX_EVENT + 2];
 	size_t pos = 0;
 	int elen = http_query_next(req->query, "event", &pos, event, sizeof(event));
-	if (elen == 0 || elen == -2 || (elen > 0 && !proto_event_publishable(event, (size_t)elen))) {
+	if (elen == 0 || elen == -2 ||
+	    (elen > 0 && !proto_event_publishable(event, (size_t)elen))) {
 		httpconn_error(c, 400, "invalid event name");
 		return;
 	}

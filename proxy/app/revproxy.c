@@ -34,7 +34,7 @@
 #include "xmalloc.h"
 
 #define UPSTREAM_PAUSE_BYTES (256 * 1024) /* stop reading the client above this */
-#define MAX_RESPONSE_HEAD (64 * 1024)
+#define MAX_RESPONSE_HEAD    (64 * 1024)
 
 struct exchange {
 	struct ferry *f;
@@ -42,19 +42,19 @@ struct exchange {
 	struct bufferevent *up;
 	struct http_response_parser *rp;
 	struct event *timer;
-	struct evbuffer *head;    /* the request head, kept to send again on a fresh connection */
+	struct evbuffer *head; /* the request head, kept to send again on a fresh connection */
 	int reused, retried;
 	int has_body, req_chunked, req_done;
 	int head_request;
-	int http10;               /* the client speaks HTTP/1.0: no chunked answers */
-	int skip_interim;         /* a 1xx answer is being skipped */
-	int resp_started;         /* any answer bytes came from the app */
-	int head_sent;            /* the answer's head went to the client */
+	int http10;	  /* the client speaks HTTP/1.0: no chunked answers */
+	int skip_interim; /* a 1xx answer is being skipped */
+	int resp_started; /* any answer bytes came from the app */
+	int head_sent;	  /* the answer's head went to the client */
 	int resp_chunked, resp_close;
-	int up_paused;            /* not reading the app: the client's output is full */
-	int connected;            /* the connection to the app is (or was) up */
+	int up_paused;		   /* not reading the app: the client's output is full */
+	int connected;		   /* the connection to the app is (or was) up */
 	int ended, end_keep_alive; /* the answer is complete; the app keeps the connection */
-	struct grip_hold *grip;   /* the answer asked to be held (GRIP) */
+	struct grip_hold *grip;	   /* the answer asked to be held (GRIP) */
 };
 
 static void exchange_free(struct exchange *x)
@@ -87,7 +87,8 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 			xff = value; /* the last one wins; ours is appended below */
 			continue;
 		}
-		if (http_hop_by_hop(name, connection) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
+		if (http_hop_by_hop(name, connection) ||
+		    strcasecmp(name, "X-Forwarded-Proto") == 0 ||
 		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "Expect") == 0 ||
 		    strncasecmp(name, "Grip-", 5) == 0)
 			continue;
@@ -96,7 +97,8 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 	char ip[64];
 	peer_address(httpconn_peer(c), ip, sizeof(ip));
 	evbuffer_add_printf(h, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: %s\r\n",
-			    xff ? xff : "", xff ? ", " : "", ip, httpconn_tls(c) ? "https" : "http");
+			    xff ? xff : "", xff ? ", " : "", ip,
+			    httpconn_tls(c) ? "https" : "http");
 	if (host)
 		evbuffer_add_printf(h, "X-Forwarded-Host: %s\r\n", host);
 	else
@@ -132,7 +134,8 @@ static void finish(struct exchange *x, int up_reusable, int client_reusable)
 /* Before the answer's head: a short error. After: cut the connection. */
 static void fail(struct exchange *x, int status, const char *why)
 {
-	log_info("upstream %s %s: %s", upstream_authority(x->f->upstream), httpconn_peer(x->c), why);
+	log_info("upstream %s %s: %s", upstream_authority(x->f->upstream), httpconn_peer(x->c),
+		 why);
 	if (x->head_sent) {
 		finish(x, 0, 0);
 		return;
@@ -304,9 +307,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 		send_request(x);
 		return;
 	}
-	fail(x, 502, (what & BEV_EVENT_ERROR) && !x->reused && !x->connected
-			     ? "upstream unreachable"
-			     : "upstream closed the connection without answering");
+	fail(x, 502,
+	     (what & BEV_EVENT_ERROR) && !x->reused && !x->connected
+		     ? "upstream unreachable"
+		     : "upstream closed the connection without answering");
 }
 
 static void up_write_cb(struct bufferevent *bev, void *arg)

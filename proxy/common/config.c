@@ -12,20 +12,19 @@
 
 #include "xmalloc.h"
 
-
 enum opt_type { OPT_STR, OPT_LIST, OPT_FLAG, OPT_INT, OPT_SIZE, OPT_DURATION };
 
 struct opt {
 	const char *name;
 	enum opt_type type;
-	size_t offset;       /* field in struct config */
+	size_t offset;	     /* field in struct config */
 	size_t count_offset; /* OPT_LIST: its counter */
 	const char *def;     /* default, as it would be written on the command line */
 	const char *arg;     /* metavariable for --help */
 	const char *help;
 };
 
-#define F(field) offsetof(struct config, field)
+#define F(field)	offsetof(struct config, field)
 #define L(field, count) offsetof(struct config, field), offsetof(struct config, count)
 
 static const struct opt opts[] = {
@@ -35,7 +34,8 @@ static const struct opt opts[] = {
 	  "listen for HTTPS (TLS 1.2/1.3) on ADDR:PORT (repeatable; needs --tls-cert, --tls-key)" },
 	{ "tls-cert", OPT_STR, F(tls_cert), 0, NULL, "FILE",
 	  "certificate chain, PEM (reloaded on SIGHUP)" },
-	{ "tls-key", OPT_STR, F(tls_key), 0, NULL, "FILE", "private key, PEM (reloaded on SIGHUP)" },
+	{ "tls-key", OPT_STR, F(tls_key), 0, NULL, "FILE",
+	  "private key, PEM (reloaded on SIGHUP)" },
 	{ "redis", OPT_STR, F(redis_url), 0, NULL, "URL",
 	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)" },
 	{ "redis-timeout", OPT_DURATION, F(redis_timeout_ms), 0, "3s", "TIME",
@@ -63,7 +63,8 @@ static const struct opt opts[] = {
 	  "every client needs a valid token, and every channel is private" },
 	{ "allow-origin", OPT_LIST, L(allow_origin, nallow_origin), NULL, "ORIGIN",
 	  "another browser origin allowed to connect (repeatable; '*' for any; the same host always is)" },
-	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL, "serve PREFIXecho, a plain WebSocket echo endpoint" },
+	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL,
+	  "serve PREFIXecho, a plain WebSocket echo endpoint" },
 	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
 	  "let clients publish to channels (WebSocket publish, POST send)" },
 	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug" },
@@ -73,7 +74,8 @@ static const struct opt opts[] = {
 	  "longest request URI (over: 414)" },
 	{ "max-header-bytes", OPT_SIZE, F(max_header_bytes), 0, "16K", "BYTES",
 	  "total header bytes (over: 431)" },
-	{ "max-headers", OPT_INT, F(max_headers), 0, "64", "N", "header fields per request (over: 431)" },
+	{ "max-headers", OPT_INT, F(max_headers), 0, "64", "N",
+	  "header fields per request (over: 431)" },
 	{ "max-body", OPT_SIZE, F(max_body), 0, "1M", "BYTES", "request body bytes (over: 413)" },
 	{ "header-timeout", OPT_DURATION, F(header_timeout_ms), 0, "10s", "TIME",
 	  "time to send a request's headers (over: 408)" },
@@ -91,7 +93,8 @@ static const struct opt opts[] = {
 	  "publish API requests per second in all (over: 429; 0: no limit)" },
 	{ "ws-max-message", OPT_SIZE, F(ws_max_message), 0, "1M", "BYTES",
 	  "largest WebSocket message received (over: close 1009)" },
-	{ "ws-ping", OPT_DURATION, F(ws_ping_ms), 0, "25s", "TIME", "ping a silent WebSocket after" },
+	{ "ws-ping", OPT_DURATION, F(ws_ping_ms), 0, "25s", "TIME",
+	  "ping a silent WebSocket after" },
 	{ "ws-pong-timeout", OPT_DURATION, F(ws_pong_timeout_ms), 0, "15s", "TIME",
 	  "close a WebSocket that does not answer a ping within" },
 	{ "out-queue-max", OPT_SIZE, F(out_queue_max), 0, "1M", "BYTES",
@@ -112,7 +115,8 @@ static const struct opt opts[] = {
 	  "a long-poll with nothing to deliver is answered empty after" },
 	{ "poll-max-bytes", OPT_SIZE, F(poll_max_bytes), 0, "256K", "BYTES",
 	  "messages in one long-poll answer, at most (the next poll gets the rest)" },
-	{ "jsonp", OPT_FLAG, F(jsonp), 0, "0", NULL, "answer long-polls with callback=NAME as JSONP" },
+	{ "jsonp", OPT_FLAG, F(jsonp), 0, "0", NULL,
+	  "answer long-polls with callback=NAME as JSONP" },
 	{ "drain-window", OPT_DURATION, F(drain_window_ms), 0, "10s", "TIME",
 	  "on SIGTERM, spread client closes over this window" },
 	{ "drain-timeout", OPT_DURATION, F(drain_timeout_ms), 0, "15s", "TIME",
@@ -149,10 +153,20 @@ static int parse_size(const char *s, size_t *out)
 		return -1;
 	unsigned shift = 0;
 	switch (toupper((unsigned char)*end)) {
-	case 'K': shift = 10; end++; break;
-	case 'M': shift = 20; end++; break;
-	case 'G': shift = 30; end++; break;
-	default: break;
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (v > (SIZE_MAX >> shift)) /* a suffix must not wrap the value around */
 		return -1;
@@ -220,8 +234,8 @@ static int set_option(struct loader *ld, const struct opt *o, const char *value,
 		for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 			if (*count == CONFIG_MAX_LIST) {
 				free(copy);
-				fprintf(stderr, "ferryd: %s: at most %d values for --%s\n", ld->origin,
-					CONFIG_MAX_LIST, o->name);
+				fprintf(stderr, "ferryd: %s: at most %d values for --%s\n",
+					ld->origin, CONFIG_MAX_LIST, o->name);
 				return -1;
 			}
 			list[(*count)++] = keep(ld->cfg, t);
@@ -326,9 +340,8 @@ static const char *env_get(char **envp, const char *name)
 
 void config_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: ferryd [OPTION]...\n"
-		"Realtime transport proxy: WebSocket, SSE and long-polling channels.\n\n");
+	fprintf(out, "Usage: ferryd [OPTION]...\n"
+		     "Realtime transport proxy: WebSocket, SSE and long-polling channels.\n\n");
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		char left[64];
@@ -339,8 +352,7 @@ void config_usage(FILE *out)
 			fprintf(out, " [%s]", o->def);
 		fputc('\n', out);
 	}
-	fprintf(out,
-		"  %-28s %s\n  %-28s %s\n  %-28s %s\n\n", "--config FILE",
+	fprintf(out, "  %-28s %s\n  %-28s %s\n  %-28s %s\n\n", "--config FILE",
 		"read settings from FILE (lines: NAME VALUE; '#' comments)", "-h, --help",
 		"print this help", "-V, --version", "print the version");
 	fprintf(out,

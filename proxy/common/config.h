@@ -11,30 +11,30 @@
 struct config {
 	const char *listen[CONFIG_MAX_LIST]; /* ADDR:PORT */
 	int nlisten;
-	const char *tls_listen[CONFIG_MAX_LIST];   /* ADDR:PORT for HTTPS */
+	const char *tls_listen[CONFIG_MAX_LIST]; /* ADDR:PORT for HTTPS */
 	int ntls_listen;
-	const char *tls_cert, *tls_key;            /* PEM files */
-	const char *jwt_secret;       /* HS256 client tokens */
-	const char *jwt_public_key;   /* RS256 client tokens: PEM file */
+	const char *tls_cert, *tls_key; /* PEM files */
+	const char *jwt_secret;		/* HS256 client tokens */
+	const char *jwt_public_key;	/* RS256 client tokens: PEM file */
 	const char *jwt_issuer, *jwt_audience;
 	const char *private_channels[CONFIG_MAX_LIST]; /* patterns */
 	int nprivate_channels;
 	int require_token;
 	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
 	int nallow_origin;
-	const char *redis_url;    /* NULL: embedded memory backend */
-	int redis_timeout_ms;     /* a Redis connection silent this long is dropped */
-	const char *upstream_url; /* the app behind ferry, or NULL */
-	int upstream_timeout_ms;  /* to the start of its answer */
-	const char *grip_key;     /* Grip-Sig signing key, or NULL */
+	const char *redis_url;			/* NULL: embedded memory backend */
+	int redis_timeout_ms;			/* a Redis connection silent this long is dropped */
+	const char *upstream_url;		/* the app behind ferry, or NULL */
+	int upstream_timeout_ms;		/* to the start of its answer */
+	const char *grip_key;			/* Grip-Sig signing key, or NULL */
 	const char *callbacks[CONFIG_MAX_LIST]; /* EVENT:PATTERN=/path */
 	int ncallbacks;
-	const char *prefix;       /* path prefix of ferry's routes, "/ferry/" */
-	const char *publish_key;  /* NULL: the publish API is open */
+	const char *prefix;	 /* path prefix of ferry's routes, "/ferry/" */
+	const char *publish_key; /* NULL: the publish API is open */
 	const char *log_level;
-	const char *access_log;   /* file for a line per HTTP request, "-" stdout, or NULL */
-	int echo;                 /* serve PREFIX echo */
-	int client_publish;       /* WebSocket clients may publish */
+	const char *access_log; /* file for a line per HTTP request, "-" stdout, or NULL */
+	int echo;		/* serve PREFIX echo */
+	int client_publish;	/* WebSocket clients may publish */
 
 	size_t max_request_line;
 	size_t max_header_bytes;
@@ -45,32 +45,32 @@ struct config {
 	int idle_timeout_ms;
 	int max_connections;
 	int max_connections_per_ip; /* 0: no limit */
-	int rate_messages;          /* per client per second; 0: no limit */
-	int publish_rate;           /* publish API per second; 0: no limit */
+	int rate_messages;	    /* per client per second; 0: no limit */
+	int publish_rate;	    /* publish API per second; 0: no limit */
 
 	size_t ws_max_message;
 	int ws_ping_ms;
 	int ws_pong_timeout_ms;
-	size_t out_queue_max;     /* bytes queued to one client before it is closed */
-	int max_subscriptions;    /* channels per client */
+	size_t out_queue_max;  /* bytes queued to one client before it is closed */
+	int max_subscriptions; /* channels per client */
 
-	int history_size;         /* messages kept per channel */
-	int history_ttl_ms;       /* idle channel kept this long after its last message */
+	int history_size;   /* messages kept per channel */
+	int history_ttl_ms; /* idle channel kept this long after its last message */
 	int max_channels;
 
 	const char *transports[CONFIG_MAX_LIST]; /* offered: websocket, sse, poll */
 	int ntransports;
-	int heartbeat_ms;         /* SSE heartbeat event period */
+	int heartbeat_ms;	  /* SSE heartbeat event period */
 	size_t sse_recycle_bytes; /* padded (XHR-read) streams end after this */
-	int poll_timeout_ms;      /* a poll with nothing to say is held this long */
-	size_t poll_max_bytes;    /* messages per poll answer, in bytes */
-	int jsonp;                /* long-poll answers as JSONP when asked */
+	int poll_timeout_ms;	  /* a poll with nothing to say is held this long */
+	size_t poll_max_bytes;	  /* messages per poll answer, in bytes */
+	int jsonp;		  /* long-poll answers as JSONP when asked */
 
-	int drain_window_ms;      /* closes spread over this window on SIGTERM */
-	int drain_timeout_ms;     /* exit bound after SIGTERM */
-	int reconnect_delay_ms;   /* clients told to wait up to this (jittered) */
+	int drain_window_ms;	/* closes spread over this window on SIGTERM */
+	int drain_timeout_ms;	/* exit bound after SIGTERM */
+	int reconnect_delay_ms; /* clients told to wait up to this (jittered) */
 
-	char **owned;             /* strings the config allocated */
+	char **owned; /* strings the config allocated */
 	int nowned;
 };
 

@@ -5,6 +5,6 @@
 #include <stddef.h>
 
 /* The struct of type `type` whose member `member` ptr points to. */
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

@@ -29,23 +29,23 @@ struct ferry {
 	struct hub *hub;
 	struct backend *backend;
 	struct listener *listener;
-	struct tls *tls;              /* NULL without --tls-listen */
-	struct accesslog *access_log; /* NULL without --access-log */
-	struct upstream *upstream;    /* NULL without --upstream */
-	struct jwt_verifier *jwt;     /* NULL without --jwt-secret/--jwt-public-key */
+	struct tls *tls;		  /* NULL without --tls-listen */
+	struct accesslog *access_log;	  /* NULL without --access-log */
+	struct upstream *upstream;	  /* NULL without --upstream */
+	struct jwt_verifier *jwt;	  /* NULL without --jwt-secret/--jwt-public-key */
 	struct callback_rules *callbacks; /* --callback, or NULL */
-	struct clients *clients;      /* every live client connection */
-	struct flush *flush;          /* sockets with output to write this turn */
-	struct longpoll *longpoll;    /* held long-polls by client id */
-	struct send *send;            /* POST send: newest seq per client id */
-	struct publish *publish;      /* the publish API's rate bucket */
+	struct clients *clients;	  /* every live client connection */
+	struct flush *flush;		  /* sockets with output to write this turn */
+	struct longpoll *longpoll;	  /* held long-polls by client id */
+	struct send *send;		  /* POST send: newest seq per client id */
+	struct publish *publish;	  /* the publish API's rate bucket */
 	struct metrics metrics;
 
 	/* common timeouts (libevent keeps one queue per distinct value) */
 	const struct timeval *tv_ws_ping, *tv_ws_pong, *tv_close, *tv_heartbeat, *tv_poll;
 
-	int draining;                 /* SIGTERM came: finish answers, take no more */
-	struct drain *drain;          /* NULL until then */
+	int draining;	     /* SIGTERM came: finish answers, take no more */
+	struct drain *drain; /* NULL until then */
 };
 
 #endif

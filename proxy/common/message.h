@@ -20,7 +20,7 @@ struct msg_pos {
 struct message {
 	unsigned refs;
 	const char *channel;
-	const char *id; /* "<epoch>:<position>", opaque to clients */
+	const char *id;	  /* "<epoch>:<position>", opaque to clients */
 	size_t epoch_len; /* of id, up to its last ':' (0 without one) */
 	struct msg_pos pos;
 	const char *event; /* NULL when the message names none */

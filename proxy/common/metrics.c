@@ -5,10 +5,11 @@
 #include <string.h>
 
 static const char *const error_names[ERR_COUNT] = {
-	"http_400", "http_401", "http_403", "http_404", "http_405", "http_408", "http_413",
-	"http_414", "http_426", "http_429", "http_431", "http_502", "http_503", "http_504",
-	"http_other", "ws_protocol", "ws_bad_utf8", "ws_too_big", "ws_refused_op",
-	"ws_ping_timeout", "slow_consumer", "conn_refused", "publish_failed", "forbidden",
+	"http_400",	 "http_401",	 "http_403",	   "http_404",	    "http_405",
+	"http_408",	 "http_413",	 "http_414",	   "http_426",	    "http_429",
+	"http_431",	 "http_502",	 "http_503",	   "http_504",	    "http_other",
+	"ws_protocol",	 "ws_bad_utf8",	 "ws_too_big",	   "ws_refused_op", "ws_ping_timeout",
+	"slow_consumer", "conn_refused", "publish_failed", "forbidden",
 };
 
 static const char *const limit_names[LIMIT_COUNT] = {
@@ -16,12 +17,12 @@ static const char *const limit_names[LIMIT_COUNT] = {
 };
 
 static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
-								"poll", "tunnel", "grip" };
+							      "poll", "tunnel",	   "grip" };
 
 /* Why ferry.js left a transport; the last entry catches the rest. */
 static const char *const fallback_reasons[8] = {
-	"ws_unsupported", "ws_failed", "ws_no_data", "sse_unsupported",
-	"sse_failed", "sse_no_data", "forced", "other",
+	"ws_unsupported", "ws_failed",	 "ws_no_data", "sse_unsupported",
+	"sse_failed",	  "sse_no_data", "forced",     "other",
 };
 
 void metrics_fallback(struct metrics *m, const char *reason)
@@ -35,21 +36,36 @@ void metrics_fallback(struct metrics *m, const char *reason)
 enum metric_error metrics_http_error(int status)
 {
 	switch (status) {
-	case 400: return ERR_HTTP_400;
-	case 401: return ERR_HTTP_401;
-	case 429: return ERR_HTTP_429;
-	case 502: return ERR_HTTP_502;
-	case 504: return ERR_HTTP_504;
-	case 403: return ERR_HTTP_403;
-	case 404: return ERR_HTTP_404;
-	case 405: return ERR_HTTP_405;
-	case 408: return ERR_HTTP_408;
-	case 413: return ERR_HTTP_413;
-	case 414: return ERR_HTTP_414;
-	case 426: return ERR_HTTP_426;
-	case 431: return ERR_HTTP_431;
-	case 503: return ERR_HTTP_503;
-	default: return ERR_HTTP_OTHER;
+	case 400:
+		return ERR_HTTP_400;
+	case 401:
+		return ERR_HTTP_401;
+	case 429:
+		return ERR_HTTP_429;
+	case 502:
+		return ERR_HTTP_502;
+	case 504:
+		return ERR_HTTP_504;
+	case 403:
+		return ERR_HTTP_403;
+	case 404:
+		return ERR_HTTP_404;
+	case 405:
+		return ERR_HTTP_405;
+	case 408:
+		return ERR_HTTP_408;
+	case 413:
+		return ERR_HTTP_413;
+	case 414:
+		return ERR_HTTP_414;
+	case 426:
+		return ERR_HTTP_426;
+	case 431:
+		return ERR_HTTP_431;
+	case 503:
+		return ERR_HTTP_503;
+	default:
+		return ERR_HTTP_OTHER;
 	}
 }
 
@@ -60,12 +76,14 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int t = 0; t < TRANSPORT_COUNT; t++)
 		evbuffer_add_printf(out, "ferry_connections{transport=\"%s\"} %ld\n",
 				    transport_names[t], m->connections[t]);
-	evbuffer_add_printf(out, "# HELP ferry_connections_total Client connections accepted by transport.\n"
-				 "# TYPE ferry_connections_total counter\n");
+	evbuffer_add_printf(
+		out, "# HELP ferry_connections_total Client connections accepted by transport.\n"
+		     "# TYPE ferry_connections_total counter\n");
 	for (int t = 0; t < TRANSPORT_COUNT; t++)
 		evbuffer_add_printf(out, "ferry_connections_total{transport=\"%s\"} %llu\n",
 				    transport_names[t], m->connections_total[t]);
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+		out,
 		"# HELP ferry_channels Channels held by this instance.\n"
 		"# TYPE ferry_channels gauge\nferry_channels %ld\n"
 		"# HELP ferry_messages_in_total Messages published into ferry.\n"
@@ -83,13 +101,17 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int e = 0; e < ERR_COUNT; e++)
 		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
 				    m->errors[e]);
-	evbuffer_add_printf(out, "# HELP ferry_limited_total Requests, operations and connections a limit slowed or refused.\n"
-				 "# TYPE ferry_limited_total counter\n");
+	evbuffer_add_printf(
+		out,
+		"# HELP ferry_limited_total Requests, operations and connections a limit slowed or refused.\n"
+		"# TYPE ferry_limited_total counter\n");
 	for (int i = 0; i < LIMIT_COUNT; i++)
 		evbuffer_add_printf(out, "ferry_limited_total{limit=\"%s\"} %llu\n", limit_names[i],
 				    m->limited[i]);
-	evbuffer_add_printf(out, "# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"
-				 "# TYPE ferry_fallbacks_total counter\n");
+	evbuffer_add_printf(
+		out,
+		"# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"
+		"# TYPE ferry_fallbacks_total counter\n");
 	for (int i = 0; i < 8; i++)
 		evbuffer_add_printf(out, "ferry_fallbacks_total{reason=\"%s\"} %llu\n",
 				    fallback_reasons[i], m->fallbacks[i]);

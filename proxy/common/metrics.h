@@ -7,48 +7,63 @@
 struct evbuffer;
 
 enum metric_error {
-	ERR_HTTP_400, ERR_HTTP_401, ERR_HTTP_403, ERR_HTTP_404, ERR_HTTP_405, ERR_HTTP_408,
-	ERR_HTTP_413, ERR_HTTP_414, ERR_HTTP_426, ERR_HTTP_429, ERR_HTTP_431, ERR_HTTP_502,
-	ERR_HTTP_503, ERR_HTTP_504, ERR_HTTP_OTHER,
+	ERR_HTTP_400,
+	ERR_HTTP_401,
+	ERR_HTTP_403,
+	ERR_HTTP_404,
+	ERR_HTTP_405,
+	ERR_HTTP_408,
+	ERR_HTTP_413,
+	ERR_HTTP_414,
+	ERR_HTTP_426,
+	ERR_HTTP_429,
+	ERR_HTTP_431,
+	ERR_HTTP_502,
+	ERR_HTTP_503,
+	ERR_HTTP_504,
+	ERR_HTTP_OTHER,
 	ERR_WS_PROTOCOL,     /* close 1002 */
 	ERR_WS_BAD_DATA,     /* close 1007: invalid UTF-8 */
-	ERR_WS_TOO_BIG,      /* close 1009 */
+	ERR_WS_TOO_BIG,	     /* close 1009 */
 	ERR_WS_BAD_FRAME,    /* close 1008/1003: an operation ferry refuses */
 	ERR_WS_PING_TIMEOUT, /* no pong: connection dropped */
 	ERR_SLOW_CONSUMER,   /* outbound queue over its cap: close 4008 */
 	ERR_CONN_REFUSED,    /* over --max-connections */
-	ERR_PUBLISH,         /* a publish the backend refused */
-	ERR_FORBIDDEN,       /* an operation refused by the token or channel policy */
+	ERR_PUBLISH,	     /* a publish the backend refused */
+	ERR_FORBIDDEN,	     /* an operation refused by the token or channel policy */
 	ERR_COUNT
 };
 
 /* Limits that were hit (each also has its own refusal: see CONFIGURATION.md). */
 enum metric_limit {
-	LIMIT_CLIENT_RATE,      /* --rate-messages: a client slowed or refused */
-	LIMIT_CONN_PER_IP,      /* --max-connections-per-ip */
-	LIMIT_CONNECTIONS,      /* --max-connections */
-	LIMIT_PUBLISH_RATE,     /* --publish-rate */
-	LIMIT_SUBSCRIPTIONS,    /* --max-subscriptions */
+	LIMIT_CLIENT_RATE,   /* --rate-messages: a client slowed or refused */
+	LIMIT_CONN_PER_IP,   /* --max-connections-per-ip */
+	LIMIT_CONNECTIONS,   /* --max-connections */
+	LIMIT_PUBLISH_RATE,  /* --publish-rate */
+	LIMIT_SUBSCRIPTIONS, /* --max-subscriptions */
 	LIMIT_COUNT
 };
 
 enum metric_transport {
-	TRANSPORT_HTTP, TRANSPORT_WS, TRANSPORT_SSE, TRANSPORT_POLL,
+	TRANSPORT_HTTP,
+	TRANSPORT_WS,
+	TRANSPORT_SSE,
+	TRANSPORT_POLL,
 	TRANSPORT_TUNNEL, /* WebSockets relayed to the app */
-	TRANSPORT_GRIP,   /* requests held by the app's GRIP instructions */
+	TRANSPORT_GRIP,	  /* requests held by the app's GRIP instructions */
 	TRANSPORT_COUNT
 };
 
 struct metrics {
 	long connections[TRANSPORT_COUNT];
 	unsigned long long connections_total[TRANSPORT_COUNT];
-	unsigned long long messages_in;   /* published into ferry */
-	unsigned long long messages_out;  /* deliveries to clients */
+	unsigned long long messages_in;	 /* published into ferry */
+	unsigned long long messages_out; /* deliveries to clients */
 	unsigned long long bytes_in, bytes_out;
-	unsigned long long drops;         /* clients dropped for falling behind */
+	unsigned long long drops; /* clients dropped for falling behind */
 	unsigned long long errors[ERR_COUNT];
 	unsigned long long limited[LIMIT_COUNT];
-	unsigned long long fallbacks[8];  /* by reason, see metrics.c */
+	unsigned long long fallbacks[8]; /* by reason, see metrics.c */
 };
 
 /* Count a client's fallback; unknown reasons are counted as "other". */

@@ -317,7 +317,8 @@ char *proto_poll_tail(const char *const *channels, const char *const *ids, int n
 {
 	json_t *cursors = json_object();
 	for (int i = 0; i < n; i++)
-		json_object_set_new(cursors, channels[i], ids[i] ? json_string(ids[i]) : json_null());
+		json_object_set_new(cursors, channels[i],
+				    ids[i] ? json_string(ids[i]) : json_null());
 	json_t *resets = json_array();
 	for (int i = 0; i < nresets; i++) {
 		json_t *r = json_object();
@@ -420,7 +421,8 @@ char *proto_callback_request(const char *event, const char *channel, const char 
 	if (data)
 		json_object_set_new(o, "data", json_stringn(data, data_len));
 	json_object_set_new(o, "client", json_string(client));
-	json_object_set_new(o, "identity", identity && *identity ? json_string(identity) : json_null());
+	json_object_set_new(o, "identity",
+			    identity && *identity ? json_string(identity) : json_null());
 	return dump(o, len_out);
 }
 

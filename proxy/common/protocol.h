@@ -8,8 +8,8 @@
 #include <stddef.h>
 
 #define PROTO_MAX_CHANNEL 128 /* bytes in a channel name */
-#define PROTO_MAX_EVENT 64    /* bytes in an event name */
-#define PROTO_MAX_CURSOR 64   /* bytes in a message id / cursor */
+#define PROTO_MAX_EVENT	  64  /* bytes in an event name */
+#define PROTO_MAX_CURSOR  64  /* bytes in a message id / cursor */
 
 enum proto_op_type { PROTO_SUBSCRIBE, PROTO_UNSUBSCRIBE, PROTO_PUBLISH, PROTO_PING, PROTO_AUTH };
 
@@ -22,7 +22,7 @@ struct proto_op {
 	const char *event;   /* publish */
 	const char *data;    /* publish; auth: the token */
 	size_t data_len;
-	long long ref;       /* client's correlation number, echoed in replies */
+	long long ref; /* client's correlation number, echoed in replies */
 	int has_ref;
 	void *json;
 };
@@ -59,13 +59,13 @@ char *proto_pong(const long long *ref, size_t *len_out);
  * frame; SSE: the same JSON in an event named "ferry"; long-poll: fields of
  * its batch). Unused fields are NULL. */
 enum proto_event_type {
-	PEV_OPEN,         /* session, heartbeat */
-	PEV_SUBSCRIBED,   /* channel, cursor, ref */
-	PEV_RESET,        /* channel, reason, cursor */
-	PEV_UNSUBSCRIBED, /* channel, ref */
-	PEV_ACK,          /* ref, channel, id */
-	PEV_ERROR,        /* ref, code, message */
-	PEV_PONG,         /* ref */
+	PEV_OPEN,	   /* session, heartbeat */
+	PEV_SUBSCRIBED,	   /* channel, cursor, ref */
+	PEV_RESET,	   /* channel, reason, cursor */
+	PEV_UNSUBSCRIBED,  /* channel, ref */
+	PEV_ACK,	   /* ref, channel, id */
+	PEV_ERROR,	   /* ref, code, message */
+	PEV_PONG,	   /* ref */
 	PEV_AUTHENTICATED, /* ref, id (the identity) */
 };
 
@@ -89,7 +89,7 @@ char *proto_poll_tail(const char *const *channels, const char *const *ids, int n
 
 /* POST PREFIXsend: {"client":"ID","ops":[{"seq":N,"type":"publish",
  * "channel":CH,"data":STR,"event":EV?}...]}; seq strictly increasing. */
-#define PROTO_MAX_SEND_OPS 100
+#define PROTO_MAX_SEND_OPS  100
 #define PROTO_MAX_CLIENT_ID 64
 
 struct proto_send_op {

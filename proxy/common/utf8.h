@@ -8,7 +8,7 @@
 
 struct utf8_validator {
 	uint8_t pending; /* continuation bytes still expected */
-	uint8_t lo, hi;  /* allowed range of the next continuation byte */
+	uint8_t lo, hi;	 /* allowed range of the next continuation byte */
 };
 
 void utf8_init(struct utf8_validator *v);

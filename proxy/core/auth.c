@@ -18,7 +18,8 @@ int auth_init(struct ferry *f, char *err, size_t errsz)
 	const struct config *cfg = f->cfg;
 	if (!cfg->jwt_secret && !cfg->jwt_public_key) {
 		if (cfg->require_token) {
-			snprintf(err, errsz, "--require-token needs --jwt-secret or --jwt-public-key");
+			snprintf(err, errsz,
+				 "--require-token needs --jwt-secret or --jwt-public-key");
 			return -1;
 		}
 		return 0;
@@ -98,7 +99,7 @@ static int is_private(const struct ferry *f, const char *channel)
 	if (cfg->require_token)
 		return 1;
 	return glob_match_any((char *const *)cfg->private_channels, cfg->nprivate_channels,
-				  channel);
+			      channel);
 }
 
 const char *auth_can_subscribe(const struct ferry *f, const struct identity *id,
@@ -119,8 +120,9 @@ const char *auth_can_publish(const struct ferry *f, const struct identity *id, c
 	    glob_match_any(id->claims.publish, id->claims.npublish, channel))
 		return NULL;
 	if (is_private(f, channel))
-		return id && id->authenticated ? "the token does not allow publishing to this channel"
-					       : "a token is required for this channel";
+		return id && id->authenticated
+			       ? "the token does not allow publishing to this channel"
+			       : "a token is required for this channel";
 	if (!f->cfg->client_publish)
 		return "publishing from clients is disabled";
 	return NULL;

@@ -19,7 +19,7 @@ struct ferry;
 struct http_request;
 
 struct identity {
-	int authenticated;       /* a valid token was presented */
+	int authenticated; /* a valid token was presented */
 	struct jwt_claims claims;
 	char name[JWT_MAX_CLAIM + 1]; /* the token's sub, or an identity the app's callback gave */
 };

@@ -33,8 +33,8 @@ struct hub_channel {
 	/* this loop turn's messages, referenced, until fan_out_cb */
 	struct message **turn;
 	size_t nturn, turn_cap;
-	int waiting;    /* on the hub's waiting list */
-	int fanning;    /* in fan_out_channel: emptied, it is freed there */
+	int waiting; /* on the hub's waiting list */
+	int fanning; /* in fan_out_channel: emptied, it is freed there */
 	TAILQ_ENTRY(hub_channel) in_waiting;
 };
 
@@ -170,8 +170,8 @@ static void fan_out_channel(struct hub *h, struct hub_channel *ch)
 			for (size_t i = 0; i < n; i++)
 				sub->ops->deliver(sub, msgs[i]);
 		} else {
-			sub->pending = xrealloc(sub->pending,
-						(sub->npending + n) * sizeof(*sub->pending));
+			sub->pending =
+				xrealloc(sub->pending, (sub->npending + n) * sizeof(*sub->pending));
 			for (size_t i = 0; i < n; i++)
 				sub->pending[sub->npending++] = message_ref(msgs[i]);
 		}

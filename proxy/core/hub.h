@@ -35,11 +35,11 @@ struct sub {
 	/* what a live delivery reads, first */
 	LIST_ENTRY(sub) in_channel;
 	const struct hub_sub_ops *ops;
-	int live;                 /* replay finished */
-	int gone;                 /* unsubscribed; released when refs drop */
+	int live; /* replay finished */
+	int gone; /* unsubscribed; released when refs drop */
 	int refs;
 	struct hub_channel *channel;
-	const char *name;         /* the channel's name, owned by the hub */
+	const char *name;	  /* the channel's name, owned by the hub */
 	struct message **pending; /* live messages that arrived during replay */
 	size_t npending;
 };

@@ -15,14 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JWT_HS256_LEN 32       /* bytes in an HMAC-SHA256 */
-#define JWT_MIN_RSA_BITS 2048  /* RFC 7518 3.3: smaller RS256 keys MUST NOT be used */
+#define JWT_HS256_LEN	 32   /* bytes in an HMAC-SHA256 */
+#define JWT_MIN_RSA_BITS 2048 /* RFC 7518 3.3: smaller RS256 keys MUST NOT be used */
 
 enum jwt_alg { JWT_HS256, JWT_RS256 };
 
 struct jwt_verifier {
 	EVP_MAC_CTX *hmac; /* keyed once, duplicated per token; NULL: HS256 refused */
-	EVP_PKEY *rsa;     /* NULL: RS256 refused */
+	EVP_PKEY *rsa;	   /* NULL: RS256 refused */
 	char *issuer;
 	char *audience;
 	long long leeway_s;
@@ -358,9 +358,7 @@ static int audience_has(json_t *aud, const char *want)
 		return string_is(aud, want);
 	size_t i;
 	json_t *e;
-	json_array_foreach(aud, i, e)
-		if (string_is(e, want))
-			return 1;
+	json_array_foreach(aud, i, e) if (string_is(e, want)) return 1;
 	return 0;
 }
 
@@ -372,7 +370,8 @@ static int copy_patterns(json_t *arr, char **dst, int *n)
 		return -1;
 	size_t i;
 	json_t *e;
-	json_array_foreach(arr, i, e) {
+	json_array_foreach(arr, i, e)
+	{
 		if (!json_is_string(e) || json_string_length(e) > JWT_MAX_CLAIM)
 			return -1;
 		dst[(*n)++] = strdup_or_abort(json_string_value(e));

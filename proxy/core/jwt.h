@@ -4,9 +4,9 @@
 
 #include <stddef.h>
 
-#define JWT_MAX_TOKEN 8192  /* bytes in a token; longer is "malformed token" */
-#define JWT_MAX_CLAIM 128   /* bytes in sub and in each channel pattern */
-#define JWT_MAX_PATTERNS 32 /* patterns in "channels" and in "publish" */
+#define JWT_MAX_TOKEN	 8192 /* bytes in a token; longer is "malformed token" */
+#define JWT_MAX_CLAIM	 128  /* bytes in sub and in each channel pattern */
+#define JWT_MAX_PATTERNS 32   /* patterns in "channels" and in "publish" */
 
 struct jwt_verifier;
 
@@ -16,10 +16,10 @@ struct jwt_config {
 	const char *rs256_key_file; /* PEM public key (SubjectPublicKeyInfo) or certificate
 				     * (its validity dates are not checked); an RSA key of at
 				     * least 2048 bits. NULL: RS256 refused */
-	const char *issuer;         /* NULL: iss not checked; else must equal */
-	const char *audience;       /* NULL: aud not checked; else aud (string, or array of
+	const char *issuer;	    /* NULL: iss not checked; else must equal */
+	const char *audience;	    /* NULL: aud not checked; else aud (string, or array of
 				     * strings) must contain it */
-	int leeway_s;               /* clock skew allowed on exp/nbf; negative counts as 0 */
+	int leeway_s;		    /* clock skew allowed on exp/nbf; negative counts as 0 */
 };
 
 /* A verifier, or NULL with a message in err (may be NULL) when a key cannot
@@ -31,8 +31,8 @@ void jwt_verifier_free(struct jwt_verifier *v);
 /* Claims ferry acts on. The pattern strings are malloc'd and owned by the
  * struct until jwt_claims_free(). */
 struct jwt_claims {
-	char sub[JWT_MAX_CLAIM + 1]; /* "" when absent */
-	long long exp;               /* 0 when absent */
+	char sub[JWT_MAX_CLAIM + 1];	   /* "" when absent */
+	long long exp;			   /* 0 when absent */
 	char *subscribe[JWT_MAX_PATTERNS]; /* claim "channels": array of patterns */
 	int nsubscribe;
 	char *publish[JWT_MAX_PATTERNS]; /* claim "publish": array of patterns */
@@ -51,7 +51,6 @@ int jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, long
 	       struct jwt_claims *out, const char **err);
 /* Free the patterns and clear c; safe to call twice. */
 void jwt_claims_free(struct jwt_claims *c);
-
 
 /* A malloc'd HS256 token with header {"alg":"HS256","typ":"JWT"} and the
  * bytes of claims_json as its payload (used to sign Grip-Sig headers).

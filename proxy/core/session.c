@@ -26,7 +26,7 @@ struct chan {
 	struct session *s;
 	int has_last;
 	struct msg_pos last; /* newest position delivered */
-	char epoch[24];      /* of that position: positions of two epochs do not compare */
+	char epoch[24];	     /* of that position: positions of two epochs do not compare */
 	LIST_ENTRY(chan) in_session;
 	long long ref; /* the client's ref of the subscribe op */
 	int has_ref;
@@ -40,13 +40,13 @@ struct session {
 	struct ferry *f;
 	const struct transport_ops *ops;
 	void *t;
-	int closed;     /* the transport is gone or going: send nothing more */
+	int closed; /* the transport is gone or going: send nothing more */
 	int refs;
 	char id[17];
 	struct chan_list subs;
 	int nsubs;
-	int need_auth;  /* --require-token and none came with the handshake */
-	int admitted;   /* the transport asked the app's subscribe callbacks itself */
+	int need_auth;		 /* --require-token and none came with the handshake */
+	int admitted;		 /* the transport asked the app's subscribe callbacks itself */
 	struct session_extra *x; /* NULL for an anonymous client without callbacks */
 };
 
@@ -55,7 +55,7 @@ struct session {
 struct session_extra {
 	struct identity identity;
 	struct event *expiry; /* closes the session at its token's exp */
-	char *cookie;         /* the client's Cookie header, for the app's callbacks */
+	char *cookie;	      /* the client's Cookie header, for the app's callbacks */
 	char peer[64];
 	LIST_HEAD(, ask) asks; /* callbacks to the app in flight */
 	/* Messages for the app's publish callback go one at a time, in the
@@ -98,7 +98,7 @@ struct ask {
 	int has_ref;
 	LIST_ENTRY(ask) entry;
 	STAILQ_ENTRY(ask) queue;
-	const char *path;    /* queued publish: where to, and what */
+	const char *path; /* queued publish: where to, and what */
 	char *body;
 	size_t body_len;
 };
@@ -218,8 +218,9 @@ static struct ask *ask_app(struct session *s, const char *path, int publish, con
 		a->has_ref = 1;
 	}
 	a->path = path;
-	a->body = proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
-					 data_len, s->id, who(s) ? who(s)->name : NULL, &a->body_len);
+	a->body =
+		proto_callback_request(publish ? "publish" : "subscribe", channel, event, data,
+				       data_len, s->id, who(s) ? who(s)->name : NULL, &a->body_len);
 	if (publish) {
 		STAILQ_INSERT_TAIL(&extra(s)->pubq, a, queue);
 		s->x->npubq++;
@@ -302,7 +303,8 @@ static void send_error(struct session *s, const long long *ref, const char *code
 
 void session_open(struct session *s, int heartbeat_ms)
 {
-	struct proto_event ev = { .type = PEV_OPEN, .session = s->id,
+	struct proto_event ev = { .type = PEV_OPEN,
+				  .session = s->id,
 				  .heartbeat = (unsigned)(heartbeat_ms / 1000) };
 	send_event(s, &ev);
 }
@@ -321,8 +323,8 @@ static struct chan *find_sub(struct session *s, const char *channel)
 {
 	struct chan *c;
 	LIST_FOREACH(c, &s->subs, in_session)
-		if (strcmp(c->hub.name, channel) == 0)
-			return c;
+	if (strcmp(c->hub.name, channel) == 0)
+		return c;
 	return NULL;
 }
 
@@ -338,7 +340,8 @@ static void subscribe_answered(void *arg, const struct callback_result *r)
 				 r->answer.identity);
 		if (find_sub(s, a->channel)) {
 			s->nsubs--;
-			send_error(s, ref, "already_subscribed", "already subscribed to this channel");
+			send_error(s, ref, "already_subscribed",
+				   "already subscribed to this channel");
 		} else {
 			chan_start(s, a->channel, a->has_cursor ? a->cursor : NULL, ref);
 		}
@@ -372,7 +375,8 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 	s->nsubs++;
 	const char *path = s->admitted ? NULL : callback_find(s->f, CALLBACK_SUBSCRIBE, channel);
 	if (path) {
-		struct ask *a = ask_app(s, path, 0, channel, NULL, 0, NULL, ref, subscribe_answered);
+		struct ask *a =
+			ask_app(s, path, 0, channel, NULL, 0, NULL, ref, subscribe_answered);
 		if (cursor) {
 			snprintf(a->cursor, sizeof(a->cursor), "%s", cursor);
 			a->has_cursor = 1;
@@ -404,18 +408,22 @@ static void chan_replayed(struct sub *hs, const struct history_result *res)
 	struct session *s = sub->s;
 	const long long *ref = sub->has_ref ? &sub->ref : NULL;
 	if (res->error) {
-		log_warn("session %s: cannot subscribe to %s: %s", s->id, sub->hub.name, res->error);
+		log_warn("session %s: cannot subscribe to %s: %s", s->id, sub->hub.name,
+			 res->error);
 		send_error(s, ref, "unavailable", res->error);
 		chan_end(s, sub);
 		s->nsubs--;
 		return;
 	}
-	struct proto_event ev = { .type = PEV_SUBSCRIBED, .channel = sub->hub.name,
-				  .cursor = res->cursor, .ref = ref };
+	struct proto_event ev = {
+		.type = PEV_SUBSCRIBED, .channel = sub->hub.name, .cursor = res->cursor, .ref = ref
+	};
 	send_event(s, &ev);
 	if (res->status == HISTORY_RESET) {
-		struct proto_event reset = { .type = PEV_RESET, .channel = sub->hub.name,
-					     .reason = res->reason, .cursor = res->cursor };
+		struct proto_event reset = { .type = PEV_RESET,
+					     .channel = sub->hub.name,
+					     .reason = res->reason,
+					     .cursor = res->cursor };
 		send_event(s, &reset);
 	}
 	/* The replay is bounded by the history size, not by the queue cap: a
@@ -455,7 +463,9 @@ static void deliver(struct session *s, struct chan *sub, struct message *m, int 
 	if (sub->has_last && !same_epoch(sub, m)) {
 		/* The channel's history was lost and began again (it expired while
 		 * idle, or the backend lost its data): say so, then go on. */
-		struct proto_event ev = { .type = PEV_RESET, .channel = sub->hub.name, .reason = "epoch",
+		struct proto_event ev = { .type = PEV_RESET,
+					  .channel = sub->hub.name,
+					  .reason = "epoch",
 					  .cursor = m->id };
 		send_event(s, &ev);
 		sub->has_last = 0;
@@ -504,8 +514,8 @@ struct publish_ctx {
 	long long ref;
 	int has_ref;
 	char channel[PROTO_MAX_CHANNEL + 1];
-	char *reply;    /* the app's answer to the sender (publish callback) */
-	int from_app;   /* the app's version: the next queued message waits for it */
+	char *reply;  /* the app's answer to the sender (publish callback) */
+	int from_app; /* the app's version: the next queued message waits for it */
 };
 
 static void next_publish(struct session *s);
@@ -519,8 +529,11 @@ static void publish_done(void *arg, const char *id, const char *err)
 		s->f->metrics.errors[ERR_PUBLISH]++;
 		send_error(s, ref, "publish_failed", err);
 	} else {
-		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = pc->channel,
-					  .id = id, .reply = pc->reply };
+		struct proto_event ev = { .type = PEV_ACK,
+					  .ref = ref,
+					  .channel = pc->channel,
+					  .id = id,
+					  .reply = pc->reply };
 		send_event(s, &ev);
 	}
 	if (pc->from_app && s->x) { /* (x is gone with a closed session) */
@@ -559,8 +572,9 @@ static void publish_answered(void *arg, const struct callback_result *r)
 			    strlen(r->answer.publish), &from, publish_done, pc);
 		return;
 	} else {
-		struct proto_event ev = { .type = PEV_ACK, .ref = ref, .channel = a->channel,
-					  .reply = r->answer.reply };
+		struct proto_event ev = {
+			.type = PEV_ACK, .ref = ref, .channel = a->channel, .reply = r->answer.reply
+		};
 		send_event(s, &ev);
 	}
 	free(a);
@@ -641,7 +655,8 @@ void session_handle(struct session *s, const char *json, size_t len)
 		}
 		s->need_auth = 0;
 		arm_expiry(s);
-		struct proto_event ev = { .type = PEV_AUTHENTICATED, .ref = ref,
+		struct proto_event ev = { .type = PEV_AUTHENTICATED,
+					  .ref = ref,
 					  .id = s->x->identity.name };
 		send_event(s, &ev);
 		break;

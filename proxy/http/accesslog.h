@@ -22,7 +22,7 @@ struct http_request;
 struct accesslog;
 
 struct access_entry {
-	const char *peer;               /* "IP:PORT" or "[IP6]:PORT" */
+	const char *peer;		/* "IP:PORT" or "[IP6]:PORT" */
 	const struct http_request *req; /* what was parsed of it (may be little) */
 	int status;
 	size_t bytes;

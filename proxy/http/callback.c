@@ -21,7 +21,7 @@
 #include "xmalloc.h"
 
 #define MAX_ANSWER (64 * 1024)
-#define MAX_RULES CONFIG_MAX_LIST
+#define MAX_RULES  CONFIG_MAX_LIST
 
 struct rule {
 	enum callback_event event;
@@ -45,7 +45,7 @@ struct callback {
 	void *arg;
 	int status;
 	int reused, retried, started, ended, keep_alive;
-	int unreachable;  /* no socket at all: reported from the loop */
+	int unreachable; /* no socket at all: reported from the loop */
 };
 
 int callback_init(struct ferry *f, char *err, size_t errsz)
@@ -64,8 +64,10 @@ int callback_init(struct ferry *f, char *err, size_t errsz)
 		const char *colon = strchr(spec, ':'), *eq = strchr(spec, '=');
 		struct rule *r = &rules->r[rules->n];
 		if (!colon || !eq || eq < colon || eq[1] != '/') {
-			snprintf(err, errsz, "--callback '%s': want subscribe:PATTERN=/path or "
-					     "publish:PATTERN=/path", spec);
+			snprintf(err, errsz,
+				 "--callback '%s': want subscribe:PATTERN=/path or "
+				 "publish:PATTERN=/path",
+				 spec);
 			return -1;
 		}
 		size_t elen = (size_t)(colon - spec);
@@ -74,7 +76,8 @@ int callback_init(struct ferry *f, char *err, size_t errsz)
 		else if (elen == 7 && strncmp(spec, "publish", 7) == 0)
 			r->event = CALLBACK_PUBLISH;
 		else {
-			snprintf(err, errsz, "--callback '%s': the event is subscribe or publish", spec);
+			snprintf(err, errsz, "--callback '%s': the event is subscribe or publish",
+				 spec);
 			return -1;
 		}
 		r->pattern = xstrndup(colon + 1, (size_t)(eq - colon - 1));

@@ -29,15 +29,15 @@ void callback_free_rules(struct ferry *f);
 const char *callback_find(const struct ferry *f, enum callback_event ev, const char *channel);
 
 struct callback_result {
-	int status;       /* the app's status, 0 when it did not answer */
-	const char *err;  /* why there is no usable answer, else NULL */
+	int status;			     /* the app's status, 0 when it did not answer */
+	const char *err;		     /* why there is no usable answer, else NULL */
 	struct proto_callback_answer answer; /* borrowed: valid during the call */
 };
 typedef void (*callback_cb)(void *arg, const struct callback_result *r);
 
 /* The one reading of an answer, for every question ferry asks the app. */
 enum callback_verdict {
-	CALLBACK_ALLOW,       /* 2xx */
+	CALLBACK_ALLOW,	      /* 2xx */
 	CALLBACK_FORBIDDEN,   /* 4xx: the app says no (403 / "forbidden") */
 	CALLBACK_UNAVAILABLE, /* 5xx, no answer, a malformed one: it could not say (503) */
 };

@@ -37,14 +37,14 @@ struct ip_count;
 
 struct client {
 	const struct client_ops *ops;
-	int in_callback; /* callbacks of its own running: do not free */
-	int closed;      /* client_close() was called: destroy when possible */
-	int kind;        /* metrics transport, or CLIENT_UNCOUNTED */
-	int registered;  /* on the registry (client_add, until client_remove) */
-	int counted;     /* in metrics.connections[kind] */
-	int long_lived;  /* streams and sockets: closes are spread over the drain window */
-	int notified;    /* told to go by the drain */
-	int reaping;     /* on the reap list */
+	int in_callback;     /* callbacks of its own running: do not free */
+	int closed;	     /* client_close() was called: destroy when possible */
+	int kind;	     /* metrics transport, or CLIENT_UNCOUNTED */
+	int registered;	     /* on the registry (client_add, until client_remove) */
+	int counted;	     /* in metrics.connections[kind] */
+	int long_lived;	     /* streams and sockets: closes are spread over the drain window */
+	int notified;	     /* told to go by the drain */
+	int reaping;	     /* on the reap list */
 	struct ip_count *ip; /* its address's count (--max-connections-per-ip) */
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) in_reap;
@@ -56,7 +56,7 @@ struct clients {
 	struct client_list live;     /* not yet told to go */
 	struct client_list notified; /* told to go, still closing */
 	struct client_list reap;     /* closed outside their own callbacks */
-	struct event *reaper;        /* active while reap is not empty */
+	struct event *reaper;	     /* active while reap is not empty */
 	int n;
 	struct dict *per_ip; /* address -> open connections */
 	/* Called by clients_gone() when the last client has gone (the drain

@@ -25,10 +25,10 @@ struct http_parser {
 	enum span span;
 	size_t body_cap;
 
-	int status;        /* response status on error */
+	int status;	   /* response status on error */
 	const char *error; /* short reason on error */
 	int in_request, in_body, complete;
-	int head_paused;   /* stopped after the headers (pause_on_head) */
+	int head_paused; /* stopped after the headers (pause_on_head) */
 	http_body_sink sink;
 	void *sink_arg;
 };
@@ -472,28 +472,51 @@ int http_query_next(const char *query, const char *key, size_t *pos, char *out, 
 const char *http_status_text(int status)
 {
 	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Unknown";
+	case 101:
+		return "Switching Protocols";
+	case 200:
+		return "OK";
+	case 204:
+		return "No Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 426:
+		return "Upgrade Required";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Unknown";
 	}
 }

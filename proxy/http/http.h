@@ -10,9 +10,9 @@
 struct http_limits {
 	size_t max_request_line; /* URL bytes; over -> 414 */
 	size_t max_header_bytes; /* all header names and values; over -> 431 */
-	unsigned max_headers;    /* header count; over -> 431 */
-	size_t max_body;         /* body bytes; over -> 413 (unless streamed) */
-	int pause_on_head;       /* stop after the headers (HTTP_PARSE_HEAD) */
+	unsigned max_headers;	 /* header count; over -> 431 */
+	size_t max_body;	 /* body bytes; over -> 413 (unless streamed) */
+	int pause_on_head;	 /* stop after the headers (HTTP_PARSE_HEAD) */
 };
 
 struct http_header {
@@ -20,19 +20,19 @@ struct http_header {
 };
 
 struct http_request {
-	const char *method;  /* "GET", "POST", ... */
-	const char *url;     /* as sent: path and query */
-	const char *path;    /* url up to '?', NUL-terminated copy */
-	const char *query;   /* after '?', or "" */
+	const char *method; /* "GET", "POST", ... */
+	const char *url;    /* as sent: path and query */
+	const char *path;   /* url up to '?', NUL-terminated copy */
+	const char *query;  /* after '?', or "" */
 	int http_major, http_minor;
-	int keep_alive;      /* the client may send another request */
-	int upgrade;         /* Connection: upgrade with an Upgrade header */
+	int keep_alive; /* the client may send another request */
+	int upgrade;	/* Connection: upgrade with an Upgrade header */
 	struct http_header *headers;
 	unsigned nheaders;
-	char *body;          /* NUL-terminated for convenience; may contain NULs */
+	char *body; /* NUL-terminated for convenience; may contain NULs */
 	size_t body_len;
 	long long content_length; /* as declared, -1 without Content-Length */
-	int chunked;              /* Transfer-Encoding: chunked */
+	int chunked;		  /* Transfer-Encoding: chunked */
 };
 
 enum http_parse_result {
@@ -99,7 +99,7 @@ struct http_arena {
 	char *bytes;
 	size_t len, cap;
 	struct http_arena_field *fields;
-	unsigned nfields;    /* complete fields; fields[nfields] is the one being read */
+	unsigned nfields; /* complete fields; fields[nfields] is the one being read */
 	unsigned cap_fields;
 };
 

@@ -21,10 +21,10 @@ struct http_response_parser {
 
 	struct http_arena arena; /* "", the reason phrase, the header fields */
 	uint32_t reason;
-	int in_field;         /* between a field's first name byte and its value's end */
+	int in_field; /* between a field's first name byte and its value's end */
 	int head_request;
 	int in_progress;
-	int ended;            /* on_message_complete ran during this feed */
+	int ended; /* on_message_complete ran during this feed */
 	int keep_alive;
 	struct http_header *headers;
 };
@@ -123,7 +123,8 @@ static int on_headers_complete(llhttp_t *ll)
 		.http_minor = ll->http_minor,
 		.headers = p->headers,
 		.nheaders = nheaders,
-		.content_length = (ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1,
+		.content_length =
+			(ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1,
 		.chunked = (ll->flags & F_CHUNKED) != 0,
 		.has_body = !no_body,
 	};
@@ -149,7 +150,8 @@ static int on_message_complete(llhttp_t *ll)
 }
 
 struct http_response_parser *http_response_parser_new(size_t max_header_bytes,
-						      const struct http_response_cbs *cbs, void *arg)
+						      const struct http_response_cbs *cbs,
+						      void *arg)
 {
 	struct http_response_parser *p = xcalloc(1, sizeof(*p));
 	p->cbs = cbs;
@@ -234,8 +236,15 @@ static int token_listed(const char *list, const char *name)
 int http_hop_by_hop(const char *name, const char *connection)
 {
 	static const char *const names[] = {
-		"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-		"Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+		"Connection",
+		"Keep-Alive",
+		"Proxy-Connection",
+		"TE",
+		"Trailer",
+		"Transfer-Encoding",
+		"Upgrade",
+		"Proxy-Authorization",
+		"Proxy-Authenticate",
 		"Content-Length",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)

@@ -10,13 +10,13 @@
 
 struct http_response_head {
 	int status;
-	const char *reason;          /* NUL-terminated, "" when absent */
+	const char *reason; /* NUL-terminated, "" when absent */
 	int http_major, http_minor;
 	struct http_header *headers; /* valid during on_head only */
 	unsigned nheaders;
-	long long content_length;    /* -1 without Content-Length */
+	long long content_length; /* -1 without Content-Length */
 	int chunked;
-	int has_body;                /* 0 for HEAD, 1xx, 204, 304 */
+	int has_body; /* 0 for HEAD, 1xx, 204, 304 */
 };
 
 struct http_response_cbs {

@@ -35,22 +35,22 @@ struct httpconn {
 	struct http_parser *parser;
 	struct event *timer;
 	enum phase phase;
-	int gone;        /* socket closed or handed on; freed when holders release */
-	int keep_alive;  /* of the current request */
-	int in_handler;  /* inside process(): do not recurse or free */
+	int gone;	/* socket closed or handed on; freed when holders release */
+	int keep_alive; /* of the current request */
+	int in_handler; /* inside process(): do not recurse or free */
 	const struct httpconn_waiter_ops *waiter;
 	void *waiter_arg;
 	const struct httpconn_stream_ops *stream;
 	void *stream_arg;
 	int input_paused;
-	int after_head;  /* feed the parser once more even without input */
+	int after_head; /* feed the parser once more even without input */
 	int tls;
 	char peer[64];
 
 	/* for --access-log: the request being answered */
 	int in_request;
-	int status;          /* of its answer, once known */
-	size_t sent, mark;   /* bytes queued to the client in all; at its start */
+	int status;	   /* of its answer, once known */
+	size_t sent, mark; /* bytes queued to the client in all; at its start */
 	struct timeval start;
 	struct evbuffer_cb_entry *counter;
 };
@@ -352,8 +352,8 @@ void httpconn_respond(struct httpconn *c, int status, const char *headers, const
 	respond(c, status, headers, ctype, body, len, NULL);
 }
 
-void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers,
-			     const char *ctype, struct evbuffer *body)
+void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers, const char *ctype,
+			     struct evbuffer *body)
 {
 	respond(c, status, headers, ctype, NULL, evbuffer_get_length(body), body);
 }
@@ -416,12 +416,14 @@ static void process(struct httpconn *c)
 		if (!c->in_request && v.iov_len)
 			request_started(c);
 		size_t used = 0;
-		enum http_parse_result rc = http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
+		enum http_parse_result rc =
+			http_parser_feed(c->parser, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
 		c->f->metrics.bytes_in += used;
 		if (rc == HTTP_PARSE_ERROR) {
 			c->keep_alive = 0;
-			httpconn_error(c, http_parser_status(c->parser), http_parser_error(c->parser));
+			httpconn_error(c, http_parser_status(c->parser),
+				       http_parser_error(c->parser));
 			break;
 		}
 		if (rc == HTTP_PARSE_MORE) {

@@ -54,13 +54,13 @@ int httpconn_gone(const struct httpconn *c);
 
 /* Answer with a body already in an evbuffer (its chains, references
  * included, are moved, not copied; body is left empty). */
-void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers,
-			     const char *ctype, struct evbuffer *body);
+void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers, const char *ctype,
+			     struct evbuffer *body);
 
 /* A request whose answer waits (a held long-poll) registers who to tell
  * when the client goes away or ferry drains; cleared by responding. */
 struct httpconn_waiter_ops {
-	void (*gone)(void *arg);  /* the client disconnected: do not respond */
+	void (*gone)(void *arg); /* the client disconnected: do not respond */
 	/* ferry is draining: respond now, asking the client to come back
 	 * after retry_ms (spread by the drain) */
 	void (*drain)(void *arg, int retry_ms);
@@ -83,7 +83,7 @@ struct bufferevent *httpconn_detach(struct httpconn *c);
  * httpconn_stream_done(). */
 struct httpconn_stream_ops {
 	void (*body)(void *arg, const char *data, size_t len); /* request body bytes */
-	void (*body_end)(void *arg);                           /* the request is complete */
+	void (*body_end)(void *arg);			       /* the request is complete */
 	void (*writable)(void *arg); /* client output drained below the pause mark */
 	void (*gone)(void *arg);     /* the client disconnected: stop, do not write */
 };

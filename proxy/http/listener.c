@@ -61,9 +61,10 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	if (f->clients->n >= f->cfg->max_connections) {
 		/* Best effort, without buffering: the socket is new and its send
 		 * buffer empty, so this short answer fits. */
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-					   "Content-Length: 22\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
-					   "too many connections\r\n";
+		static const char busy[] =
+			"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+			"Content-Length: 22\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+			"too many connections\r\n";
 		ssize_t rc = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)rc;
 		evutil_closesocket(fd);
@@ -76,9 +77,10 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	format_peer(sa, peer, sizeof(peer));
 	if (clients_ip_full(f, peer)) {
 		/* the same best-effort answer; TLS has no plain-text way to say it */
-		static const char many[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
-					   "Content-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
-					   "too many connections from your IP\n";
+		static const char many[] =
+			"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+			"Content-Length: 34\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+			"too many connections from your IP\n";
 		if (!slot->tls) {
 			ssize_t rc = send(fd, many, sizeof(many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 			(void)rc;
@@ -91,8 +93,9 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct bufferevent *bev = slot->tls ? tls_bufferevent(f->tls, f->base, fd)
-					    : bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev =
+		slot->tls ? tls_bufferevent(f->tls, f->base, fd)
+			  : bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
 		if (!slot->tls)
 			evutil_closesocket(fd);
@@ -116,19 +119,21 @@ struct listener *listener_new(struct ferry *f, const struct httpconn_handler *h)
 	int total = f->cfg->nlisten + f->cfg->ntls_listen;
 	for (int i = 0; i < total; i++) {
 		int tls = i >= f->cfg->nlisten;
-		const char *addr = tls ? f->cfg->tls_listen[i - f->cfg->nlisten] : f->cfg->listen[i];
+		const char *addr =
+			tls ? f->cfg->tls_listen[i - f->cfg->nlisten] : f->cfg->listen[i];
 		struct sockaddr_storage ss;
 		int sslen = sizeof(ss);
 		if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
-			log_error("bad %s address '%s' (want ADDR:PORT)", tls ? "--tls-listen" : "--listen",
-				  addr);
+			log_error("bad %s address '%s' (want ADDR:PORT)",
+				  tls ? "--tls-listen" : "--listen", addr);
 			goto fail;
 		}
 		l->slots[l->n].l = l;
 		l->slots[l->n].tls = tls;
-		struct evconnlistener *lev = evconnlistener_new_bind(
-			f->base, accept_cb, &l->slots[l->n], LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-			1024, (struct sockaddr *)&ss, sslen);
+		struct evconnlistener *lev =
+			evconnlistener_new_bind(f->base, accept_cb, &l->slots[l->n],
+						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+						(struct sockaddr *)&ss, sslen);
 		if (!lev) {
 			log_error("cannot listen on %s: %s", addr, strerror(errno));
 			goto fail;

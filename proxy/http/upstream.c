@@ -23,9 +23,9 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define MAX_IDLE 64               /* idle connections kept */
-#define IDLE_TIMEOUT_MS 30000     /* an idle connection is closed after this */
-#define BODY_REUSE_MS 1000        /* see above */
+#define MAX_IDLE	64    /* idle connections kept */
+#define IDLE_TIMEOUT_MS 30000 /* an idle connection is closed after this */
+#define BODY_REUSE_MS	1000  /* see above */
 
 struct idle {
 	struct upstream *u;
@@ -73,7 +73,8 @@ struct upstream *upstream_new(struct ferry *f, const char *url, char *err, size_
 	else
 		snprintf(host, sizeof(host), "%.*s", (int)hlen, u->authority);
 
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC,
+					 .ai_socktype = SOCK_STREAM,
 					 .ai_protocol = IPPROTO_TCP };
 	struct evutil_addrinfo *res = NULL;
 	int rc = evutil_getaddrinfo(host, port, &hints, &res);

@@ -239,9 +239,9 @@ static void test_flag_values(void **state)
 		const char *arg;
 		int value;
 	} cases[] = {
-		{ "--echo", 1 },	 { "--echo=1", 1 },   { "--echo=true", 1 }, { "--echo=YES", 1 },
-		{ "--echo=on", 1 },	 { "--echo=0", 0 },   { "--echo=false", 0 }, { "--echo=No", 0 },
-		{ "--echo=off", 0 },
+		{ "--echo", 1 },       { "--echo=1", 1 },  { "--echo=true", 1 },
+		{ "--echo=YES", 1 },   { "--echo=on", 1 }, { "--echo=0", 0 },
+		{ "--echo=false", 0 }, { "--echo=No", 0 }, { "--echo=off", 0 },
 	};
 	struct config cfg;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -262,9 +262,9 @@ static void test_list_values(void **state)
 {
 	struct config cfg;
 	/* repeatable and comma-separated, in order; replaces the default */
-	assert_int_equal(load(&cfg, NULL, "--listen", "127.0.0.1:1", "--listen=127.0.0.1:2,[::1]:3",
-			      NULL),
-			 0);
+	assert_int_equal(
+		load(&cfg, NULL, "--listen", "127.0.0.1:1", "--listen=127.0.0.1:2,[::1]:3", NULL),
+		0);
 	assert_int_equal(cfg.nlisten, 3);
 	assert_string_equal(cfg.listen[0], "127.0.0.1:1");
 	assert_string_equal(cfg.listen[1], "127.0.0.1:2");
@@ -491,9 +491,9 @@ static void test_help_and_version(void **state)
  * which says what its maximum is. */
 enum kind { K_STR, K_LIST, K_FLAG, K_INT, K_SIZE, K_DURATION };
 
-#define INT_MAX_SETTING 100000000 /* every N setting */
+#define INT_MAX_SETTING 100000000      /* every N setting */
 #define DURATION_MAX_MS (7 * 86400000) /* every TIME setting: a week */
-#define O(field) offsetof(struct config, field)
+#define O(field)	offsetof(struct config, field)
 
 static const struct row {
 	const char *name;
@@ -641,8 +641,8 @@ static void check_bounds(const struct row *r)
 		const char *v = strcmp(r->name, "transports") == 0 ? "sse" : "v";
 		char list[1024] = "";
 		for (int i = 0; i < CONFIG_MAX_LIST; i++)
-			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "," : "",
-				 v);
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				 i ? "," : "", v);
 		assert_int_equal(load1(&cfg, r->name, list), 0);
 		assert_int_equal(*(int *)(base + r->count_off), CONFIG_MAX_LIST);
 		assert_string_equal(((const char **)(base + r->off))[CONFIG_MAX_LIST - 1], v);
@@ -650,7 +650,8 @@ static void check_bounds(const struct row *r)
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), ",%s", v);
 		assert_int_equal(load1(&cfg, r->name, list), -1);
 		char want[128];
-		snprintf(want, sizeof(want), "at most %d values for --%s", CONFIG_MAX_LIST, r->name);
+		snprintf(want, sizeof(want), "at most %d values for --%s", CONFIG_MAX_LIST,
+			 r->name);
 		assert_contains(err_text, want);
 		config_free(&cfg);
 		break;
@@ -704,7 +705,8 @@ static void test_every_setting_bounded(void **state)
 			continue;
 		const struct row *r = find_row(name);
 		if (!r)
-			fail_msg("--%s is not in test_config.c's rows: add it with its maximum", name);
+			fail_msg("--%s is not in test_config.c's rows: add it with its maximum",
+				 name);
 		if (!kind_matches(r->kind, metavar))
 			fail_msg("--%s: --help says '%s', its row another kind", name, metavar);
 		found[r - rows]++;

@@ -202,8 +202,8 @@ static void test_foreach_deleting_some(void **state)
 static void test_shared_prefixes(void **state)
 {
 	static const char *const keys[] = {
-		"", "c", "ch", "chan", "chan:", "chan:1", "chan:10", "chan:100", "chan:1000",
-		"chan:2", "chan:01", "Chan:1", "chan:1\x01",
+		"",	    "c",	 "ch",	   "chan",    "chan:",	"chan:1",     "chan:10",
+		"chan:100", "chan:1000", "chan:2", "chan:01", "Chan:1", "chan:1\x01",
 	};
 	enum { NK = sizeof(keys) / sizeof(keys[0]) };
 	int vals[NK];

@@ -171,9 +171,9 @@ static void test_not_json(void **state)
 		"{\"type\":\"ping\",}",
 		"{\"type\":\"ping\"} {}",
 		"{\"type\":\"ping\"}x",
-		"{\"type\":\"pi\xffng\"}",                    /* not UTF-8 */
+		"{\"type\":\"pi\xffng\"}",		      /* not UTF-8 */
 		"{\"type\":\"ping\",\"x\":\"\xed\xa0\x80\"}", /* a surrogate */
-		"{\"type\":\"ping\",\"x\":\"\\u0000\"}",     /* NUL in a string */
+		"{\"type\":\"ping\",\"x\":\"\\u0000\"}",      /* NUL in a string */
 		"{\"type\":\"ping\",\"ref\":99999999999999999999}",
 		"{\"type\":\"ping\",\"x\":NaN}",
 		"\"ping\"", /* a bare string or number is not accepted either */
@@ -494,8 +494,8 @@ static void test_encode_subscribed(void **state)
 	size_t len;
 	long long ref = 7;
 	static const char *const keys[] = { "type", "channel", "cursor", "ref", NULL };
-	json_t *root = parse_frame(proto_subscribed("news", "5-0", &ref, &len), &len, "subscribed",
-				   keys);
+	json_t *root =
+		parse_frame(proto_subscribed("news", "5-0", &ref, &len), &len, "subscribed", keys);
 	assert_string_equal(str(root, "channel"), "news");
 	assert_string_equal(str(root, "cursor"), "5-0");
 	assert_int_equal(integer(root, "ref"), 7);
@@ -767,10 +767,12 @@ static void test_decode_send_refused(void **state)
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(-1, ",\"data\":\"x\"") "]}", seq_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1.0, ",\"data\":\"x\"") "]}", seq_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP("1", ",\"data\":\"x\"") "]}", seq_msg);
-	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(2, ",\"data\":\"x\"") ","
-			    OP(2, ",\"data\":\"y\"") "]}", seq_msg);
-	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(3, ",\"data\":\"x\"") ","
-			    OP(2, ",\"data\":\"y\"") "]}", seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(2, ",\"data\":\"x\"") "," OP(
+				    2, ",\"data\":\"y\"") "]}",
+			    seq_msg);
+	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(3, ",\"data\":\"x\"") "," OP(
+				    2, ",\"data\":\"y\"") "]}",
+			    seq_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[7]}", seq_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"channel\":\"a\","
 			    "\"data\":\"x\"}]}",
@@ -784,12 +786,12 @@ static void test_decode_send_refused(void **state)
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"publish\","
 			    "\"channel\":\"a b\",\"data\":\"x\"}]}",
 			    pub_msg);
-	expect_send_refused("{\"client\":\"c\",\"ops\":["
-			    OP(1, ",\"data\":\"x\",\"event\":\"a b\"") "]}",
-			    "invalid event name");
-	expect_send_refused("{\"client\":\"c\",\"ops\":["
-			    OP(1, ",\"data\":\"x\",\"event\":\"ferry\"") "]}",
-			    "invalid event name");
+	expect_send_refused(
+		"{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"a b\"") "]}",
+		"invalid event name");
+	expect_send_refused(
+		"{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"ferry\"") "]}",
+		"invalid event name");
 }
 
 /* At most PROTO_MAX_SEND_OPS operations in one batch. */
@@ -799,7 +801,8 @@ static void test_decode_send_op_limit(void **state)
 	for (int nops = PROTO_MAX_SEND_OPS; nops <= PROTO_MAX_SEND_OPS + 1; nops++) {
 		size_t n = (size_t)sprintf(body, "{\"client\":\"c\",\"ops\":[");
 		for (int i = 0; i < nops; i++)
-			n += (size_t)sprintf(body + n, "%s{\"seq\":%d,\"type\":\"publish\","
+			n += (size_t)sprintf(body + n,
+					     "%s{\"seq\":%d,\"type\":\"publish\","
 					     "\"channel\":\"a\",\"data\":\"%d\"}",
 					     i ? "," : "", i + 1, i);
 		n += (size_t)sprintf(body + n, "]}");

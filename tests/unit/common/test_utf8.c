@@ -12,7 +12,7 @@
 #include "utf8.h"
 
 enum expect {
-	VALID,      /* a complete, valid text */
+	VALID,	    /* a complete, valid text */
 	INCOMPLETE, /* a valid prefix that ends inside a character */
 	INVALID,    /* fails at byte offset bad */
 };
@@ -25,7 +25,10 @@ struct utf8_case {
 	size_t bad;
 };
 
-#define CASE(name, lit, expect, bad) { name, lit, sizeof(lit) - 1, expect, bad }
+#define CASE(name, lit, expect, bad)                                                               \
+	{                                                                                          \
+		name, lit, sizeof(lit) - 1, expect, bad                                            \
+	}
 
 /* Hex escapes swallow every hex digit that follows, so literals that mix
  * escapes and text are written as separate, concatenated pieces. */
@@ -44,17 +47,28 @@ static const struct utf8_case cases[] = {
 	CASE("4-byte last U+10FFFF", "\xf4\x8f\xbf\xbf", VALID, 0),
 	CASE("euro sign", "\xe2\x82\xac", VALID, 0),
 	CASE("emoji", "\xf0\x9f\x98\x80", VALID, 0),
-	CASE("mixed", "a\xc3\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80" "d", VALID, 0),
+	CASE("mixed",
+	     "a\xc3\xa9"
+	     "b\xe2\x82\xac"
+	     "c\xf0\x9f\x98\x80"
+	     "d",
+	     VALID, 0),
 
 	/* Autobahn 6.2 - 6.5 */
 	CASE("6.2 mixed",
-	     "Hello-\xc2\xb5" "@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1" "-UTF-8!!",
+	     "Hello-\xc2\xb5"
+	     "@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1"
+	     "-UTF-8!!",
 	     VALID, 0),
 	CASE("6.3.1 kosme", "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", VALID, 0),
 	CASE("6.3.2 kosme + surrogate",
-	     "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited", INVALID, 12),
+	     "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+	     "edited",
+	     INVALID, 12),
 	CASE("6.4.1 kosme + above U+10FFFF",
-	     "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80" "edited", INVALID, 12),
+	     "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80"
+	     "edited",
+	     INVALID, 12),
 
 	/* 6.7 / 6.9 / 6.11: boundaries */
 	CASE("6.7.1 U+0000", "\x00", VALID, 0),
@@ -95,14 +109,22 @@ static const struct utf8_case cases[] = {
 	CASE("6.14 EF BF", "\xef\xbf", INCOMPLETE, 0),
 	CASE("6.14 F4 8F BF", "\xf4\x8f\xbf", INCOMPLETE, 0),
 	CASE("6.14 F7 BF BF", "\xf7\xbf\xbf", INVALID, 0),
-	CASE("truncated 3-byte before ascii", "\xe2\x82" "A", INVALID, 2),
-	CASE("truncated 2-byte before ascii", "x\xc3" "A", INVALID, 2),
+	CASE("truncated 3-byte before ascii",
+	     "\xe2\x82"
+	     "A",
+	     INVALID, 2),
+	CASE("truncated 2-byte before ascii",
+	     "x\xc3"
+	     "A",
+	     INVALID, 2),
 	CASE("truncated 4-byte before lead", "\xf0\x9f\x98\xf0\x9f\x98\x80", INVALID, 3),
 	CASE("truncated at end after text", "abc\xe2\x82", INCOMPLETE, 0),
 
 	/* 6.15: all of 6.14 concatenated */
-	CASE("6.15", "\xc0\xe0\x80\xf0\x80\x80\xf8\x80\x80\x80\xfc\x80\x80\x80\x80\xdf\xef\xbf"
-		     "\xf7\xbf\xbf\xfb\xbf\xbf\xbf\xfd\xbf\xbf\xbf\xbf", INVALID, 0),
+	CASE("6.15",
+	     "\xc0\xe0\x80\xf0\x80\x80\xf8\x80\x80\x80\xfc\x80\x80\x80\x80\xdf\xef\xbf"
+	     "\xf7\xbf\xbf\xfb\xbf\xbf\xbf\xfd\xbf\xbf\xbf\xbf",
+	     INVALID, 0),
 
 	/* 6.16: impossible bytes */
 	CASE("6.16.1 FE", "\xfe", INVALID, 0),
@@ -346,8 +368,9 @@ static void test_exhaustive_short(void **state)
 		}
 	}
 	/* four bytes: every 4-byte lead and second byte, representative tails */
-	static const uint8_t tails[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f,
-					 0x90, 0xbf, 0xc0, 0xf4, 0xff };
+	static const uint8_t tails[] = {
+		0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0xbf, 0xc0, 0xf4, 0xff
+	};
 	for (unsigned a = 0xF0; a <= 0xF7; a++)
 		for (unsigned b = 0; b < 256; b++)
 			for (size_t c = 0; c < sizeof(tails); c++)
@@ -426,7 +449,11 @@ static void test_state_across_feeds(void **state)
 	assert_int_equal(utf8_feed(&v, (const uint8_t *)"", 0, &bad), 0);
 	assert_int_equal(utf8_feed(&v, (const uint8_t *)"\xbf", 1, &bad), 0);
 	assert_false(utf8_complete(&v));
-	assert_int_equal(utf8_feed(&v, (const uint8_t *)"\xbf" "ok", 3, &bad), 0);
+	assert_int_equal(utf8_feed(&v,
+				   (const uint8_t *)"\xbf"
+						    "ok",
+				   3, &bad),
+			 0);
 	assert_true(utf8_complete(&v));
 
 	/* the range restriction applies to the second byte only */

@@ -26,10 +26,10 @@
 
 /* A transport that records what the session sends. */
 struct recorder {
-	json_t *frames;              /* protocol frames, parsed */
-	struct message *msgs[64];    /* channel messages, referenced */
+	json_t *frames;		  /* protocol frames, parsed */
+	struct message *msgs[64]; /* channel messages, referenced */
 	int nmsgs;
-	size_t queued;               /* what queued() reports */
+	size_t queued; /* what queued() reports */
 	int close_code, closes;
 };
 
@@ -101,8 +101,8 @@ static int setup_with(void **state, int argc, char **argv)
 
 static int setup(void **state)
 {
-	char *argv[] = { "ferryd", "--history-size", "5", "--max-subscriptions", "3",
-			 "--max-channels", "8", NULL };
+	char *argv[] = { "ferryd", "--history-size", "5", "--max-subscriptions",
+			 "3",	   "--max-channels", "8", NULL };
 	return setup_with(state, 7, argv);
 }
 
@@ -296,8 +296,9 @@ static void test_unsubscribe_stops_delivery(void **state)
 	const char *unsub = "{\"type\":\"unsubscribe\",\"channel\":\"news\",\"ref\":7}";
 	session_handle(fx->s[0], unsub, strlen(unsub));
 	assert_string_equal(frame_str(&fx->rec[0], 1, "type"), "unsubscribed");
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(fx->rec[0].frames, 1), "ref")),
-			 ref);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_array_get(fx->rec[0].frames, 1), "ref")),
+		ref);
 	publish(fx, "news", "after");
 	assert_int_equal(fx->rec[0].nmsgs, 0);
 	session_handle(fx->s[0], unsub, strlen(unsub));
@@ -365,7 +366,8 @@ static void test_client_publish_acked_and_delivered(void **state)
 {
 	struct fixture *fx = *state;
 	session_subscribe(fx->s[1], "news", NULL, NULL);
-	const char *op = "{\"type\":\"publish\",\"channel\":\"news\",\"data\":\"hi\",\"event\":\"say\",\"ref\":3}";
+	const char *op =
+		"{\"type\":\"publish\",\"channel\":\"news\",\"data\":\"hi\",\"event\":\"say\",\"ref\":3}";
 	session_handle(fx->s[0], op, strlen(op));
 	end_turn(fx);
 	assert_string_equal(frame_str(&fx->rec[0], 0, "type"), "ack");
@@ -378,7 +380,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fresh_subscribe_then_live, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_resume_replays_exactly_the_missed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_replays_exactly_the_missed, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_reset_too_old, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_epoch_and_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout_shares_one_message, setup, teardown),
@@ -387,8 +390,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_consumer_closed_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_publish_needs_flag, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_client_publish_acked_and_delivered, setup_publish,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_client_publish_acked_and_delivered,
+						setup_publish, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,14 +18,14 @@
 #include "glob.h"
 #include "jwt.h"
 
-#define NOW 1700000000LL
+#define NOW    1700000000LL
 #define SECRET "correct horse battery staple"
 
 struct fixture {
 	EVP_PKEY *rsa;
 	char key_path[64];  /* the public key, SubjectPublicKeyInfo PEM */
 	char cert_path[64]; /* a self-signed certificate for the same key */
-	char *key_pem;      /* the key file's text, for the algorithm confusion attack */
+	char *key_pem;	    /* the key file's text, for the algorithm confusion attack */
 	struct jwt_verifier *hs, *rs, *both;
 };
 
@@ -40,8 +40,8 @@ static char *b64(const void *data, size_t len)
 	size_t n = 0, i = 0;
 	assert_non_null(out);
 	for (; i + 3 <= len; i += 3) {
-		unsigned long w = (unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8 |
-				  in[i + 2];
+		unsigned long w =
+			(unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8 | in[i + 2];
 		out[n++] = alphabet[w >> 18 & 63];
 		out[n++] = alphabet[w >> 12 & 63];
 		out[n++] = alphabet[w >> 6 & 63];
@@ -113,8 +113,8 @@ static char *mint_rs(EVP_PKEY *key, const char *header, const char *payload)
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	assert_non_null(ctx);
 	assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key), 1);
-	assert_int_equal(
-		EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)input, strlen(input)), 1);
+	assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)input, strlen(input)),
+			 1);
 	EVP_MD_CTX_free(ctx);
 	return with_signature(input, sig, siglen);
 }
@@ -186,17 +186,17 @@ static void refuse(const struct jwt_verifier *v, const char *token, const char *
 }
 
 /* mint, check, free: keeps the cases below to one line each */
-#define HS_REFUSED(v, claims, reason)                                                           \
-	do {                                                                                    \
-		char *t_ = hs(claims);                                                          \
-		refuse(v, t_, reason);                                                          \
-		free(t_);                                                                       \
+#define HS_REFUSED(v, claims, reason)                                                              \
+	do {                                                                                       \
+		char *t_ = hs(claims);                                                             \
+		refuse(v, t_, reason);                                                             \
+		free(t_);                                                                          \
 	} while (0)
-#define HS_ACCEPTED(v, claims)                                                                  \
-	do {                                                                                    \
-		char *t_ = hs(claims);                                                          \
-		accept(v, t_);                                                                  \
-		free(t_);                                                                       \
+#define HS_ACCEPTED(v, claims)                                                                     \
+	do {                                                                                       \
+		char *t_ = hs(claims);                                                             \
+		accept(v, t_);                                                                     \
+		free(t_);                                                                          \
 	} while (0)
 
 static struct jwt_verifier *verifier(const struct jwt_config *cfg)
@@ -611,8 +611,8 @@ static void test_leeway(void **state)
 static void test_issuer(void **state)
 {
 	struct fixture *fx = *state;
-	struct jwt_verifier *v = verifier(
-		&(struct jwt_config){ .hs256_secret = SECRET, .issuer = "auth.example" });
+	struct jwt_verifier *v =
+		verifier(&(struct jwt_config){ .hs256_secret = SECRET, .issuer = "auth.example" });
 	HS_ACCEPTED(v, "{\"iss\":\"auth.example\"}");
 	HS_REFUSED(v, "{\"iss\":\"evil.example\"}", "wrong issuer");
 	HS_REFUSED(v, "{\"iss\":\"auth.example \"}", "wrong issuer");
@@ -659,17 +659,17 @@ static void test_malformed(void **state)
 	static const char *const tokens[] = {
 		"",
 		"abc",
-		"abc.def",                                /* two parts */
-		"eyJhbGciOiJIUzI1NiJ9.e30",               /* two parts, real header */
-		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA.AAAA",     /* four parts */
+		"abc.def",			      /* two parts */
+		"eyJhbGciOiJIUzI1NiJ9.e30",	      /* two parts, real header */
+		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA.AAAA", /* four parts */
 		"..",
-		"eyJhbGciOiJIUzI1NiJ9+.e30.AAAA",         /* '+' is base64, not base64url */
-		"eyJhbGciOiJIUzI1NiJ9.e30=.AAAA",         /* padding */
+		"eyJhbGciOiJIUzI1NiJ9+.e30.AAAA", /* '+' is base64, not base64url */
+		"eyJhbGciOiJIUzI1NiJ9.e30=.AAAA", /* padding */
 		"eyJhbGciOiJIUzI1NiJ9.e30.AA==",
 		"eyJhbGciOiJIUzI1NiJ9 .e30.AAAA",
 		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA\n",
-		"eyJhbGciOiJIUzI1NiJ9A.e30.AAAA",         /* length 1 mod 4 */
-		"eyJhbGciOiJIUzI1NiJ9.e31.AAAA",          /* stray bits after the last byte */
+		"eyJhbGciOiJIUzI1NiJ9A.e30.AAAA", /* length 1 mod 4 */
+		"eyJhbGciOiJIUzI1NiJ9.e31.AAAA",  /* stray bits after the last byte */
 		"eyJhbGciOiJIUzI1NiJ9.e30.AB",
 		"Bearer eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
 	};
@@ -684,11 +684,11 @@ static void test_malformed(void **state)
 	free(t);
 
 	static const char *const headers[] = {
-		"{\"alg\":\"HS256\"",                      /* not JSON */
+		"{\"alg\":\"HS256\"", /* not JSON */
 		"alg=HS256",
-		"[\"HS256\"]",                             /* JSON, not an object */
+		"[\"HS256\"]", /* JSON, not an object */
 		"\"HS256\"",
-		"{\"alg\":\"HS256\",\"alg\":\"none\"}",    /* duplicate keys */
+		"{\"alg\":\"HS256\",\"alg\":\"none\"}", /* duplicate keys */
 		"{\"alg\":\"HS256\"} {}",
 		"{\"alg\":\"HS\\u0000256\"}",
 	};

@@ -30,7 +30,7 @@
 
 /* A transport that records what the session sends it. */
 struct recorder {
-	json_t *frames;                /* protocol events, as their JSON */
+	json_t *frames;		       /* protocol events, as their JSON */
 	struct message *msgs[MAXMSGS]; /* channel messages, referenced */
 	int nmsgs;
 	size_t queued; /* what queued() reports */
@@ -110,8 +110,8 @@ static int setup_with(void **state, int argc, char **argv)
 
 static int setup(void **state)
 {
-	char *argv[] = { "ferryd", "--history-size", "5", "--max-subscriptions", "3",
-			 "--out-queue-max", "4K", NULL };
+	char *argv[] = { "ferryd", "--history-size",  "5",  "--max-subscriptions",
+			 "3",	   "--out-queue-max", "4K", NULL };
 	return setup_with(state, 7, argv);
 }
 
@@ -331,7 +331,8 @@ static void test_resume_from_cursor(void **state)
 		snprintf(ids[i], sizeof(ids[i]), "%s", publish(fx, "news", data));
 	}
 	char op[256];
-	snprintf(op, sizeof(op), "{\"type\":\"subscribe\",\"channel\":\"news\",\"cursor\":\"%s\",\"ref\":1}",
+	snprintf(op, sizeof(op),
+		 "{\"type\":\"subscribe\",\"channel\":\"news\",\"cursor\":\"%s\",\"ref\":1}",
 		 ids[0]);
 	handle(fx, 0, op);
 	assert_int_equal(nframes(fx, 0), 1); /* subscribed, no reset */

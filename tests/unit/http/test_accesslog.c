@@ -37,15 +37,17 @@ static struct access_entry entry(struct http_request *req, struct http_header *h
 
 static void test_combined_format(void **state)
 {
-	struct http_request req = { .method = "GET", .url = "/a?b=c", .http_major = 1,
-				    .http_minor = 1 };
+	struct http_request req = {
+		.method = "GET", .url = "/a?b=c", .http_major = 1, .http_minor = 1
+	};
 	struct http_header h[2];
 	struct access_entry e = entry(&req, h, "http://ref/", "curl/7.88.1");
 	char line[1024];
 	size_t len = accesslog_format(line, sizeof(line), &e);
 	assert_int_equal(len, strlen(line));
-	assert_string_equal(line, "127.0.0.1 - - [26/Nov/2026:00:20:01 +0000] \"GET /a?b=c HTTP/1.1\" "
-				  "200 1234 \"http://ref/\" \"curl/7.88.1\" 1.250\n");
+	assert_string_equal(line,
+			    "127.0.0.1 - - [26/Nov/2026:00:20:01 +0000] \"GET /a?b=c HTTP/1.1\" "
+			    "200 1234 \"http://ref/\" \"curl/7.88.1\" 1.250\n");
 
 	/* IPv6 peer, no headers, nothing parsed of the request */
 	struct http_request empty = { 0 };
@@ -61,8 +63,9 @@ static void test_combined_format(void **state)
 
 static void test_escaping(void **state)
 {
-	struct http_request req = { .method = "GET", .url = "/\"x\\y\x01\xc3\xa9", .http_major = 1,
-				    .http_minor = 0 };
+	struct http_request req = {
+		.method = "GET", .url = "/\"x\\y\x01\xc3\xa9", .http_major = 1, .http_minor = 0
+	};
 	struct http_header h[2];
 	struct access_entry e = entry(&req, h, NULL, "a\" 200 0 \"-\" \"b\r\n");
 	char line[1024];
@@ -130,8 +133,9 @@ static void test_any_bytes_stay_one_line(void **state)
 			}
 			fields[f][n] = '\0';
 		}
-		struct http_request req = { .method = "POST", .url = url, .http_major = 1,
-					    .http_minor = 1 };
+		struct http_request req = {
+			.method = "POST", .url = url, .http_major = 1, .http_minor = 1
+		};
 		struct http_header h[2];
 		struct access_entry e = entry(&req, h, ref, agent);
 		size_t cap = round % 2 ? sizeof(line) : 600; /* half of them cut */

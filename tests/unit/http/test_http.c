@@ -157,8 +157,19 @@ static void test_simple_get(void **state)
 {
 	static const char req[] = "GET /chat?room=a&x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n";
 	const struct expected_request want = {
-		"GET", "/chat?room=a&x=1", "/chat", "room=a&x=1", 1, 1, 1, 0,
-		1, { { "Host", "example.com" } }, "", 0, sizeof(req) - 1,
+		"GET",
+		"/chat?room=a&x=1",
+		"/chat",
+		"room=a&x=1",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Host", "example.com" } },
+		"",
+		0,
+		sizeof(req) - 1,
 	};
 	expect_everywhere(S(req), &want, 1);
 
@@ -180,14 +191,24 @@ static void test_headers(void **state)
 				  "Accept:*/*\r\n"
 				  "\r\n";
 	const struct expected_request want = {
-		"GET", "/h", "/h", "", 1, 1, 1, 0, 6,
+		"GET",
+		"/h",
+		"/h",
+		"",
+		1,
+		1,
+		1,
+		0,
+		6,
 		{ { "Host", "a.example" },
 		  { "Content-Type", "text/plain" },
 		  { "X-Empty", "" },
 		  { "x-dup", "first" },
 		  { "X-Dup", "second" },
 		  { "Accept", "*/*" } },
-		"", 0, sizeof(req) - 1,
+		"",
+		0,
+		sizeof(req) - 1,
 	};
 	expect_everywhere(S(req), &want, 1);
 
@@ -208,7 +229,18 @@ static void test_headers(void **state)
 	/* every token character of RFC 9110 5.6.2 may appear in a name */
 	static const char tchars[] = "GET / HTTP/1.1\r\nAz09!#$%&'*+-.^_`|~: v\r\n\r\n";
 	const struct expected_request want_tchars = {
-		"GET", "/", "/", "", 1, 1, 1, 0, 1, { { "Az09!#$%&'*+-.^_`|~", "v" } }, "", 0,
+		"GET",
+		"/",
+		"/",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Az09!#$%&'*+-.^_`|~", "v" } },
+		"",
+		0,
 		sizeof(tchars) - 1,
 	};
 	expect_everywhere(S(tchars), &want_tchars, 1);
@@ -224,9 +256,19 @@ static void test_header_value_whitespace(void **state)
 				  "X-Inner: a  b\t\r\n"
 				  "\r\n";
 	const struct expected_request want = {
-		"GET", "/", "/", "", 1, 1, 1, 0, 2,
+		"GET",
+		"/",
+		"/",
+		"",
+		1,
+		1,
+		1,
+		0,
+		2,
 		{ { "Sec-WebSocket-Version", "13" }, { "X-Inner", "a  b" } },
-		"", 0, sizeof(req) - 1,
+		"",
+		0,
+		sizeof(req) - 1,
 	};
 	expect_stream(S(req), NULL, 0, &want, 1);
 }
@@ -240,27 +282,59 @@ static void test_post_content_length(void **state)
 				  "\r\n"
 				  "{\"data\":\"hello\"}\n";
 	const struct expected_request want = {
-		"POST", "/publish?ch=news", "/publish", "ch=news", 1, 1, 1, 0, 3,
+		"POST",
+		"/publish?ch=news",
+		"/publish",
+		"ch=news",
+		1,
+		1,
+		1,
+		0,
+		3,
 		{ { "Host", "a" },
 		  { "Content-Type", "application/json" },
 		  { "Content-Length", "17" } },
-		"{\"data\":\"hello\"}\n", 17, sizeof(req) - 1,
+		"{\"data\":\"hello\"}\n",
+		17,
+		sizeof(req) - 1,
 	};
 	expect_everywhere(S(req), &want, 1);
 
 	/* bodies are binary: NUL bytes are kept and counted */
 	static const char bin[] = "POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\na\0b\0c";
 	const struct expected_request want_bin = {
-		"POST", "/b", "/b", "", 1, 1, 1, 0, 1, { { "Content-Length", "5" } },
-		"a\0b\0c", 5, sizeof(bin) - 1,
+		"POST",
+		"/b",
+		"/b",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Content-Length", "5" } },
+		"a\0b\0c",
+		5,
+		sizeof(bin) - 1,
 	};
 	expect_everywhere(S(bin), &want_bin, 1);
 
 	/* an empty body, with and without Content-Length */
 	static const char zero[] = "POST /z HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
 	const struct expected_request want_zero = {
-		"POST", "/z", "/z", "", 1, 1, 1, 0, 1, { { "Content-Length", "0" } },
-		"", 0, sizeof(zero) - 1,
+		"POST",
+		"/z",
+		"/z",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Content-Length", "0" } },
+		"",
+		0,
+		sizeof(zero) - 1,
 	};
 	expect_everywhere(S(zero), &want_zero, 1);
 	static const char none[] = "POST /z HTTP/1.1\r\n\r\n";
@@ -282,8 +356,19 @@ static void test_post_chunked(void **state)
 				  "X-Trailer: t\r\n"
 				  "\r\n";
 	const struct expected_request want = {
-		"POST", "/p", "/p", "", 1, 1, 1, 0, 1, { { "Transfer-Encoding", "chunked" } },
-		"hello 0123456789", 16, sizeof(req) - 1,
+		"POST",
+		"/p",
+		"/p",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Transfer-Encoding", "chunked" } },
+		"hello 0123456789",
+		16,
+		sizeof(req) - 1,
 	};
 	expect_everywhere(S(req), &want, 1);
 }
@@ -304,14 +389,58 @@ static void test_pipelined(void **state)
 	memcpy(buf + n, c, sizeof(c) - 1), n += sizeof(c) - 1;
 	memcpy(buf + n, d, sizeof(d) - 1), n += sizeof(d) - 1;
 	const struct expected_request want[] = {
-		{ "GET", "/one", "/one", "", 1, 1, 1, 0, 1, { { "Host", "h" } }, "", 0,
+		{ "GET",
+		  "/one",
+		  "/one",
+		  "",
+		  1,
+		  1,
+		  1,
+		  0,
+		  1,
+		  { { "Host", "h" } },
+		  "",
+		  0,
 		  sizeof(a) - 1 },
-		{ "POST", "/two", "/two", "", 1, 1, 1, 0, 1, { { "Content-Length", "3" } }, "abc",
-		  3, sizeof(b) - 1 },
-		{ "POST", "/three", "/three", "", 1, 1, 1, 0, 1,
-		  { { "Transfer-Encoding", "chunked" } }, "xy", 2, sizeof(c) - 1 },
-		{ "GET", "/four?q", "/four", "q", 1, 1, 0, 0, 1, { { "Connection", "close" } }, "",
-		  0, sizeof(d) - 1 },
+		{ "POST",
+		  "/two",
+		  "/two",
+		  "",
+		  1,
+		  1,
+		  1,
+		  0,
+		  1,
+		  { { "Content-Length", "3" } },
+		  "abc",
+		  3,
+		  sizeof(b) - 1 },
+		{ "POST",
+		  "/three",
+		  "/three",
+		  "",
+		  1,
+		  1,
+		  1,
+		  0,
+		  1,
+		  { { "Transfer-Encoding", "chunked" } },
+		  "xy",
+		  2,
+		  sizeof(c) - 1 },
+		{ "GET",
+		  "/four?q",
+		  "/four",
+		  "q",
+		  1,
+		  1,
+		  0,
+		  0,
+		  1,
+		  { { "Connection", "close" } },
+		  "",
+		  0,
+		  sizeof(d) - 1 },
 	};
 	expect_everywhere(buf, n, want, 4);
 
@@ -377,13 +506,23 @@ static void test_upgrade(void **state)
 	memcpy(buf + sizeof(hdr) - 1, frame, sizeof(frame) - 1);
 	size_t n = sizeof(hdr) - 1 + sizeof(frame) - 1;
 	const struct expected_request want = {
-		"GET", "/ws", "/ws", "", 1, 1, 1, 1, 5,
+		"GET",
+		"/ws",
+		"/ws",
+		"",
+		1,
+		1,
+		1,
+		1,
+		5,
 		{ { "Host", "a" },
 		  { "Upgrade", "websocket" },
 		  { "Connection", "keep-alive, Upgrade" },
 		  { "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==" },
 		  { "Sec-WebSocket-Version", "13" } },
-		"", 0, sizeof(hdr) - 1,
+		"",
+		0,
+		sizeof(hdr) - 1,
 	};
 	/* parse_stream stops at the upgrade and checks where it stopped */
 	expect_everywhere(buf, n, &want, 1);
@@ -401,8 +540,18 @@ static void test_upgrade(void **state)
 				    "Connection: keep-alive\r\n\r\n"
 				    "GET /y HTTP/1.1\r\n\r\n";
 	const struct expected_request want_plain[] = {
-		{ "GET", "/x", "/x", "", 1, 1, 1, 0, 2,
-		  { { "Upgrade", "websocket" }, { "Connection", "keep-alive" } }, "", 0,
+		{ "GET",
+		  "/x",
+		  "/x",
+		  "",
+		  1,
+		  1,
+		  1,
+		  0,
+		  2,
+		  { { "Upgrade", "websocket" }, { "Connection", "keep-alive" } },
+		  "",
+		  0,
 		  sizeof(plain) - 1 - 19 },
 		{ "GET", "/y", "/y", "", 1, 1, 1, 0, 0, { { NULL } }, "", 0, 19 },
 	};
@@ -474,8 +623,8 @@ static void test_url_limit(void **state)
 	/* exactly 16 URL bytes is fine */
 	static const char fits[] = "GET /234567890123456 HTTP/1.1\r\n\r\n";
 	const struct expected_request want = {
-		"GET", "/234567890123456", "/234567890123456", "", 1, 1, 1, 0, 0, { { NULL } },
-		"", 0, sizeof(fits) - 1,
+		"GET", "/234567890123456", "/234567890123456", "", 1, 1, 1, 0, 0, { { NULL } }, "",
+		0,     sizeof(fits) - 1,
 	};
 	for (size_t cut = 0; cut <= sizeof(fits) - 1; cut++) {
 		int status;
@@ -539,8 +688,19 @@ static void test_header_count_limit(void **state)
 	lim.max_headers = 4;
 	static const char four[] = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
 	const struct expected_request want = {
-		"GET", "/", "/", "", 1, 1, 1, 0, 4,
-		{ { "A", "1" }, { "B", "2" }, { "C", "3" }, { "D", "4" } }, "", 0, sizeof(four) - 1,
+		"GET",
+		"/",
+		"/",
+		"",
+		1,
+		1,
+		1,
+		0,
+		4,
+		{ { "A", "1" }, { "B", "2" }, { "C", "3" }, { "D", "4" } },
+		"",
+		0,
+		sizeof(four) - 1,
 	};
 	for (size_t cut = 0; cut <= sizeof(four) - 1; cut++) {
 		int status;
@@ -559,14 +719,36 @@ static void test_body_limits(void **state)
 	lim.max_body = 10;
 	static const char fits[] = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
 	const struct expected_request want = {
-		"POST", "/", "/", "", 1, 1, 1, 0, 1, { { "Content-Length", "10" } },
-		"0123456789", 10, sizeof(fits) - 1,
+		"POST",
+		"/",
+		"/",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Content-Length", "10" } },
+		"0123456789",
+		10,
+		sizeof(fits) - 1,
 	};
 	static const char chunked_fits[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 					   "4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n";
 	const struct expected_request want_chunked = {
-		"POST", "/", "/", "", 1, 1, 1, 0, 1, { { "Transfer-Encoding", "chunked" } },
-		"0123456789", 10, sizeof(chunked_fits) - 1,
+		"POST",
+		"/",
+		"/",
+		"",
+		1,
+		1,
+		1,
+		0,
+		1,
+		{ { "Transfer-Encoding", "chunked" } },
+		"0123456789",
+		10,
+		sizeof(chunked_fits) - 1,
 	};
 	for (size_t cut = 0; cut <= sizeof(fits) - 1; cut++) {
 		int status;
@@ -601,14 +783,14 @@ static void test_malformed(void **state)
 	static const char *const bad[] = {
 		"\x01\x02 garbage\r\n\r\n",
 		"HELLO\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost a\r\n\r\n",              /* no colon */
-		"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",         /* not a token */
-		"GET / HTTP/1.1\r\nName : x\r\n\r\n",            /* space before colon */
+		"GET / HTTP/1.1\r\nHost a\r\n\r\n",	 /* no colon */
+		"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", /* not a token */
+		"GET / HTTP/1.1\r\nName : x\r\n\r\n",	 /* space before colon */
 		"GET / HTTP/1.1\r\nName\t: x\r\n\r\n",
-		"GET / HTTP/1.1\r\n: v\r\n\r\n",                 /* empty name */
+		"GET / HTTP/1.1\r\n: v\r\n\r\n", /* empty name */
 		"GET / HTTP/1.1\r\nX(y): a\r\n\r\n",
-		"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",           /* control byte in a value */
-		"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",          /* obsolete line folding */
+		"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",	/* control byte in a value */
+		"GET / HTTP/1.1\r\n Folded: x\r\n\r\n", /* obsolete line folding */
 		"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
 		"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
 		/* request smuggling: both framings at once */

@@ -195,16 +195,17 @@ static char *normalize_breaks(const char *data, size_t len, size_t *out_len)
 
 /* Encode, compare with the exact expected bytes, decode with the reference
  * reader and compare with the data (line breaks as LF) and event name. */
-static void check_event(const char *event, const char *data, size_t data_len,
-			const char *expected, size_t expected_len)
+static void check_event(const char *event, const char *data, size_t data_len, const char *expected,
+			size_t expected_len)
 {
 	size_t len = 12345;
 	char *enc = sse_event(event, data, data_len, &len);
 	assert_non_null(enc);
 	if (len != expected_len || memcmp(enc, expected, len) != 0)
-		fail_msg("sse_event(%s, \"%.*s\"): got \"%.*s\" (%zu bytes), expected \"%.*s\" (%zu)",
-			 event ? event : "NULL", (int)data_len, data, (int)len, enc, len,
-			 (int)expected_len, expected, expected_len);
+		fail_msg(
+			"sse_event(%s, \"%.*s\"): got \"%.*s\" (%zu bytes), expected \"%.*s\" (%zu)",
+			event ? event : "NULL", (int)data_len, data, (int)len, enc, len,
+			(int)expected_len, expected, expected_len);
 
 	struct sse_reader r;
 	reader_init(&r);
@@ -221,7 +222,7 @@ static void check_event(const char *event, const char *data, size_t data_len,
 	free(enc);
 }
 
-#define CHECK(ev, data_lit, expected_lit) \
+#define CHECK(ev, data_lit, expected_lit)                                                          \
 	check_event(ev, data_lit, sizeof(data_lit) - 1, expected_lit, sizeof(expected_lit) - 1)
 
 /* ------------------------------------------------------------------ */
@@ -237,7 +238,8 @@ static void test_single_line(void **state)
 	CHECK(NULL, "event: x", "data: event: x\n\n");
 	CHECK(NULL, "{\"a\":1}", "data: {\"a\":1}\n\n");
 	/* UTF-8 passes through untouched */
-	CHECK(NULL, "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80", "data: h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80\n\n");
+	CHECK(NULL, "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80",
+	      "data: h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80\n\n");
 }
 
 static void test_multi_line_lf(void **state)
@@ -358,7 +360,8 @@ static void test_stream_of_events(void **state)
 	size_t used = 0;
 	used += (size_t)snprintf(stream + used, sizeof(stream) - used, "retry: 2000\n\n");
 	for (int i = 0; i < 4; i++) {
-		used += (size_t)snprintf(stream + used, sizeof(stream) - used, "id: news,ab:%d\n", i + 1);
+		used += (size_t)snprintf(stream + used, sizeof(stream) - used, "id: news,ab:%d\n",
+					 i + 1);
 		size_t len;
 		char *enc = sse_event(events[i], datas[i], strlen(datas[i]), &len);
 		assert_true(used + len < sizeof(stream));
@@ -393,12 +396,12 @@ static void test_reference_reader(void **state)
 	reader_init(&r);
 	static const char s[] = "\xEF\xBB\xBF: comment\r\n"
 				"data:no space\r"
-				"\r"              /* CR alone: a blank line */
-				"data\n"          /* field with no colon: empty value */
+				"\r"	 /* CR alone: a blank line */
+				"data\n" /* field with no colon: empty value */
 				"\n"
 				"event: x\n"
-				"\n"               /* no data: nothing dispatched */
-				"retry: 12a\n"     /* not digits: ignored */
+				"\n"	       /* no data: nothing dispatched */
+				"retry: 12a\n" /* not digits: ignored */
 				"id: 7\n"
 				"data:  two spaces\n"
 				"unknown: field\n"
@@ -428,7 +431,8 @@ static void test_padding(void **state)
 		assert_int_equal(p[n - 1], '\n');
 		for (size_t i = 1; i + 1 < n; i++)
 			if (p[i] != ' ')
-				fail_msg("sse_padding(%zu): byte %zu is 0x%02x", n, i, (unsigned char)p[i]);
+				fail_msg("sse_padding(%zu): byte %zu is 0x%02x", n, i,
+					 (unsigned char)p[i]);
 		/* a reader sees one comment and no event */
 		struct sse_reader r;
 		reader_init(&r);

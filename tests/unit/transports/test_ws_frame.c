@@ -60,8 +60,8 @@ struct run {
 	struct ws_parser parser;
 	struct frame_seen frames[8];
 	int nframes;
-	int error; /* negative ws_parse_error, or 0 */
-	int unmask;     /* reassemble payloads (off for the costly big-frame splits) */
+	int error;	 /* negative ws_parse_error, or 0 */
+	int unmask;	 /* reassemble payloads (off for the costly big-frame splits) */
 	size_t consumed; /* bytes the parser took in total */
 };
 
@@ -440,21 +440,43 @@ static const struct error_case errors[] = {
 	{ "fragmented close", { 0x08, 0x80, 1, 2, 3, 4 }, 6, 0, WS_ERR_CONTROL_FRAG, 2 },
 	{ "fragmented pong", { 0x0A, 0x80, 1, 2, 3, 4 }, 6, 0, WS_ERR_CONTROL_FRAG, 2 },
 	{ "ping with 16-bit length", { 0x89, 0xFE, 0x00, 0x7E }, 4, 0, WS_ERR_CONTROL_LEN, 2 },
-	{ "close with 64-bit length", { 0x88, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x7E }, 10, 0,
-	  WS_ERR_CONTROL_LEN, 2 },
+	{ "close with 64-bit length",
+	  { 0x88, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x7E },
+	  10,
+	  0,
+	  WS_ERR_CONTROL_LEN,
+	  2 },
 	{ "64-bit length with top bit",
-	  { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4 }, 14, 0, WS_ERR_LENGTH, 14 },
-	{ "64-bit length all ones",
-	  { 0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4 }, 14, 0,
-	  WS_ERR_LENGTH, 14 },
-	{ "7-bit length over max", { 0x82, 0x80 | 101, 1, 2, 3, 4 }, 6, 100, WS_ERR_TOO_BIG, 6 },
-	{ "16-bit length over max", { 0x81, 0xFE, 0x03, 0xE9, 1, 2, 3, 4 }, 8, 1000,
-	  WS_ERR_TOO_BIG, 8 },
-	{ "64-bit length over max",
-	  { 0x82, 0xFF, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 1, 2, 3, 4 }, 14, 65536, WS_ERR_TOO_BIG,
+	  { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4 },
+	  14,
+	  0,
+	  WS_ERR_LENGTH,
 	  14 },
-	{ "continuation over max", { 0x00, 0xFE, 0x00, 0x80, 1, 2, 3, 4 }, 8, 127,
-	  WS_ERR_TOO_BIG, 8 },
+	{ "64-bit length all ones",
+	  { 0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4 },
+	  14,
+	  0,
+	  WS_ERR_LENGTH,
+	  14 },
+	{ "7-bit length over max", { 0x82, 0x80 | 101, 1, 2, 3, 4 }, 6, 100, WS_ERR_TOO_BIG, 6 },
+	{ "16-bit length over max",
+	  { 0x81, 0xFE, 0x03, 0xE9, 1, 2, 3, 4 },
+	  8,
+	  1000,
+	  WS_ERR_TOO_BIG,
+	  8 },
+	{ "64-bit length over max",
+	  { 0x82, 0xFF, 0, 0, 0, 0, 0, 0x01, 0x00, 0x01, 1, 2, 3, 4 },
+	  14,
+	  65536,
+	  WS_ERR_TOO_BIG,
+	  14 },
+	{ "continuation over max",
+	  { 0x00, 0xFE, 0x00, 0x80, 1, 2, 3, 4 },
+	  8,
+	  127,
+	  WS_ERR_TOO_BIG,
+	  8 },
 };
 
 static void check_error_case(const struct error_case *c)
@@ -493,8 +515,9 @@ static void test_reserved_opcodes(void **state)
 {
 	for (unsigned op = 0; op < 16; op++) {
 		int reserved = (op >= 3 && op <= 7) || op >= 0xB;
-		struct error_case c = { "opcode", { (uint8_t)(0x80 | op), 0x80, 9, 9, 9, 9 }, 6, 0,
-					WS_ERR_OPCODE, 2 };
+		struct error_case c = {
+			"opcode", { (uint8_t)(0x80 | op), 0x80, 9, 9, 9, 9 }, 6, 0, WS_ERR_OPCODE, 2
+		};
 		if (reserved) {
 			check_error_case(&c);
 			/* reserved non-control opcodes without FIN too */
@@ -567,8 +590,8 @@ static void test_size_limits(void **state)
 	run_free(&r);
 
 	/* the largest length without the top bit is accepted with no cap */
-	static const uint8_t huge[] = { 0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF,
-					0xFF, 0xFF, 0xFF, 1, 2, 3, 4, 0xAA };
+	static const uint8_t huge[] = { 0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+					0xFF, 0xFF, 1,	  2,	3,    4,    0xAA };
 	run_init(&r, 0, 0);
 	run_feed(&r, huge, sizeof(huge));
 	assert_int_equal(r.error, 0);
@@ -596,8 +619,11 @@ static void test_encoder(void **state)
 		{ 126, WS_OP_TEXT, 1, { 0x81, 0x7E, 0x00, 0x7E }, 4 },
 		{ 65535, WS_OP_TEXT, 1, { 0x81, 0x7E, 0xFF, 0xFF }, 4 },
 		{ 65536, WS_OP_TEXT, 1, { 0x81, 0x7F, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00 }, 10 },
-		{ UINT64_C(0x0102030405060708), WS_OP_BINARY, 1,
-		  { 0x82, 0x7F, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08 }, 10 },
+		{ UINT64_C(0x0102030405060708),
+		  WS_OP_BINARY,
+		  1,
+		  { 0x82, 0x7F, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08 },
+		  10 },
 		{ 3, WS_OP_TEXT, 0, { 0x01, 0x03 }, 2 },
 		{ 300, WS_OP_CONT, 0, { 0x00, 0x7E, 0x01, 0x2C }, 4 },
 		{ 2, WS_OP_CLOSE, 1, { 0x88, 0x02 }, 2 },
@@ -638,10 +664,10 @@ static void test_encoder_round_trip(void **state)
 
 static void test_close_codes(void **state)
 {
-	static const unsigned valid[] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
-					  1011, 1012, 1013, 1014, 3000, 3999, 4000, 4008, 4999 };
-	static const unsigned invalid[] = { 0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100,
-					    2000, 2999, 5000, 65535, 70000 };
+	static const unsigned valid[] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+					  1012, 1013, 1014, 3000, 3999, 4000, 4008, 4999 };
+	static const unsigned invalid[] = { 0,	  1,	999,  1004, 1005, 1006,	 1015,
+					    1016, 1100, 2000, 2999, 5000, 65535, 70000 };
 	for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
 		if (!ws_close_code_valid(valid[i]))
 			fail_msg("close code %u should be valid", valid[i]);

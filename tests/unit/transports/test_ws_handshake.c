@@ -10,7 +10,7 @@
 
 #include "ws_handshake.h"
 
-#define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define RFC_KEY	   "dGhlIHNhbXBsZSBub25jZQ=="
 #define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 static struct ws_handshake_request good_request(void)
@@ -69,10 +69,11 @@ static void test_valid_request(void **state)
 
 static void test_upgrade_header(void **state)
 {
-	static const char *const ok[] = { "websocket", "WebSocket", "WEBSOCKET",
+	static const char *const ok[] = { "websocket",	   "WebSocket",	     "WEBSOCKET",
 					  "  websocket  ", "h2c, websocket", "websocket,foo" };
-	static const char *const bad[] = { "", "h2c", "websockets", "web socket",
-					   "xwebsocket", "websocket/13x", "," };
+	static const char *const bad[] = { "",		 "h2c",	       "websockets",
+					   "web socket", "xwebsocket", "websocket/13x",
+					   "," };
 	struct ws_handshake_request req = good_request();
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		req.upgrade = ok[i];
@@ -96,8 +97,8 @@ static void test_connection_header(void **state)
 					  "keep-alive,upgrade",
 					  " keep-alive ,\tUpgrade\t, close",
 					  ",,Upgrade,," };
-	static const char *const bad[] = { "", "keep-alive", "close", "upgrades", "xupgrade",
-					   "keep-alive upgrade", "up grade" };
+	static const char *const bad[] = { "",	       "keep-alive",	     "close",	"upgrades",
+					   "xupgrade", "keep-alive upgrade", "up grade" };
 	struct ws_handshake_request req = good_request();
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		req.connection = ok[i];
@@ -135,19 +136,19 @@ static void test_keys(void **state)
 	};
 	static const char *const bad[] = {
 		"",
-		"dGhlIHNhbXBsZSBub25jZQ",       /* padding missing */
-		"dGhlIHNhbXBsZSBub25jZQ=",      /* 23 */
-		"dGhlIHNhbXBsZSBub25jZQ===",    /* 25 */
-		"dGhlIHNhbXBsZSBub25jZR==",     /* last symbol has data in its zero bits */
+		"dGhlIHNhbXBsZSBub25jZQ",    /* padding missing */
+		"dGhlIHNhbXBsZSBub25jZQ=",   /* 23 */
+		"dGhlIHNhbXBsZSBub25jZQ===", /* 25 */
+		"dGhlIHNhbXBsZSBub25jZR==",  /* last symbol has data in its zero bits */
 		"dGhlIHNhbXBsZSBub25jZ/==",
-		"dGhlIHNhbXBsZSBub25j!Q==",     /* not base64 */
+		"dGhlIHNhbXBsZSBub25j!Q==", /* not base64 */
 		"dGhlIHNhbXBsZSBub25j Q==",
-		"dGhlIHNhbXBsZSBub25j-Q==",     /* base64url is not base64 */
+		"dGhlIHNhbXBsZSBub25j-Q==", /* base64url is not base64 */
 		"dGhlIHNhbXBsZSBub25jZQ==\n",
 		" dGhlIHNhbXBsZSBub25jZQ==",
-		"AAAAAAAAAAAAAAAAAAAAAAAA",     /* 18 bytes */
-		"AAAAAAAAAAAAAAAAAAAAAAA=",     /* 17 bytes */
-		"AAAAAAAAAAAAAAAAAAAA",         /* 15 bytes */
+		"AAAAAAAAAAAAAAAAAAAAAAAA", /* 18 bytes */
+		"AAAAAAAAAAAAAAAAAAAAAAA=", /* 17 bytes */
+		"AAAAAAAAAAAAAAAAAAAA",	    /* 15 bytes */
 		"dGhlIHNhbXBsZSBub25jZQ=A",
 		"dGhlIHNhbXBsZSBub25jZ===",
 	};
@@ -210,14 +211,9 @@ static void test_subprotocols(void **state)
 		int chosen; /* index into supported, -1 for none */
 	} cases[] = {
 		{ "ferry.v1, ferry.v2", 0 }, /* the server's preference wins */
-		{ "ferry.v2, ferry.v1", 0 },
-		{ "ferry.v1", 1 },
-		{ "chat, ferry.v1", 1 },
-		{ "  ferry.v1  ,chat", 1 },
-		{ "chat", -1 },
-		{ "ferry", -1 },
-		{ "ferry.v10", -1 },
-		{ "", -1 },
+		{ "ferry.v2, ferry.v1", 0 }, { "ferry.v1", 1 }, { "chat, ferry.v1", 1 },
+		{ "  ferry.v1  ,chat", 1 },  { "chat", -1 },	{ "ferry", -1 },
+		{ "ferry.v10", -1 },	     { "", -1 },
 	};
 	struct ws_handshake_request req = good_request();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -48,9 +48,9 @@ enum seen_type { SEEN_MESSAGE, SEEN_PING, SEEN_PONG, SEEN_CLOSE, SEEN_ERROR };
 
 struct seen {
 	enum seen_type type;
-	int num; /* MESSAGE: opcode; CLOSE, ERROR: the close code */
+	int num;	    /* MESSAGE: opcode; CLOSE, ERROR: the close code */
 	const char *reason; /* ERROR */
-	uint8_t *bytes;     /* MESSAGE, PING, PONG: payload; CLOSE: reason */
+	uint8_t *bytes;	    /* MESSAGE, PING, PONG: payload; CLOSE: reason */
 	size_t len;
 	int null_data; /* the layer passed NULL */
 };
@@ -193,8 +193,8 @@ static void check_seen(const struct run *r, const struct want *want, int nwant)
 			assert_true(s->null_data);
 	}
 	/* the stream is over exactly when a Close or an error was reported */
-	int last_ends = nwant && (want[nwant - 1].type == SEEN_CLOSE ||
-				  want[nwant - 1].type == SEEN_ERROR);
+	int last_ends =
+		nwant && (want[nwant - 1].type == SEEN_CLOSE || want[nwant - 1].type == SEEN_ERROR);
 	assert_int_equal(r->done, last_ends);
 	if (r->done || r->message.state == WS_MESSAGE_IDLE) {
 		/* nothing is held between messages, nor after the end */
@@ -306,8 +306,8 @@ static void test_fragment_order(void **state)
 {
 	uint8_t wire[64];
 	size_t n;
-	const struct want orphan[] = {
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "continuation frame without a message", 0 } };
+	const struct want orphan[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					 "continuation frame without a message", 0 } };
 	n = client_frame(wire, 1, WS_OP_CONT, "x", 1, mask_a);
 	check_stream(wire, n, 0, 1024, orphan, NWANT(orphan));
 	n = client_frame(wire, 0, WS_OP_CONT, NULL, 0, mask_a);
@@ -315,13 +315,13 @@ static void test_fragment_order(void **state)
 	/* after a complete message, nothing is open any more */
 	n = client_frame(wire, 1, WS_OP_TEXT, "a", 1, mask_a);
 	n += client_frame(wire + n, 1, WS_OP_CONT, "b", 1, mask_b);
-	const struct want after[] = {
-		{ SEEN_MESSAGE, WS_OP_TEXT, "a", 1 },
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "continuation frame without a message", 0 } };
+	const struct want after[] = { { SEEN_MESSAGE, WS_OP_TEXT, "a", 1 },
+				      { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					"continuation frame without a message", 0 } };
 	check_stream(wire, n, 0, 1024, after, NWANT(after));
 
-	const struct want nested[] = {
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "new message inside a fragmented one", 0 } };
+	const struct want nested[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					 "new message inside a fragmented one", 0 } };
 	static const uint8_t opcodes[] = { WS_OP_TEXT, WS_OP_BINARY };
 	for (int i = 0; i < 2; i++) {
 		for (int j = 0; j < 2; j++) {
@@ -334,9 +334,9 @@ static void test_fragment_order(void **state)
 	n = client_frame(wire, 0, WS_OP_TEXT, "a", 1, mask_a);
 	n += client_frame(wire + n, 1, WS_OP_PING, NULL, 0, mask_b);
 	n += client_frame(wire + n, 1, WS_OP_TEXT, "b", 1, mask_b);
-	const struct want ping_nested[] = {
-		{ SEEN_PING, 0, NULL, 0 },
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "new message inside a fragmented one", 0 } };
+	const struct want ping_nested[] = { { SEEN_PING, 0, NULL, 0 },
+					    { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					      "new message inside a fragmented one", 0 } };
 	check_stream(wire, n, 0, 1024, ping_nested, NWANT(ping_nested));
 }
 
@@ -348,13 +348,13 @@ static void test_control_rules(void **state)
 	size_t n;
 	static const uint8_t controls[] = { WS_OP_PING, WS_OP_PONG, WS_OP_CLOSE };
 	for (int i = 0; i < 3; i++) {
-		const struct want frag[] = {
-			{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "fragmented control frame", 0 } };
+		const struct want frag[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					       "fragmented control frame", 0 } };
 		n = client_frame(wire, 0, controls[i], "x", 1, mask_a);
 		check_stream(wire, n, 0, 1024, frag, NWANT(frag));
 
-		const struct want big[] = {
-			{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "control frame over 125 bytes", 0 } };
+		const struct want big[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					      "control frame over 125 bytes", 0 } };
 		n = client_frame(wire, 1, controls[i], payload, 126, mask_a);
 		check_stream(wire, n, 0, 1024, big, NWANT(big));
 		/* also inside a fragmented message */
@@ -370,9 +370,10 @@ static void test_control_rules_without_parser(void **state)
 {
 	struct run r;
 	struct ws_event ev = { .type = WS_EV_HEADER };
-	const struct want frag[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL, "fragmented control frame", 0 } };
-	const struct want big[] = {
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "control frame over 125 bytes", 0 } };
+	const struct want frag[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL, "fragmented control frame",
+				       0 } };
+	const struct want big[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL, "control frame over 125 bytes",
+				      0 } };
 
 	run_init(&r, 0, 1024);
 	r.parser.opcode = WS_OP_PING;
@@ -401,12 +402,13 @@ static void test_close_rules(void **state)
 	n = client_frame(wire, 1, WS_OP_CLOSE, NULL, 0, mask_a);
 	check_stream(wire, n, 0, 1024, none, NWANT(none));
 
-	const struct want one[] = {
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload", 0 } };
+	const struct want one[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+				      "close frame with a 1-byte payload", 0 } };
 	n = client_frame(wire, 1, WS_OP_CLOSE, "\x03", 1, mask_a);
 	check_stream(wire, n, 0, 1024, one, NWANT(one));
 
-	static const unsigned bad_codes[] = { 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535 };
+	static const unsigned bad_codes[] = { 0,    999,  1004, 1005, 1006,
+					      1015, 1016, 2999, 5000, 65535 };
 	const struct want bad[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL, "invalid close code", 0 } };
 	for (size_t i = 0; i < sizeof(bad_codes) / sizeof(bad_codes[0]); i++) {
 		payload[0] = (uint8_t)(bad_codes[i] >> 8);
@@ -425,7 +427,10 @@ static void test_close_rules(void **state)
 	}
 
 	/* the reason: UTF-8 (two-byte and four-byte characters), at the limit */
-	memcpy(payload, "\x03\xe8" "caf\xc3\xa9 \xf0\x9f\x98\x80", 12);
+	memcpy(payload,
+	       "\x03\xe8"
+	       "caf\xc3\xa9 \xf0\x9f\x98\x80",
+	       12);
 	n = client_frame(wire, 1, WS_OP_CLOSE, payload, 12, mask_a);
 	const struct want utf8[] = { { SEEN_CLOSE, 1000, "caf\xc3\xa9 \xf0\x9f\x98\x80", 10 } };
 	check_stream(wire, n, 0, 1024, utf8, NWANT(utf8));
@@ -434,8 +439,8 @@ static void test_close_rules(void **state)
 	const struct want longest[] = { { SEEN_CLOSE, 1000, (const char *)payload + 2, 123 } };
 	check_stream(wire, n, 0, 1024, longest, NWANT(longest));
 
-	const struct want not_utf8[] = {
-		{ SEEN_ERROR, WS_CLOSE_BAD_DATA, "close reason is not UTF-8", 0 } };
+	const struct want not_utf8[] = { { SEEN_ERROR, WS_CLOSE_BAD_DATA,
+					   "close reason is not UTF-8", 0 } };
 	static const char *const bad_reasons[] = { "\xff", "ok\xc3", "\xed\xa0\x80", "\xc0\xaf" };
 	for (size_t i = 0; i < sizeof(bad_reasons) / sizeof(bad_reasons[0]); i++) {
 		size_t rlen = strlen(bad_reasons[i]);
@@ -475,8 +480,8 @@ static void test_utf8_across_fragments(void **state)
 
 	/* Fail fast: at the first bad byte, with the message still open and
 	 * no more frames in sight (Autobahn 6.4). */
-	const struct want bad[] = {
-		{ SEEN_ERROR, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", 0 } };
+	const struct want bad[] = { { SEEN_ERROR, WS_CLOSE_BAD_DATA,
+				      "invalid UTF-8 in text message", 0 } };
 	size_t n = client_frame(wire, 0, WS_OP_TEXT, "ok\xff", 3, mask_a);
 	check_stream(wire, n, 0, 1024, bad, NWANT(bad));
 	/* a sequence started in one fragment, broken in the next */
@@ -491,8 +496,8 @@ static void test_utf8_across_fragments(void **state)
 	check_stream(wire, n, 0, 1024, bad, NWANT(bad));
 
 	/* a message that ends inside a character */
-	const struct want cut[] = {
-		{ SEEN_ERROR, WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence", 0 } };
+	const struct want cut[] = { { SEEN_ERROR, WS_CLOSE_BAD_DATA,
+				      "text message ends inside a UTF-8 sequence", 0 } };
 	n = client_frame(wire, 0, WS_OP_TEXT, "ok", 2, mask_a);
 	n += client_frame(wire + n, 1, WS_OP_CONT, "\xf0\x9f\x98", 3, mask_b);
 	check_stream(wire, n, 0, 1024, cut, NWANT(cut));
@@ -504,9 +509,9 @@ static void test_utf8_across_fragments(void **state)
 	/* each message is validated on its own: a character cannot span two */
 	n = client_frame(wire, 1, WS_OP_TEXT, "\xc3\xa9", 2, mask_a);
 	n += client_frame(wire + n, 1, WS_OP_TEXT, "\xa9", 1, mask_b);
-	const struct want fresh[] = {
-		{ SEEN_MESSAGE, WS_OP_TEXT, "\xc3\xa9", 2 },
-		{ SEEN_ERROR, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", 0 } };
+	const struct want fresh[] = { { SEEN_MESSAGE, WS_OP_TEXT, "\xc3\xa9", 2 },
+				      { SEEN_ERROR, WS_CLOSE_BAD_DATA,
+					"invalid UTF-8 in text message", 0 } };
 	check_stream(wire, n, 0, 1024, fresh, NWANT(fresh));
 }
 
@@ -527,7 +532,8 @@ static void test_max_message(void **state)
 	uint8_t *wire = malloc(2 * (max + 1) + 64);
 	size_t n;
 	const struct want too_big[] = { { SEEN_ERROR, WS_CLOSE_TOO_BIG, "message too big", 0 } };
-	const struct want frame_too_big[] = { { SEEN_ERROR, WS_CLOSE_TOO_BIG, "frame too big", 0 } };
+	const struct want frame_too_big[] = { { SEEN_ERROR, WS_CLOSE_TOO_BIG, "frame too big",
+						0 } };
 	const struct want exact[] = { { SEEN_MESSAGE, WS_OP_TEXT, (const char *)text, max } };
 
 	for (int parser_cap = 0; parser_cap < 2; parser_cap++) {
@@ -554,8 +560,8 @@ static void test_max_message(void **state)
 	/* max, then an empty last fragment: fine; then one byte more: not */
 	n = client_frame(wire, 0, WS_OP_BINARY, text, max, mask_a);
 	n += client_frame(wire + n, 1, WS_OP_CONT, NULL, 0, mask_b);
-	const struct want exact_binary[] = {
-		{ SEEN_MESSAGE, WS_OP_BINARY, (const char *)text, max } };
+	const struct want exact_binary[] = { { SEEN_MESSAGE, WS_OP_BINARY, (const char *)text,
+					       max } };
 	check_stream(wire, n, max, max, exact_binary, NWANT(exact_binary));
 	n = client_frame(wire, 0, WS_OP_BINARY, text, max, mask_a);
 	n += client_frame(wire + n, 0, WS_OP_CONT, NULL, 0, mask_b);
@@ -598,8 +604,8 @@ static void test_parse_errors(void **state)
 	check_stream(wire, n, 0, 1024, opcode, NWANT(opcode));
 	n = client_frame(wire, 1, 0xB, NULL, 0, mask_a);
 	check_stream(wire, n, 0, 1024, opcode, NWANT(opcode));
-	const struct want unmasked[] = {
-		{ SEEN_ERROR, WS_CLOSE_PROTOCOL, "client frames must be masked", 0 } };
+	const struct want unmasked[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL,
+					   "client frames must be masked", 0 } };
 	static const uint8_t plain[] = { 0x81, 0x01, 'a' };
 	check_stream(plain, sizeof(plain), 0, 1024, unmasked, NWANT(unmasked));
 	const struct want length[] = { { SEEN_ERROR, WS_CLOSE_PROTOCOL, "bad frame length", 0 } };
