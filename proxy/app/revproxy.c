@@ -46,6 +46,9 @@ struct exchange {
 	int reused, retried;
 	int has_body, req_chunked, req_done;
 	int head_request;
+	int idempotent;	  /* RFC 9110 9.2.2: may be sent twice */
+	int upgrade;	  /* a WebSocket handshake: a 101 turns the exchange into a tunnel */
+	int switching;	  /* the app answered 101 */
 	int http10;	  /* the client speaks HTTP/1.0: no chunked answers */
 	int skip_interim; /* a 1xx answer is being skipped */
 	int resp_started; /* any answer bytes came from the app */
@@ -57,8 +60,12 @@ struct exchange {
 	struct grip_hold *grip;	   /* the answer asked to be held (GRIP) */
 };
 
+/* Also lets go of the client's stream, so that nothing of the client's
+ * reaches x after this (httpconn_stream_ops.gone never comes). */
 static void exchange_free(struct exchange *x)
 {
+	if (!httpconn_gone(x->c))
+		httpconn_stream(x->c, NULL, NULL);
 	if (x->up)
 		bufferevent_free(x->up);
 	http_response_parser_free(x->rp);
@@ -146,7 +153,7 @@ static void fail(struct exchange *x, int status, const char *why)
 		x->up = NULL;
 	}
 	httpconn_hold(c);
-	exchange_free(x);
+	exchange_free(x); /* lets go of the stream first: the error is ferry's */
 	if (!httpconn_gone(c))
 		httpconn_error(c, status, why);
 	httpconn_release(c);
@@ -154,9 +161,42 @@ static void fail(struct exchange *x, int status, const char *why)
 
 /* ---- the answer ---- */
 
+/* The app took the WebSocket handshake: the client gets its 101 with the
+ * Connection and Upgrade fields (hop-by-hop, so kept only here), and the
+ * exchange becomes a tunnel once the head is through (complete()). */
+static int switching_head(struct exchange *x, const struct http_response_head *head)
+{
+	struct evbuffer *out = httpconn_output(x->c);
+	const char *connection = NULL, *upgrade = NULL;
+	for (unsigned i = 0; i < head->nheaders; i++) {
+		if (strcasecmp(head->headers[i].name, "Connection") == 0)
+			connection = head->headers[i].value;
+		else if (strcasecmp(head->headers[i].name, "Upgrade") == 0)
+			upgrade = head->headers[i].value;
+	}
+	if (!upgrade)
+		return -1; /* a 101 to nothing: malformed (502) */
+	event_del(x->timer);
+	httpconn_set_status(x->c, 101);
+	evbuffer_add_printf(out, "HTTP/1.1 101 %s\r\n",
+			    head->reason[0] ? head->reason : http_status_text(101));
+	for (unsigned i = 0; i < head->nheaders; i++) {
+		const char *name = head->headers[i].name;
+		if (http_hop_by_hop(name, connection) || strncasecmp(name, "Grip-", 5) == 0)
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", name, head->headers[i].value);
+	}
+	evbuffer_add_printf(out, "Connection: Upgrade\r\nUpgrade: %s\r\n\r\n", upgrade);
+	x->switching = 1;
+	x->head_sent = 1;
+	return 0;
+}
+
 static int on_head(void *arg, const struct http_response_head *head)
 {
 	struct exchange *x = arg;
+	if (head->status == 101 && x->upgrade)
+		return switching_head(x, head);
 	if (head->status >= 100 && head->status < 200) {
 		x->skip_interim = 1; /* 100 Continue was ours to give; 103 is advisory */
 		return 0;
@@ -223,7 +263,7 @@ static int on_body(void *arg, const char *data, size_t len)
 static void on_end(void *arg, int keep_alive)
 {
 	struct exchange *x = arg;
-	if (x->skip_interim) {
+	if (x->skip_interim && !x->switching) {
 		x->skip_interim = 0;
 		http_response_expect(x->rp, x->head_request);
 		return;
@@ -234,9 +274,32 @@ static void on_end(void *arg, int keep_alive)
 
 static const struct http_response_cbs response_cbs = { on_head, on_body, on_end };
 
+/* After the 101: the client's connection and the app's are handed to a
+ * tunnel, each with what it has not yet relayed (the client's bytes after
+ * its handshake, the app's after its 101). */
+static void to_tunnel(struct exchange *x)
+{
+	struct ferry *f = x->f;
+	struct httpconn *c = x->c;
+	struct bufferevent *up = x->up;
+	char peer[64];
+	x->up = NULL;
+	bufferevent_setcb(up, NULL, NULL, NULL, NULL);
+	snprintf(peer, sizeof(peer), "%s", httpconn_peer(c));
+	httpconn_hold(c);
+	exchange_free(x);
+	struct bufferevent *client = httpconn_detach(c);
+	httpconn_release(c);
+	tunnel_start(f, client, up, peer);
+}
+
 /* The answer is complete (x is freed). */
 static void complete(struct exchange *x)
 {
+	if (x->switching) {
+		to_tunnel(x);
+		return;
+	}
 	if (x->grip) {
 		/* the held request lives on by itself; the app connection is done */
 		struct grip_hold *g = x->grip;
@@ -250,7 +313,10 @@ static void complete(struct exchange *x)
 	}
 	if (x->resp_chunked)
 		evbuffer_add(httpconn_output(x->c), "0\r\n\r\n", 5);
-	finish(x, x->end_keep_alive, !x->resp_close && x->req_done);
+	/* Not pooled after HEAD (an app that sends a body anyway would have it
+	 * read as the next client's answer) nor after a refused handshake. */
+	finish(x, x->end_keep_alive && !x->head_request && !x->upgrade,
+	       !x->resp_close && x->req_done);
 }
 
 static void up_read_cb(struct bufferevent *bev, void *arg)
@@ -297,8 +363,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 		fail(x, 502, "upstream closed the connection mid-response");
 		return;
 	}
-	if (x->reused && !x->retried && !x->has_body) {
-		/* an idle connection the app had just closed: once more, fresh */
+	if (x->reused && !x->retried && !x->has_body && x->idempotent) {
+		/* an idle connection the app had just closed: once more, fresh.
+		 * Only a method that may be repeated (RFC 9110 9.2.2): the app
+		 * may have acted on the request before it closed. */
 		log_debug("upstream: reused connection closed, retrying on a new one");
 		bufferevent_free(x->up);
 		x->up = NULL;
@@ -399,19 +467,37 @@ static int is_websocket_upgrade(const struct http_request *req)
 	       strcasecmp(up, "websocket") == 0;
 }
 
+static int is_idempotent(const char *method)
+{
+	static const char *const methods[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE" };
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (strcmp(method, methods[i]) == 0)
+			return 1;
+	return 0;
+}
+
 void revproxy_start(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
-	if (is_websocket_upgrade(req)) {
-		struct evbuffer *head = request_head(c, req, 1, 0);
-		tunnel_start(f, httpconn_detach(c), head, httpconn_peer(c));
+	int has_body = req->chunked || req->content_length > 0;
+	int upgrade = is_websocket_upgrade(req);
+	/* A handshake with a body: after a 101 the body would be read as the
+	 * new protocol's bytes, so no one can tell where the request ends. */
+	if (upgrade && has_body) {
+		httpconn_error(c, 400, "a WebSocket handshake with a body");
+		return;
+	}
+	if (strcmp(req->method, "CONNECT") == 0) {
+		httpconn_error(c, 405, "CONNECT is not proxied");
 		return;
 	}
 	struct exchange *x = xcalloc(1, sizeof(*x));
 	x->f = f;
 	x->c = c;
 	httpconn_hold(c);
-	x->has_body = req->chunked || req->content_length > 0;
+	x->upgrade = upgrade;
+	x->idempotent = is_idempotent(req->method);
+	x->has_body = has_body;
 	x->req_chunked = req->chunked;
 	x->req_done = !x->has_body;
 	x->head_request = strcmp(req->method, "HEAD") == 0;
@@ -422,7 +508,7 @@ void revproxy_start(struct httpconn *c, const struct http_request *req)
 	struct timeval tv = { f->cfg->upstream_timeout_ms / 1000,
 			      (f->cfg->upstream_timeout_ms % 1000) * 1000 };
 	event_add(x->timer, &tv);
-	x->head = request_head(c, req, 0, x->req_chunked);
+	x->head = request_head(c, req, x->upgrade, x->req_chunked);
 	const char *expect = http_request_header(req, "Expect");
 	if (expect && strcasecmp(expect, "100-continue") == 0 && x->has_body)
 		evbuffer_add(httpconn_output(c), "HTTP/1.1 100 Continue\r\n\r\n", 25);

@@ -17,7 +17,6 @@
 #include "ferry.h"
 #include "linger.h"
 #include "log.h"
-#include "upstream.h"
 #include "xmalloc.h"
 
 #define TUNNEL_PAUSE_BYTES (256 * 1024)
@@ -26,7 +25,6 @@ struct tunnel {
 	struct client base;
 	struct ferry *f;
 	struct bufferevent *client, *up;
-	int connected;
 	int flush_client; /* at the end, write what the client is owed first */
 	char peer[64];
 };
@@ -81,21 +79,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
 static void on_event(struct tunnel *t, struct bufferevent *bev, short what)
 {
-	if (bev == t->up && (what & BEV_EVENT_CONNECTED)) {
-		t->connected = 1;
-		bufferevent_set_timeouts(t->up, NULL, NULL);
-		return;
-	}
-	if (bev == t->up && !t->connected) {
-		static const char bad[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
-					  "Content-Length: 21\r\nConnection: close\r\n\r\n"
-					  "upstream unreachable\n";
-		log_info("tunnel %s: upstream %s", t->peer,
-			 (what & BEV_EVENT_TIMEOUT) ? "timed out" : "unreachable");
-		evbuffer_add(bufferevent_get_output(t->client), bad, sizeof(bad) - 1);
-		tunnel_end(t, 1);
-		return;
-	}
+	log_debug("tunnel %s: the %s closed", t->peer, bev == t->up ? "app" : "client");
 	/* one side closed: the client still gets what the app said */
 	tunnel_end(t, bev == t->up);
 }
@@ -121,28 +105,21 @@ static void destroy_cb(struct client *link)
 
 static const struct client_ops tunnel_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
-void tunnel_start(struct ferry *f, struct bufferevent *client, struct evbuffer *head,
+void tunnel_start(struct ferry *f, struct bufferevent *client, struct bufferevent *up,
 		  const char *peer)
 {
 	struct tunnel *t = xcalloc(1, sizeof(*t));
 	t->f = f;
 	t->client = client;
+	t->up = up;
 	snprintf(t->peer, sizeof(t->peer), "%s", peer);
 	client_add(f, &t->base, &tunnel_client_ops, TRANSPORT_TUNNEL, 1, peer);
-	t->up = upstream_connect(f->upstream);
-	if (!t->up) {
-		evbuffer_free(head);
-		event_cb(NULL, BEV_EVENT_ERROR, t);
-		return;
-	}
-	struct timeval tv = { f->cfg->upstream_timeout_ms / 1000,
-			      (f->cfg->upstream_timeout_ms % 1000) * 1000 };
-	bufferevent_set_timeouts(t->up, NULL, &tv); /* the connect */
-	evbuffer_add_buffer(bufferevent_get_output(t->up), head);
-	evbuffer_free(head);
-	/* bytes the client sent after its request go first */
-	evbuffer_add_buffer(bufferevent_get_output(t->up), bufferevent_get_input(client));
-	bufferevent_set_timeouts(t->client, NULL, NULL); /* the app's protocol: no idle bound */
+	/* what each side sent after the handshake goes first */
+	evbuffer_add_buffer(bufferevent_get_output(up), bufferevent_get_input(client));
+	evbuffer_add_buffer(bufferevent_get_output(client), bufferevent_get_input(up));
+	/* the app's protocol: no idle bound either way */
+	bufferevent_set_timeouts(client, NULL, NULL);
+	bufferevent_set_timeouts(up, NULL, NULL);
 	for (int i = 0; i < 2; i++) {
 		struct bufferevent *bev = i ? t->up : t->client;
 		bufferevent_setcb(bev, read_cb, write_cb, event_cb, t);

@@ -137,6 +137,13 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 	}
 	if (count_header_bytes(p, len) < 0)
 		return -1;
+	/* RFC 9110 5.5: a NUL, CR, LF (an obs-fold too) or other control byte
+	 * would end or bend the line when the head is written on to the app. */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)at[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return fail(p, 400, "control character in a header value");
+	}
 	http_arena_put(&p->arena, at, len);
 	return 0;
 }
@@ -152,6 +159,63 @@ static int on_header_value_complete(llhttp_t *ll)
 	http_arena_put(&p->arena, "", 1);
 	p->span = SPAN_NONE;
 	return 0;
+}
+
+/* RFC 9112 6.1 and 6.3: the body's length must be read the same way by
+ * every hop, so anything two parsers could read differently is refused
+ * before the request reaches anyone (the reverse proxy sends the head on at
+ * once): a Transfer-Encoding other than one "chunked", one in HTTP/1.0,
+ * Transfer-Encoding with Content-Length, more than one Content-Length, or
+ * one that is not all digits. */
+static const char *framing_error(const llhttp_t *ll, const struct http_request *r)
+{
+	unsigned lengths = 0, codings = 0;
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		const char *name = r->headers[i].name, *value = r->headers[i].value;
+		if (strcasecmp(name, "Content-Length") == 0) {
+			lengths++;
+			if (!*value || value[strspn(value, "0123456789")])
+				return "invalid Content-Length";
+		} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+			codings++;
+			if (strcasecmp(value, "chunked") != 0)
+				return "unsupported Transfer-Encoding (only one chunked)";
+		}
+	}
+	if (codings > 1)
+		return "unsupported Transfer-Encoding (only one chunked)";
+	if (codings && lengths)
+		return "both Content-Length and Transfer-Encoding";
+	if (lengths > 1)
+		return "more than one Content-Length";
+	if (codings && ll->http_major == 1 && ll->http_minor == 0)
+		return "Transfer-Encoding in an HTTP/1.0 request";
+	return NULL;
+}
+
+/* The request target (RFC 9112 3.2). The absolute form ("http://host/path",
+ * as clients speak to forward proxies) is taken by its path, so routes see
+ * what the app would: its authority must then be the Host header's. Returns
+ * the origin form inside url, or NULL when the target is refused. */
+static const char *origin_form(const llhttp_t *ll, const char *url, const struct http_request *r)
+{
+	if (url[0] == '/')
+		return url;
+	if (ll->method == HTTP_CONNECT || (ll->method == HTTP_OPTIONS && strcmp(url, "*") == 0))
+		return url;
+	size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+			: strncasecmp(url, "https://", 8) == 0 ? 8
+							       : 0;
+	if (!scheme)
+		return NULL;
+	const char *authority = url + scheme;
+	size_t alen = strcspn(authority, "/?#");
+	if (alen == 0 || authority[alen] != '/')
+		return NULL;
+	const char *host = http_request_header(r, "Host");
+	if (host && (strlen(host) != alen || strncasecmp(host, authority, alen) != 0))
+		return NULL;
+	return authority + alen;
 }
 
 static int on_headers_complete(llhttp_t *ll)
@@ -174,6 +238,12 @@ static int on_headers_complete(llhttp_t *ll)
 	r->content_length = (ll->flags & F_CONTENT_LENGTH) ? (long long)ll->content_length : -1;
 	r->chunked = (ll->flags & F_CHUNKED) != 0;
 	r->keep_alive = llhttp_should_keep_alive(ll); /* known from the head; final at the end */
+	const char *why = framing_error(ll, r);
+	if (why)
+		return fail(p, 400, why);
+	r->url = origin_form(ll, p->arena.bytes, r);
+	if (!r->url)
+		return fail(p, 400, "invalid request target");
 	p->in_body = 1;
 	if (p->limits.pause_on_head) {
 		p->head_paused = 1;

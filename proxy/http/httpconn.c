@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "accesslog.h"
 #include "clients.h"
@@ -319,13 +320,18 @@ static void respond(struct httpconn *c, int status, const char *headers, const c
 	if (c->gone)
 		return;
 	c->waiter = NULL;
+	/* ferry answers in place of a stream (a refused or timed-out body):
+	 * its owner lets go now, so nothing it hears later reaches this client */
+	const struct httpconn_stream_ops *st = c->stream;
+	c->stream = NULL;
+	if (st)
+		st->gone(c->stream_arg);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	/* An answer before the request's end (a refused stream) cannot be
 	 * followed by another request: the rest of this one is still coming. */
 	int close_after = !c->keep_alive || c->f->draining || status == 400 || status == 408 ||
 			  status == 413 || status == 414 || status == 431 ||
 			  http_parser_in_request(c->parser);
-	c->stream = NULL;
 	size_t before = evbuffer_get_length(out);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\nServer: ferry\r\nContent-Type: %s\r\n"
@@ -381,6 +387,7 @@ void httpconn_method_not_allowed(struct httpconn *c, const char *allow)
 struct bufferevent *httpconn_detach(struct httpconn *c)
 {
 	struct bufferevent *bev = c->bev;
+	tell_waiter_gone(c); /* whoever waited on this request loses it here */
 	request_ended(c);
 	if (c->counter)
 		evbuffer_remove_cb_entry(bufferevent_get_output(bev), c->counter);
@@ -391,6 +398,21 @@ struct bufferevent *httpconn_detach(struct httpconn *c)
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	client_close(c->f, &c->client); /* process() holds c; freed when it returns */
 	return bev;
+}
+
+/* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, an HTTP/1.0 one
+ * at most one; the app and ferry's routes must not each pick another. */
+static const char *host_error(const struct http_request *req)
+{
+	unsigned hosts = 0;
+	for (unsigned i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, "Host") == 0)
+			hosts++;
+	if (hosts > 1)
+		return "more than one Host header";
+	if (!hosts && (req->http_major > 1 || req->http_minor >= 1))
+		return "missing Host header";
+	return NULL;
 }
 
 /* Parse and dispatch whatever input is buffered. */
@@ -436,6 +458,12 @@ static void process(struct httpconn *c)
 			continue;
 		}
 		const struct http_request *req = http_parser_request(c->parser);
+		const char *bad_host = host_error(req);
+		if (bad_host) {
+			c->keep_alive = 0;
+			httpconn_error(c, 400, bad_host);
+			break;
+		}
 		if (rc == HTTP_PARSE_HEAD) {
 			c->keep_alive = req->keep_alive;
 			enter_phase(c, PHASE_BODY);

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -139,6 +140,19 @@ static long ms_since(struct ferry *f, const struct timeval *t)
 	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_usec - t->tv_usec) / 1000;
 }
 
+/* Bytes or an EOF the loop has not read yet: an app that said more than
+ * its answer (a body after a HEAD answer, a second answer), whose bytes
+ * would be taken as the next request's answer, or one that closed. */
+static int stale(struct bufferevent *bev)
+{
+	char byte;
+	int fd = bufferevent_getfd(bev);
+	if (evbuffer_get_length(bufferevent_get_input(bev)) || fd < 0)
+		return 1;
+	ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 struct bufferevent *upstream_get(struct upstream *u, int with_body, int *reused)
 {
 	struct idle *i;
@@ -150,6 +164,10 @@ struct bufferevent *upstream_get(struct upstream *u, int with_body, int *reused)
 		}
 		if (with_body && idle_ms > BODY_REUSE_MS)
 			break; /* the most recent is too old: so are the rest */
+		if (stale(i->bev)) {
+			idle_free(i);
+			continue;
+		}
 		struct bufferevent *bev = i->bev;
 		TAILQ_REMOVE(&u->idle, i, entry);
 		u->nidle--;

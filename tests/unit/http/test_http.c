@@ -799,6 +799,18 @@ static void test_malformed(void **state)
 		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 		"GET / HTTQ/1.1\r\n\r\n",
 		"GET / HTTP/1.1\rX\n\r\n",
+		/* framing only ferry would read one way (the app may read another) */
+		"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"0\r\n\r\n",
+		"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na",
+		"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n",
+		/* request targets: absolute with another Host, no path, no slash */
+		"GET http://a/x HTTP/1.1\r\nHost: b\r\n\r\n",
+		"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_status(&limits, bad[i], strlen(bad[i]), 400);
@@ -814,6 +826,21 @@ static void test_malformed(void **state)
 		assert_int_equal(parse_stream(&limits, S(buf), &cut, 1, &want, 1, &status), 1);
 		assert_int_equal(status, 400);
 	}
+}
+
+/* The absolute form is taken by its path (and query): routes and the app
+ * see the origin form. */
+static void test_absolute_form(void **state)
+{
+	static const char req[] = "GET HTTP://Host:8/a/b?q=1 HTTP/1.1\r\nHost: host:8\r\n\r\n";
+	struct http_parser *p = http_parser_new(&limits);
+	size_t consumed;
+	assert_int_equal(http_parser_feed(p, req, sizeof(req) - 1, &consumed), HTTP_PARSE_REQUEST);
+	const struct http_request *r = http_parser_request(p);
+	assert_string_equal(r->url, "/a/b?q=1");
+	assert_string_equal(r->path, "/a/b");
+	assert_string_equal(r->query, "q=1");
+	http_parser_free(p);
 }
 
 static void test_progress_flags(void **state)
@@ -1002,6 +1029,7 @@ int main(void)
 		cmocka_unit_test(test_header_count_limit),
 		cmocka_unit_test(test_body_limits),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_absolute_form),
 		cmocka_unit_test(test_progress_flags),
 		cmocka_unit_test(test_in_request_clears_on_completion),
 		cmocka_unit_test(test_query),
