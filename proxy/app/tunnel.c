@@ -1,4 +1,6 @@
-/* tunnel.c -- relay bytes both ways between a client and the app.
+/* tunnel.c -- relay bytes both ways between a client and the app, once the
+ * app has answered a WebSocket handshake with 101 (revproxy.c decides: any
+ * other answer leaves the client's connection HTTP, parsed by ferry).
  * Each direction stops reading while the other side's output is over the
  * mark, so a fast sender cannot make ferry hold more than that per
  * direction. Either side closing ends both: what is queued to the client is

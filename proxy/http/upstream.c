@@ -2,7 +2,8 @@
  * An idle connection may have been closed by the app a moment ago (apps
  * keep idle connections a few seconds: gunicorn 2 s, Node 5 s, Apache 5 s),
  * and a request sent on it then fails before any answer. A request without
- * a body can simply be sent again on a new connection (revproxy.c does);
+ * a body, of a method that may be repeated, can simply be sent again on a
+ * new connection (revproxy.c does);
  * one with a body is streamed and cannot, so it only gets a connection that
  * was in use within the last BODY_REUSE_MS. */
 #include "upstream.h"
