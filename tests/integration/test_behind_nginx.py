@@ -16,7 +16,8 @@ and stops it by its PID. Two nginx configs:
 
 Each is checked with a browser's WebSocket handshake and POST send (Origin:
 nginx's origin), a foreign Origin refused, and metrics refused through the
-documented proxy to a client that is not local.
+documented proxy to a client that is not local. The documented haproxy lines
+(without TLS) get the same checks when haproxy is installed.
 """
 import json
 import os
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Ferry, free_port, raw_http, run  # noqa: E402
 
 NGINX = os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+HAPROXY = os.environ.get("HAPROXY") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 DEFAULT = """
       proxy_http_version 1.1;
@@ -117,6 +119,60 @@ http {
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# docs/IN-FRONT.md's haproxy lines, TLS left out (bind on a loopback port)
+HAPROXY_LINES = """defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+frontend www
+    bind 127.0.0.1:%(port)d
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Host %%[req.hdr(Host)]
+    default_backend ferry
+backend ferry
+    server ferry1 127.0.0.1:%(ferry)d
+"""
+
+
+class Haproxy(Nginx):
+    def __init__(self, ferry_port):
+        self.dir = tempfile.mkdtemp(prefix="ferry-haproxy-")
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.conf, "w") as f:
+            f.write(HAPROXY_LINES % {"port": self.port, "ferry": ferry_port})
+        self.log = open(os.path.join(self.dir, "stderr"), "w+")
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", self.conf],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError("haproxy exited:\n" + self.log.read())
+            try:
+                raw_http(self.port, "GET", "/ferry/healthz", timeout=0.5)
+                return self
+            except (OSError, AssertionError):
+                time.sleep(0.05)
+        raise RuntimeError("haproxy did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()  # by its PID
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def ws_handshake(port, origin):
     return raw_http(port, "GET", "/ferry/ws", {
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
@@ -166,12 +222,33 @@ def test_documented_nginx_with_trusted_proxy():
         assert any(line.startswith("203.0.113.5 - - ") for line in lines), lines
 
 
+def test_documented_haproxy_with_trusted_proxy():
+    if not os.path.exists(HAPROXY):
+        print("  (haproxy not installed: case skipped)")
+        return
+    with tempfile.NamedTemporaryFile(prefix="ferry-haproxy-", suffix=".log") as log:
+        with Ferry("--client-publish", "--trusted-proxy", "127.0.0.1",
+                   "--access-log", log.name) as f, Haproxy(f.port) as h:
+            assert ws_handshake(h.port, h.origin) == 101
+            assert send(h.port, h.origin) == 200
+            assert ws_handshake(h.port, "http://evil.example") == 403
+            status, _, _ = raw_http(h.port, "GET", "/ferry/metrics",
+                                    {"X-Forwarded-For": "203.0.113.6"})
+            assert status == 403, status
+            time.sleep(0.2)
+        lines = open(log.name).read().splitlines()
+        assert any(line.startswith("203.0.113.6 - - ") for line in lines), lines
+
+
 def test_documented_lines():
     """The nginx block of docs/IN-FRONT.md is the one tested here."""
     doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
                             "IN-FRONT.md")).read()
     for line in DOCUMENTED.strip().splitlines() + [MAP.strip()]:
         assert line.strip() in doc, line
+    for line in HAPROXY_LINES.replace("%%", "%").splitlines():
+        if "%(" not in line and "bind" not in line:
+            assert line in doc, line
 
 
 if __name__ == "__main__":
@@ -181,5 +258,6 @@ if __name__ == "__main__":
     run([
         test_default_nginx_needs_public_origin,
         test_documented_nginx_with_trusted_proxy,
+        test_documented_haproxy_with_trusted_proxy,
         test_documented_lines,
     ])
