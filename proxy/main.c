@@ -20,6 +20,7 @@
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
+#include "origin.h"
 #include "publish.h"
 #include "router.h"
 #include "tls.h"
@@ -188,6 +189,12 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
+	char err[256];
+	if (origin_check_config(&cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ferryd: %s\n", err);
+		config_free(&cfg);
+		return 2;
+	}
 	fit_connections_to_fd_limit(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -206,7 +213,6 @@ int main(int argc, char **argv)
 	f.tv_poll = common_timeout(f.base, cfg.poll_timeout_ms);
 
 	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
-	char err[256];
 	size_t started = 0;
 	for (; started < sizeof(modules) / sizeof(modules[0]); started++) {
 		err[0] = '\0';

@@ -12,10 +12,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admission.h"
+#include "auth.h"
 #include "assets.h"
 #include "backend.h"
 #include "ferry.h"
@@ -23,6 +25,7 @@
 #include "httpconn.h"
 #include "log.h"
 #include "longpoll.h"
+#include "origin.h"
 #include "publish.h"
 #include "revproxy.h"
 #include "send.h"
@@ -63,9 +66,35 @@ static void healthz(struct httpconn *c)
 			 (size_t)n);
 }
 
-static void metrics(struct httpconn *c)
+/* The counters tell a stranger how busy ferry is and what fails: loopback
+ * clients read them, others with --metrics-key as a Bearer, or anyone with
+ * --metrics-open. */
+static int metrics_allowed(struct httpconn *c, const struct http_request *req)
+{
+	const struct config *cfg = httpconn_ferry(c)->cfg;
+	if (cfg->metrics_open)
+		return 1;
+	if (cfg->metrics_key) {
+		const char *key = auth_bearer(req);
+		size_t want = strlen(cfg->metrics_key);
+		if (key && strlen(key) == want && CRYPTO_memcmp(key, cfg->metrics_key, want) == 0)
+			return 1;
+	}
+	if (origin_from_loopback(cfg, req, httpconn_socket_peer(c), httpconn_peer(c)))
+		return 1;
+	if (cfg->metrics_key)
+		httpconn_text(c, 401, "WWW-Authenticate: Bearer\r\n",
+			      "metrics need --metrics-key as a Bearer\n");
+	else
+		httpconn_error(c, 403, "metrics answer loopback clients only (--metrics-key)");
+	return 0;
+}
+
+static void metrics(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
+	if (!metrics_allowed(c, req))
+		return;
 	struct evbuffer *buf = evbuffer_new();
 	metrics_render(&f->metrics, f->backend->ops->channels(f->backend), buf);
 	size_t len = evbuffer_get_length(buf);
@@ -168,7 +197,7 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 	} else if (strcmp(route, "healthz") == 0) {
 		healthz(c);
 	} else if (strcmp(route, "metrics") == 0) {
-		metrics(c);
+		metrics(c, req);
 	} else if (*route == '\0' || strcmp(route, "demo") == 0) {
 		serve_asset(c, req, "demo.html");
 	} else {

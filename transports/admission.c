@@ -22,6 +22,13 @@ void admission_retry_later(struct httpconn *c, int retry_ms)
 	httpconn_text(c, 503, hdr, "server is restarting\n");
 }
 
+int admission_jsonp(const struct http_request *req)
+{
+	char name[8];
+	size_t pos = 0;
+	return http_query_next(req->query, "callback", &pos, name, sizeof(name)) != -1;
+}
+
 int admission_check(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
@@ -29,8 +36,9 @@ int admission_check(struct httpconn *c, const struct http_request *req)
 		httpconn_method_not_allowed(c, "GET");
 		return -1;
 	}
-	if (!origin_allowed(f->cfg, http_request_header(req, "Origin"),
-			    http_request_header(req, "Host"))) {
+	/* a JSONP <script> sends no Origin: it must show where it comes from */
+	int jsonp = f->cfg->jsonp && admission_jsonp(req); /* else a 400 follows */
+	if (!origin_request_allowed(f->cfg, req, httpconn_socket_peer(c), jsonp)) {
 		httpconn_error(c, 403, "origin not allowed");
 		return -1;
 	}
@@ -174,6 +182,13 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req, admiss
 	struct ferry *f = httpconn_ferry(c);
 	if (!f->callbacks)
 		return 0;
+	/* a page that may not read the channels gets no question to the app
+	 * asked with its user's cookies */
+	if (admission_check(c, req) < 0)
+		return 1;
+	/* a JSONP request is anonymous: any page can make the browser send it
+	 * with the user's cookies, so they are not the user's say-so */
+	const char *cookie = admission_jsonp(req) ? NULL : http_request_header(req, "Cookie");
 	char client[PROTO_MAX_CLIENT_ID + 1] = "";
 	size_t pos = 0;
 	int got;
@@ -203,8 +218,8 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req, admiss
 		struct check_item *item = &ac->items[ac->n++];
 		item->ac = ac;
 		ac->pending++;
-		item->cb = callback_post(f, path, body, blen, http_request_header(req, "Cookie"),
-					 httpconn_peer(c), check_answered, item);
+		item->cb = callback_post(f, path, body, blen, cookie, httpconn_peer(c),
+					 check_answered, item);
 		free(body);
 	}
 	if (!ac)

@@ -11,8 +11,13 @@ struct http_request;
 struct cursor;
 struct identity;
 
-/* 0 to go on; -1 when the request was refused (405, 403, 503). */
+/* 0 to go on; -1 when the request was refused (405, 403, 503). The Origin
+ * policy is origin_request_allowed's, with proof of the page's origin
+ * required for JSONP. */
 int admission_check(struct httpconn *c, const struct http_request *req);
+
+/* 1 if the request asks for JSONP (a callback= parameter). */
+int admission_jsonp(const struct http_request *req);
 
 /* The next ch=NAME[,CURSOR] parameter of query after *pos (start at 0):
  * 1 with it in *out, 0 when there is none left, -1 when it is too long or
@@ -32,10 +37,11 @@ int admission_channels(struct httpconn *c, const struct http_request *req, struc
 int admission_identity(struct httpconn *c, const struct http_request *req, struct identity *id);
 
 /* --callback subscribe rules for the request's ch= channels: if any
- * applies, ask the app (with the client's cookies) and return 1; start(c,
- * req) follows once every answer allows, else the refusal is answered
- * (403 when the app says 401/403, 503 when it cannot say). 0: nothing to
- * ask, start now. */
+ * applies, ask the app (with the client's cookies, none for JSONP) and
+ * return 1; start(c, req) follows once every answer allows, else the
+ * refusal is answered (403 when the app says 401/403, 503 when it cannot
+ * say). admission_check comes first: a request it refuses is answered, and
+ * 1 returned, before the app hears of it. 0: nothing to ask, start now. */
 typedef void (*admission_start_fn)(struct httpconn *c, const struct http_request *req);
 int admission_ask_app(struct httpconn *c, const struct http_request *req, admission_start_fn start);
 

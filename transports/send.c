@@ -236,8 +236,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		httpconn_method_not_allowed(c, "POST");
 		return;
 	}
-	if (!origin_allowed(f->cfg, http_request_header(req, "Origin"),
-			    http_request_header(req, "Host"))) {
+	if (!origin_request_allowed(f->cfg, req, httpconn_socket_peer(c), 0)) {
 		httpconn_error(c, 403, "origin not allowed");
 		return;
 	}

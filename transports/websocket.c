@@ -565,8 +565,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
 
-	if (!origin_allowed(cfg, http_request_header(req, "Origin"),
-			    http_request_header(req, "Host"))) {
+	if (!origin_request_allowed(cfg, req, httpconn_socket_peer(c), 0)) {
 		refuse(c, 403, "", "origin not allowed");
 		return;
 	}

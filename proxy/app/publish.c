@@ -1,6 +1,8 @@
 /* publish.c -- the publish API: POST PREFIX/publish/CHANNEL[?event=NAME]
  * with the message as its body, authorized by --publish-key or a token
- * whose "publish" claim names the channel, paced by --publish-rate. */
+ * whose "publish" claim names the channel, paced by --publish-rate. Without
+ * a key only loopback clients publish, unless --publish-open; a browser
+ * page's cross-site POST is refused either way (origin.h). */
 #include "publish.h"
 
 #include <event2/event.h>
@@ -17,6 +19,7 @@
 #include "httpconn.h"
 #include "hub.h"
 #include "log.h"
+#include "origin.h"
 #include "protocol.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -110,6 +113,18 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 	struct ferry *f = httpconn_ferry(c);
 	if (!method_is(req, "POST")) {
 		httpconn_method_not_allowed(c, "POST");
+		return;
+	}
+	/* a page elsewhere can make a browser POST here (no-cors, no preflight) */
+	if (!origin_request_allowed(f->cfg, req, httpconn_socket_peer(c), 0)) {
+		httpconn_error(c, 403, "origin not allowed");
+		return;
+	}
+	if (!f->cfg->publish_key && !f->cfg->publish_open &&
+	    !origin_from_loopback(f->cfg, req, httpconn_socket_peer(c), httpconn_peer(c))) {
+		httpconn_error(c, 403,
+			       "without --publish-key the publish API takes loopback clients only "
+			       "(--publish-open)");
 		return;
 	}
 	if (!publish_authorized(f, req, channel)) {

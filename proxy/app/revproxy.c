@@ -28,6 +28,7 @@
 #include "httpconn.h"
 #include "linger.h"
 #include "log.h"
+#include "origin.h"
 #include "peer.h"
 #include "tunnel.h"
 #include "upstream.h"
@@ -101,14 +102,20 @@ static struct evbuffer *request_head(struct httpconn *c, const struct http_reque
 			continue;
 		evbuffer_add_printf(h, "%s: %s\r\n", name, value);
 	}
-	char ip[64];
-	peer_address(httpconn_peer(c), ip, sizeof(ip));
+	char ip[64], hostbuf[256];
+	peer_address(httpconn_socket_peer(c), ip, sizeof(ip));
+	/* a --trusted-proxy's X-Forwarded-Proto and -Host say what the browser
+	 * used; anyone else's are replaced by what ferry saw */
+	const char *proto = http_request_header(req, "X-Forwarded-Proto");
+	if (!proto || !origin_peer_trusted(f->cfg, httpconn_socket_peer(c)))
+		proto = httpconn_tls(c) ? "https" : "http";
 	evbuffer_add_printf(h, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: %s\r\n",
-			    xff ? xff : "", xff ? ", " : "", ip,
-			    httpconn_tls(c) ? "https" : "http");
-	if (host)
-		evbuffer_add_printf(h, "X-Forwarded-Host: %s\r\n", host);
-	else
+			    xff ? xff : "", xff ? ", " : "", ip, proto);
+	const char *fwd_host =
+		origin_request_host(f->cfg, req, httpconn_socket_peer(c), hostbuf, sizeof(hostbuf));
+	if (fwd_host)
+		evbuffer_add_printf(h, "X-Forwarded-Host: %s\r\n", fwd_host);
+	if (!host)
 		evbuffer_add_printf(h, "Host: %s\r\n", upstream_authority(f->upstream));
 	grip_sign_request(f, h);
 	if (upgrade)

@@ -22,6 +22,10 @@ struct config {
 	int require_token;
 	const char *allow_origin[CONFIG_MAX_LIST]; /* exact origins, or "*" */
 	int nallow_origin;
+	const char *public_origin[CONFIG_MAX_LIST]; /* origins ferry is served at */
+	int npublic_origin;
+	const char *trusted_proxy[CONFIG_MAX_LIST]; /* ADDR[/BITS] whose X-Forwarded-* count */
+	int ntrusted_proxy;
 	const char *redis_url;			/* NULL: embedded memory backend */
 	int redis_timeout_ms;			/* a Redis connection silent this long is dropped */
 	const char *upstream_url;		/* the app behind ferry, or NULL */
@@ -30,7 +34,10 @@ struct config {
 	const char *callbacks[CONFIG_MAX_LIST]; /* EVENT:PATTERN=/path */
 	int ncallbacks;
 	const char *prefix;	 /* path prefix of ferry's routes, "/ferry/" */
-	const char *publish_key; /* NULL: the publish API is open */
+	const char *publish_key; /* NULL: the publish API takes loopback clients only */
+	int publish_open;	 /* no key: take publishes from anywhere */
+	const char *metrics_key; /* Bearer for PREFIX metrics from beyond loopback */
+	int metrics_open;	 /* PREFIX metrics for anyone */
 	const char *log_level;
 	const char *access_log; /* file for a line per HTTP request, "-" stdout, or NULL */
 	int echo;		/* serve PREFIX echo */

@@ -110,13 +110,18 @@ size_t accesslog_format(char *buf, size_t cap, const struct access_entry *e)
 	if (r && r->method && r->url) {
 		len = put_field(buf, len, fields, r->method);
 		len = put(buf, len, cap, " ");
-		len = put_field(buf, len, fields, r->url);
+		char url[FIELD_MAX + 1];
+		http_redact_url(r->url, url, sizeof(url)); /* ?token= and its kind */
+		len = put_field(buf, len, fields, url);
 		len = put(buf, len, cap, " HTTP/%d.%d", r->http_major, r->http_minor);
 	} else {
 		len = put(buf, len, cap, "-");
 	}
 	len = put(buf, len, cap, "\" %d %zu \"", e->status, e->bytes);
-	len = put_field(buf, len, fields, r ? http_request_header(r, "Referer") : NULL);
+	char referer[FIELD_MAX + 1] = "";
+	if (r && http_request_header(r, "Referer"))
+		http_redact_url(http_request_header(r, "Referer"), referer, sizeof(referer));
+	len = put_field(buf, len, fields, referer);
 	len = put(buf, len, cap, "\" \"");
 	len = put_field(buf, len, fields, r ? http_request_header(r, "User-Agent") : NULL);
 	long usec = (long)(e->end.tv_sec - e->start.tv_sec) * 1000000L +

@@ -590,3 +590,53 @@ const char *http_status_text(int status)
 		return "Unknown";
 	}
 }
+
+/* A parameter name a secret hides behind: token, key, secret, password,
+ * anywhere in it and in any case (access_token, X-Ferry-Key, apikey). */
+static int name_is_secret(const char *name, size_t len)
+{
+	static const char *const words[] = { "token", "key", "secret", "passw", "auth", "sig" };
+	for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t wl = strlen(words[w]);
+		for (size_t i = 0; i + wl <= len; i++)
+			if (strncasecmp(name + i, words[w], wl) == 0)
+				return 1;
+	}
+	return 0;
+}
+
+size_t http_redact_url(const char *url, char *out, size_t outsz)
+{
+	size_t len = 0;
+	const char *q = strchr(url, '?');
+	size_t head = q ? (size_t)(q - url) + 1 : strlen(url);
+	if (!outsz)
+		return 0;
+#define EMIT(p, n)                                                                                 \
+	do {                                                                                       \
+		size_t n_ = (n);                                                                   \
+		if (n_ > outsz - 1 - len)                                                          \
+			n_ = outsz - 1 - len;                                                      \
+		memcpy(out + len, (p), n_);                                                        \
+		len += n_;                                                                         \
+	} while (0)
+	EMIT(url, head);
+	for (const char *p = q ? q + 1 : url + head; q && *p;) {
+		size_t plen = strcspn(p, "&;");
+		size_t nlen = strcspn(p, "=&;");
+		if (nlen < plen && name_is_secret(p, nlen)) {
+			EMIT(p, nlen + 1);
+			EMIT("REDACTED", 8);
+		} else {
+			EMIT(p, plen);
+		}
+		p += plen;
+		if (*p) {
+			EMIT(p, 1);
+			p++;
+		}
+	}
+#undef EMIT
+	out[len] = '\0';
+	return len;
+}

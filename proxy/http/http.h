@@ -119,4 +119,10 @@ unsigned http_arena_headers(const struct http_arena *a, struct http_header **hea
 void http_arena_reset(struct http_arena *a);
 void http_arena_free(struct http_arena *a);
 
+/* url (a request target) into out with the value of every query parameter
+ * whose name holds token, key, secret, passw, auth or sig (any case) written
+ * REDACTED: what logs print of a request. Cut to outsz - 1 bytes; returns
+ * the length written. */
+size_t http_redact_url(const char *url, char *out, size_t outsz);
+
 #endif

@@ -47,6 +47,7 @@ struct httpconn {
 	int after_head; /* feed the parser once more even without input */
 	int tls;
 	char peer[64];
+	char client_peer[64]; /* peer, or the client a --trusted-proxy names */
 
 	/* for --access-log: the request being answered */
 	int in_request;
@@ -108,6 +109,7 @@ static void request_started(struct httpconn *c)
 {
 	c->in_request = 1;
 	c->status = 0;
+	snprintf(c->client_peer, sizeof(c->client_peer), "%s", c->peer);
 	c->mark = c->sent;
 	event_base_gettimeofday_cached(c->f->base, &c->start);
 }
@@ -121,7 +123,7 @@ static void request_ended(struct httpconn *c)
 	if (!c->f->access_log)
 		return;
 	struct access_entry e = {
-		.peer = c->peer,
+		.peer = c->client_peer,
 		.req = http_parser_request(c->parser),
 		.status = c->status ? c->status : 499, /* the client left first */
 		.bytes = c->sent - c->mark,
@@ -169,9 +171,9 @@ static const char *cors_origin(const struct httpconn *c)
 {
 	const struct http_request *req = http_parser_request(c->parser);
 	const char *origin = http_request_header(req, "Origin");
-	if (!origin || !origin_allowed(c->f->cfg, origin, http_request_header(req, "Host")))
+	if (!origin || !origin_allowed(c->f->cfg, req, c->peer, origin))
 		return NULL;
-	return origin_same_host(origin, http_request_header(req, "Host")) ? NULL : origin;
+	return origin_is_own(c->f->cfg, req, c->peer, origin) ? NULL : origin;
 }
 
 size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz)
@@ -211,6 +213,11 @@ static void conn_free(struct httpconn *c)
 }
 
 const char *httpconn_peer(const struct httpconn *c)
+{
+	return c->client_peer;
+}
+
+const char *httpconn_socket_peer(const struct httpconn *c)
 {
 	return c->peer;
 }
@@ -368,7 +375,7 @@ void httpconn_error(struct httpconn *c, int status, const char *reason)
 {
 	char body[256];
 	snprintf(body, sizeof(body), "%s\n", reason);
-	log_info("http %s: %d %s", c->peer, status, reason);
+	log_info("http %s: %d %s", c->client_peer, status, reason);
 	httpconn_text(c, status, "", body);
 }
 
@@ -464,6 +471,7 @@ static void process(struct httpconn *c)
 			httpconn_error(c, 400, bad_host);
 			break;
 		}
+		origin_client_peer(c->f->cfg, req, c->peer, c->client_peer, sizeof(c->client_peer));
 		if (rc == HTTP_PARSE_HEAD) {
 			c->keep_alive = req->keep_alive;
 			enter_phase(c, PHASE_BODY);
@@ -571,6 +579,7 @@ void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct buff
 	c->bev = bev;
 	c->tls = tls;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	snprintf(c->client_peer, sizeof(c->client_peer), "%s", peer);
 	struct http_limits limits = {
 		.max_request_line = cfg->max_request_line,
 		.max_header_bytes = cfg->max_header_bytes,

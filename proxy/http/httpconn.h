@@ -104,7 +104,12 @@ void httpconn_stream_done(struct httpconn *c, int reusable);
  * head, a protocol switch, a stream), for the access log. */
 void httpconn_set_status(struct httpconn *c, int status);
 
+/* The client's address for logs, limits and the app's callbacks: the
+ * socket's peer ("IP:PORT"), or, from a --trusted-proxy, the client its
+ * X-Forwarded-For names ("IP" or "[IP6]", origin.h), per request. */
 const char *httpconn_peer(const struct httpconn *c);
+/* The socket's own peer, "IP:PORT" or "[IP6]:PORT". */
+const char *httpconn_socket_peer(const struct httpconn *c);
 /* The request being answered (valid until its answer is written). */
 const struct http_request *httpconn_request(const struct httpconn *c);
 int httpconn_tls(const struct httpconn *c);

@@ -330,7 +330,10 @@ def test_reset_epoch_two_channels():
 
 def test_jsonp():
     with Ferry("--jsonp") as f:
-        a = poll(f.port, "ch=news&callback=cb")
+        # a <script> on ferry's own page: JSONP needs its page's origin
+        # shown (test_cross_site.py), here by the Referer a browser sends
+        page = {"Referer": "http://127.0.0.1:%d/ferry/demo" % f.port}
+        a = poll(f.port, "ch=news&callback=cb", headers=page)
         assert a.status == 200, a
         assert a.headers["content-type"].split(";")[0] == "application/javascript", a.headers
         assert a.raw.startswith(b"/**/cb("), a.raw
@@ -338,10 +341,10 @@ def test_jsonp():
         body = json.loads(a.raw[len(b"/**/cb("):-2])
         assert "news" in body["cursors"], body
         assert int(a.headers["content-length"]) == len(a.raw)
-        a = poll(f.port, "ch=news&callback=jQuery123_456.done$")
+        a = poll(f.port, "ch=news&callback=jQuery123_456.done$", headers=page)
         assert a.status == 200 and a.raw.startswith(b"/**/jQuery123_456.done$("), a
         for bad in ("alert(1)", "a%3Bb", "", "x%20y", "a" * 65):
-            a = poll(f.port, "ch=news&callback=" + bad)
+            a = poll(f.port, "ch=news&callback=" + bad, headers=page)
             assert a.status == 400, (bad, a)
         # plain JSON still works
         a = poll(f.port, "ch=news")
@@ -383,7 +386,7 @@ def test_overlong_parameters():
                   "ch=" + "c" * 300 + "&ch=a",       # ... and first
                   "ch=a&client=" + "x" * 100,        # an over-long client id
                   "ch=a&callback=" + "f" * 100):     # an over-long JSONP callback
-            a = poll(f.port, q)
+            a = poll(f.port, q, headers={"Sec-Fetch-Site": "same-origin"})
             if a.status != 400:
                 wrong.append((re.sub(r"(.)\1{20,}", r"\1...", q), a.status, a.raw[:80]))
         assert not wrong, "accepted: %r" % wrong

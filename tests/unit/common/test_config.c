@@ -110,6 +110,11 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.echo, 0);
 	assert_int_equal(cfg.client_publish, 0);
 	assert_int_equal(cfg.jsonp, 0);
+	assert_int_equal(cfg.npublic_origin, 0);
+	assert_int_equal(cfg.ntrusted_proxy, 0);
+	assert_int_equal(cfg.publish_open, 0);
+	assert_int_equal(cfg.metrics_open, 0);
+	assert_null(cfg.metrics_key);
 
 	assert_int_equal(cfg.redis_timeout_ms, 3000);
 	assert_int_equal(cfg.upstream_timeout_ms, 30000);
@@ -512,6 +517,7 @@ static const struct row {
 	{ "grip-key", K_STR, O(grip_key), 0 },
 	{ "prefix", K_STR, O(prefix), 0 },
 	{ "publish-key", K_STR, O(publish_key), 0 },
+	{ "publish-open", K_FLAG, O(publish_open), 0 },
 	{ "jwt-secret", K_STR, O(jwt_secret), 0 },
 	{ "jwt-public-key", K_STR, O(jwt_public_key), 0 },
 	{ "jwt-issuer", K_STR, O(jwt_issuer), 0 },
@@ -519,8 +525,12 @@ static const struct row {
 	{ "private-channels", K_LIST, O(private_channels), O(nprivate_channels) },
 	{ "require-token", K_FLAG, O(require_token), 0 },
 	{ "allow-origin", K_LIST, O(allow_origin), O(nallow_origin) },
+	{ "public-origin", K_LIST, O(public_origin), O(npublic_origin) },
+	{ "trusted-proxy", K_LIST, O(trusted_proxy), O(ntrusted_proxy) },
 	{ "echo", K_FLAG, O(echo), 0 },
 	{ "client-publish", K_FLAG, O(client_publish), 0 },
+	{ "metrics-key", K_STR, O(metrics_key), 0 },
+	{ "metrics-open", K_FLAG, O(metrics_open), 0 },
 	{ "log-level", K_STR, O(log_level), 0 },
 	{ "access-log", K_STR, O(access_log), 0 },
 	{ "max-request-line", K_SIZE, O(max_request_line), 0 },
