@@ -332,7 +332,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	size_t pos = 0;
 	char value[80];
 	if ((len = http_query_next(req->query, "client", &pos, value, sizeof(value))) != -1) {
-		if (len < 0 || !proto_client_id_valid(value))
+		if (len < 0 || !auth_client_id_valid(f, value)) /* admission_check() said so */
 			goto bad;
 		strcpy(p->client, value);
 	}
