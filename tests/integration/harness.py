@@ -114,6 +114,20 @@ class Ferry:
 
 _issued = {}
 
+# Tests that run several instances give them this --client-id-secret
+# (FERRY_CLIENT_ID_SECRET) and sign ids themselves with signed_client_id().
+TEST_CLIENT_ID_SECRET = "ferry-tests-client-ids"
+
+
+def signed_client_id(name, secret=TEST_CLIENT_ID_SECRET):
+    """The client id an instance with --client-id-secret SECRET would issue
+    (see proxy/core/auth.c), derived from name."""
+    import hashlib
+    import hmac
+    key = hmac.new(secret.encode(), b"ferry client id v1", hashlib.sha256).digest()
+    rnd = hashlib.sha256(name.encode()).digest()[:12].hex()
+    return rnd + "-" + hmac.new(key, rnd.encode(), hashlib.sha256).digest()[:12].hex()
+
 
 def client_id(port, name="default", source=None):
     """A client id ferryd's negotiate issued (signed: POST send and client=

@@ -677,7 +677,7 @@ def test_send_publish_callback():
             msgs = [x for x in await other.barrier() if x["type"] == "message"]
             assert [(x["data"], x.get("event")) for x in msgs] == [("PUB(two)", "say"), ("PUB(four)", None)], msgs
             assert await ahistory(f, chat, start) == ["PUB(two)", "PUB(four)"]
-            calls = APP.find("/cb/pub", chat, "sender-1")
+            calls = APP.find("/cb/pub", chat, client_id(f.port, "sender-1"))
             assert [c["body"]["data"] for c in calls] == ["reply:one", "pub:two", "empty", "both:four"], calls
             assert all(c["cookie"] == "session=alice" and c["xff"] == "127.0.0.1" for c in calls), calls
             assert calls[1]["body"].get("event_name") == "say", calls[1]
@@ -685,7 +685,7 @@ def test_send_publish_callback():
             # the same POST again: nothing asked, nothing published
             st, r = await asyncio.to_thread(send, f, "sender-1", ops, "session=alice")
             assert st == 200 and r.get("ack") == 4, (st, r)
-            assert len(APP.find("/cb/pub", chat, "sender-1")) == 4, "a retried POST asked the app again"
+            assert len(APP.find("/cb/pub", chat, client_id(f.port, "sender-1"))) == 4, "a retried POST asked the app again"
             assert await ahistory(f, chat, start) == ["PUB(two)", "PUB(four)"]
 
             # refused

@@ -30,7 +30,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, free_port, run  # noqa: E402
+from harness import Ferry, client_id, signed_client_id, free_port, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -526,7 +526,8 @@ class PollSub(Sub):
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.client = "p" + secrets.token_hex(12)
+        # the instances of a topology share TEST_CLIENT_ID_SECRET
+        self.client = signed_client_id("p" + secrets.token_hex(12))
         self.polls = 0
 
     async def session(self, port):
