@@ -46,6 +46,7 @@ struct backend_events {
 	 * holds its own reference for the call; take one to keep it. */
 	void (*deliver)(void *arg, struct message *m);
 	void *arg;
+	struct metrics *metrics; /* counts what the backend dropped as invalid; may be NULL */
 };
 
 struct backend;

@@ -452,6 +452,15 @@
 			if (status === 200 && r) {
 				self.sendAttempt = 0;
 				self.sendBatch();
+			} else if (status === 400 && r && r.error === 'bad_client') {
+				/* an id this instance cannot verify (another key): ask for a
+				 * fresh one and send again under it */
+				self.clientId = null;
+				request('GET', self.url('negotiate', [['t', now()]]), null, 10000, function (st, txt) {
+					var info = st === 200 && parseJSON(txt);
+					if (info && info.client) self.clientId = info.client;
+					setTimeout(function () { self.sendBatch(); }, info ? 0 : 1000);
+				});
 			} else if (status === 400 || status === 401 || status === 403) {
 				/* refused: the ops of this batch that are left fail */
 				var err = { code: (r && r.error) || (status === 401 ? 'unauthorized' : 'forbidden'),
@@ -701,13 +710,16 @@
 		if (this.closing) return;
 		var params = ferry.channelParams();
 		if (!params.length) params.push(['ch', '_ferry']);
-		params = params.concat([['client', ferry.clientId || 'anonymous'], ['t', now()]], this.fb);
+		if (ferry.clientId) params.push(['client', ferry.clientId]);
+		params = params.concat([['t', now()]], this.fb);
 		this.fb = [];
 		this.req = request('GET', ferry.url('poll', params), null, (ferry.pollTimeout || 25000) + 15000,
 			function (status, text) {
 				if (self.closing) return;
 				var r = status === 200 && parseJSON(text);
 				if (!r) {
+					/* an id another instance issued under another key: poll without */
+					if (status === 400 && /client=/.test(text || '')) ferry.clientId = null;
 					/* 503 on a drain, or the network: back off and keep going */
 					if (++self.failures > 3) return self.h.failed('poll_failed');
 					self.timer = setTimeout(function () { self.poll(); }, Math.random() * 1000 * self.failures);

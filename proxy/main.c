@@ -102,6 +102,7 @@ static int backend_start(struct ferry *f, char *err, size_t errsz)
 {
 	struct backend_events events;
 	hub_events(f->hub, &events);
+	events.metrics = &f->metrics;
 	const struct backend_ops *ops =
 		f->cfg->redis_url ? &backend_redis_ops : &backend_memory_ops;
 	f->backend = ops->create(f->base, f->cfg, &events); /* it logs why it failed */

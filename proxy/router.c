@@ -19,6 +19,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "assets.h"
+#include "auth.h"
 #include "backend.h"
 #include "ferry.h"
 #include "http.h"
@@ -107,11 +108,8 @@ static void negotiate(struct httpconn *c)
 {
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
-	unsigned char rnd[12];
-	char client[25];
-	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
-	for (int i = 0; i < 12; i++)
-		snprintf(client + 2 * i, 3, "%02x", rnd[i]);
+	char client[AUTH_CLIENT_ID_LEN + 1];
+	auth_client_id_issue(f, client);
 	struct evbuffer *body = evbuffer_new();
 	evbuffer_add_printf(body, "{\"version\":1,\"transports\":[");
 	for (int i = 0; i < cfg->ntransports; i++)

@@ -46,6 +46,15 @@ int admission_check(struct httpconn *c, const struct http_request *req)
 		admission_retry_later(c, f->cfg->reconnect_delay_ms);
 		return -1;
 	}
+	/* client= names state (the held poll it replaces, the app's view of
+	 * who subscribes): only an id negotiate issued may */
+	char client[PROTO_MAX_CLIENT_ID + 1];
+	size_t pos = 0;
+	int len = http_query_next(req->query, "client", &pos, client, sizeof(client));
+	if (len != -1 && (len < 0 || !auth_client_id_valid(f, client))) {
+		httpconn_error(c, 400, "invalid client= parameter (not an id from negotiate)");
+		return -1;
+	}
 	return 0;
 }
 
@@ -193,7 +202,7 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req, admiss
 	size_t pos = 0;
 	int got;
 	if (http_query_next(req->query, "client", &pos, client, sizeof(client)) < 0 ||
-	    !proto_client_id_valid(client))
+	    !auth_client_id_valid(f, client))
 		client[0] = '\0';
 	struct app_check *ac = NULL;
 	pos = 0;

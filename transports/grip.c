@@ -413,6 +413,7 @@ void grip_hold_start(struct grip_hold *g)
 		event_add(g->timer, &tv);
 	}
 	g->session = session_new(f, &grip_transport, g);
+	session_app_vouches(g->session); /* the app's hold: its channels are its to grant */
 	for (int i = 0; i < g->nchannels && !g->done; i++)
 		session_subscribe(g->session, g->channel[i], g->prev[i][0] ? g->prev[i] : NULL,
 				  NULL);

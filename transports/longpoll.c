@@ -107,6 +107,8 @@ static const char *envelope(struct message *m, size_t *len)
 	const char *bytes = message_wire(m, WIRE_POLL, len);
 	if (!bytes) { /* first poll to carry this message: encode it once */
 		char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len, len);
+		if (!json)
+			return NULL; /* not encodable (not UTF-8): skipped, never half a list */
 		message_set_wire(m, WIRE_POLL, json, *len);
 		bytes = json;
 	}
@@ -124,10 +126,12 @@ static void answer(struct poll_req *p)
 	if (jsonp)
 		evbuffer_add_printf(body, "/**/%s(", p->callback);
 	evbuffer_add(body, "{\"messages\":[", 13);
-	for (size_t i = 0; i < p->nmsgs; i++) {
+	for (size_t i = 0, n = 0; i < p->nmsgs; i++) {
 		size_t len;
 		const char *env = envelope(p->msgs[i], &len);
-		if (i)
+		if (!env)
+			continue;
+		if (n++)
 			evbuffer_add(body, ",", 1);
 		evbuffer_add_reference(body, env, len, message_release_ref,
 				       message_ref(p->msgs[i]));
@@ -332,7 +336,7 @@ void longpoll_start(struct httpconn *c, const struct http_request *req)
 	size_t pos = 0;
 	char value[80];
 	if ((len = http_query_next(req->query, "client", &pos, value, sizeof(value))) != -1) {
-		if (len < 0 || !proto_client_id_valid(value))
+		if (len < 0 || !auth_client_id_valid(f, value)) /* admission_check() said so */
 			goto bad;
 		strcpy(p->client, value);
 	}

@@ -6,7 +6,12 @@
  * twice. The memory of a client lasts SENDER_TTL_MS after its last send.
  * Across instances the backend keeps the same memory per channel
  * (struct publish_from.seq; Redis: ferry:{CH}:sent), so a retry that lands
- * on another instance is recognised there. */
+ * on another instance is recognised there.
+ * The client id must be one negotiate issued (auth_client_id_valid): keyed
+ * by a name the client chose, another party could stop a victim's messages
+ * with a huge seq under its name, and fresh names would each get a fresh
+ * rate. Fresh issued ids are free too, so the rate is also kept per address
+ * (--rate-messages-per-address) and per token subject (--rate-messages). */
 #include "send.h"
 
 #include <event2/buffer.h>
@@ -26,6 +31,7 @@
 #include "hub.h"
 #include "log.h"
 #include "origin.h"
+#include "peer.h"
 #include "protocol.h"
 #include "xmalloc.h"
 
@@ -40,9 +46,17 @@ struct sender {
 	struct bucket rate; /* --rate-messages */
 };
 
+/* A rate shared by the clients of one address or of one token subject. */
+struct limiter {
+	char key[JWT_MAX_CLAIM + 3]; /* "a ADDRESS" or "u SUBJECT" */
+	struct timeval last;
+	struct bucket rate;
+};
+
 /* The module's state: every client id that sent lately, swept each minute. */
 struct send {
-	struct dict *senders; /* client id -> its newest seq */
+	struct dict *senders;  /* client id -> its newest seq */
+	struct dict *limiters; /* "a ADDRESS", "u SUBJECT" -> struct limiter */
 	struct event *sweep;
 };
 
@@ -63,17 +77,29 @@ static void sweep_one(void *value, void *arg)
 	}
 }
 
+static void sweep_limiter(void *value, void *arg)
+{
+	struct sweep_ctx *sc = arg;
+	struct limiter *l = value;
+	if (sc->now.tv_sec - l->last.tv_sec > 60) { /* a minute refills any bucket */
+		dict_del(sc->f->send->limiters, l->key);
+		free(l);
+	}
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sweep_ctx sc = { .f = arg };
 	event_base_gettimeofday_cached(sc.f->base, &sc.now);
 	dict_foreach(sc.f->send->senders, sweep_one, &sc);
+	dict_foreach(sc.f->send->limiters, sweep_limiter, &sc);
 }
 
 int send_init(struct ferry *f, char *err, size_t errsz)
 {
 	struct send *sd = xcalloc(1, sizeof(*sd));
 	sd->senders = dict_new();
+	sd->limiters = dict_new();
 	sd->sweep = event_new(f->base, -1, EV_PERSIST, sweep_cb, f);
 	struct timeval minute = { 60, 0 };
 	event_add(sd->sweep, &minute);
@@ -94,6 +120,8 @@ void send_free(struct ferry *f)
 	event_free(sd->sweep);
 	dict_foreach(sd->senders, free_one, NULL);
 	dict_free(sd->senders);
+	dict_foreach(sd->limiters, free_one, NULL);
+	dict_free(sd->limiters);
 	free(sd);
 	f->send = NULL;
 }
@@ -221,6 +249,56 @@ static void publish_next(struct batch *b)
 	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, &from, published, b);
 }
 
+/* The limiter of key, or NULL when there are too many to keep one more
+ * (then that rate is not applied: the client's own still is). */
+static struct limiter *limiter_get(struct send *sd, char kind, const char *name)
+{
+	char key[sizeof(((struct limiter *)0)->key)];
+	snprintf(key, sizeof(key), "%c %s", kind, name);
+	struct limiter *l = dict_get(sd->limiters, key);
+	if (!l && dict_count(sd->limiters) < MAX_SENDERS) {
+		l = xcalloc(1, sizeof(*l));
+		strcpy(l->key, key);
+		dict_put(sd->limiters, l->key, l);
+	}
+	return l;
+}
+
+/* Take a token for each new op from the client's bucket, its address's and
+ * its subject's: 0 when all had one, else the seconds to wait. */
+static double take_rate(struct ferry *f, struct sender *s, const struct proto_send *batch,
+			const char *peer, const char *subject)
+{
+	const struct config *cfg = f->cfg;
+	char addr[64];
+	peer_address(peer, addr, sizeof(addr));
+	struct limiter *by_addr =
+		cfg->rate_messages_per_address ? limiter_get(f->send, 'a', addr) : NULL;
+	struct limiter *by_user =
+		cfg->rate_messages && subject[0] ? limiter_get(f->send, 'u', subject) : NULL;
+	double wait_s = 0;
+	for (size_t i = 0; i < batch->nops; i++) {
+		if (batch->ops[i].seq <= s->seq)
+			continue; /* a retry: published before, costs nothing */
+		if (cfg->rate_messages && !bucket_take(&s->rate, cfg->rate_messages,
+						       2.0 * cfg->rate_messages, &s->last, &wait_s))
+			break;
+		if (by_addr) {
+			by_addr->last = s->last;
+			if (!bucket_take(&by_addr->rate, cfg->rate_messages_per_address,
+					 2.0 * cfg->rate_messages_per_address, &s->last, &wait_s))
+				break;
+		}
+		if (by_user) {
+			by_user->last = s->last;
+			if (!bucket_take(&by_user->rate, cfg->rate_messages,
+					 2.0 * cfg->rate_messages, &s->last, &wait_s))
+				break;
+		}
+	}
+	return wait_s;
+}
+
 static void respond_json(struct httpconn *c, int status, const char *body)
 {
 	char cors[256], headers[300];
@@ -253,6 +331,16 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		respond_json(c, 400, body);
 		return;
 	}
+	if (!auth_client_id_valid(f, batch.client)) {
+		/* not an id negotiate issued (or issued under another key) */
+		log_info("send %s: 400 client id not issued here", httpconn_peer(c));
+		proto_send_release(&batch);
+		identity_clear(&id);
+		respond_json(c, 400,
+			     "{\"error\":\"bad_client\",\"message\":\"the client id is not one "
+			     "negotiate issued\"}");
+		return;
+	}
 	/* Every operation is allowed, or none is published. */
 	for (size_t i = 0; i < batch.nops; i++) {
 		const char *path;
@@ -269,6 +357,8 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 			return;
 		}
 	}
+	char subject[JWT_MAX_CLAIM + 1];
+	snprintf(subject, sizeof(subject), "%s", id.authenticated ? id.name : "");
 	identity_clear(&id);
 	struct sender *s = dict_get(f->send->senders, batch.client);
 	if (!s) {
@@ -291,15 +381,10 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		respond_json(c, 503, body);
 		return;
 	}
-	if (f->cfg->rate_messages) {
+	{
 		/* each new message takes a token; short of them, nothing is
 		 * published and the client is told when to send again */
-		double wait_s = 0;
-		for (size_t i = 0; i < batch.nops; i++)
-			if (batch.ops[i].seq > s->seq &&
-			    !bucket_take(&s->rate, f->cfg->rate_messages,
-					 2.0 * f->cfg->rate_messages, &s->last, &wait_s))
-				break;
+		double wait_s = take_rate(f, s, &batch, httpconn_peer(c), subject);
 		if (wait_s > 0) {
 			char body[96], cors[256], hdr[320];
 			httpconn_cors_headers(c, cors, sizeof(cors));

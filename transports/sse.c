@@ -193,6 +193,8 @@ static void t_send_message(void *t, struct message *m)
 			size_t jlen;
 			char *json = proto_message(m->channel, m->id, m->event, m->data,
 						   m->data_len, &jlen);
+			if (!json)
+				return; /* not encodable (not UTF-8): skipped */
 			enc = sse_event(NULL, json, jlen, &len);
 			free(json);
 		} else {

@@ -19,6 +19,7 @@
  * (or both: the hub drops the overlap by position). After a reconnect every
  * channel is subscribed again and what was published meanwhile is read from
  * its stream. */
+#include <ctype.h>
 #include <event2/util.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -30,7 +31,10 @@
 #include "dict.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
+#include "protocol.h"
 #include "redis_int.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 const char redis_channel_library[] =
@@ -148,6 +152,41 @@ static void rchan_maybe_free(struct redis_backend *rb, struct rchan *ch)
 	free(ch);
 }
 
+/* ---- what comes from Redis is input ----
+ * Anyone who can write to Redis (a service, a mistake) reaches every
+ * client through ferry, so what ferry reads is checked like a client's
+ * message: an epoch of ours, an event name a client could publish, UTF-8
+ * data. What fails is dropped, counted, and logged once per kind. */
+
+static int epoch_valid(const char *e, size_t len)
+{
+	if (len == 0 || len > 16)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)e[i]))
+			return 0;
+	return 1;
+}
+
+static int event_ok(const char *event, size_t len)
+{
+	return len == 0 || proto_event_publishable(event, len);
+}
+
+static void dropped(struct redis_backend *rb, const char *channel, enum metric_error kind,
+		    const char *what)
+{
+	if (rb->events.metrics)
+		rb->events.metrics->errors[kind]++;
+	unsigned bit = 1u << (kind - ERR_REDIS_BAD_ID);
+	if (!(rb->logged_invalid & bit)) {
+		rb->logged_invalid |= bit;
+		log_warn("redis: dropped a message of %s read from Redis: %s (logged once; "
+			 "counted in ferry_errors_total)",
+			 channel, what);
+	}
+}
+
 /* "EPOCH:N" -> 0 */
 static int split_id(const char *id, char *epoch, size_t esz, uint64_t *seq)
 {
@@ -157,6 +196,8 @@ static int split_id(const char *id, char *epoch, size_t esz, uint64_t *seq)
 	char *end;
 	unsigned long long v = strtoull(colon + 1, &end, 10);
 	if (*end || colon[1] == '-' || colon[1] == '+')
+		return -1;
+	if (!epoch_valid(id, (size_t)(colon - id)) || !isdigit((unsigned char)colon[1]))
 		return -1;
 	memcpy(epoch, id, (size_t)(colon - id));
 	epoch[colon - id] = '\0';
@@ -169,18 +210,33 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 {
 	const char *nl1 = memchr(p, '\n', len);
 	const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - p)) : NULL;
-	if (!nl2)
+	if (!nl2) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_DATA, "not EPOCH:SEQ\\nEVENT\\nDATA");
 		return;
+	}
 	char id[96], event[80], epoch[32];
-	if ((size_t)(nl1 - p) >= sizeof(id) || (size_t)(nl2 - nl1 - 1) >= sizeof(event))
+	if ((size_t)(nl1 - p) >= sizeof(id)) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_ID, "an invalid id");
 		return;
+	}
+	if ((size_t)(nl2 - nl1 - 1) >= sizeof(event) ||
+	    !event_ok(nl1 + 1, (size_t)(nl2 - nl1 - 1))) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_EVENT, "an invalid or reserved event name");
+		return;
+	}
+	if (!utf8_valid((const uint8_t *)nl2 + 1, len - (size_t)(nl2 + 1 - p))) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_DATA, "data that is not UTF-8");
+		return;
+	}
 	memcpy(id, p, (size_t)(nl1 - p));
 	id[nl1 - p] = '\0';
 	memcpy(event, nl1 + 1, (size_t)(nl2 - nl1 - 1));
 	event[nl2 - nl1 - 1] = '\0';
 	uint64_t seq;
-	if (split_id(id, epoch, sizeof(epoch), &seq) < 0)
+	if (split_id(id, epoch, sizeof(epoch), &seq) < 0) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_ID, "an invalid id");
 		return;
+	}
 	struct msg_pos pos = { seq, 0 };
 	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, nl2 + 1,
 					len - (size_t)(nl2 + 1 - p));
@@ -259,6 +315,10 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		history_send(hr);
 		return;
 	}
+	if (epoch && !epoch_valid(epoch, strlen(epoch))) {
+		dropped(rb, hr->channel, ERR_REDIS_BAD_ID, "an invalid epoch");
+		epoch = NULL; /* answered as unavailable, not passed on */
+	}
 	if (!status || !epoch || reply->elements < 5 ||
 	    reply->element[3]->type != REDIS_REPLY_INTEGER ||
 	    reply->element[4]->type != REDIS_REPLY_ARRAY) {
@@ -290,7 +350,23 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		    e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 4)
 			continue;
 		const redisReply *f = e->element[1];
-		unsigned long long seq = strtoull(strchr(e->element[0]->str, '-') + 1, NULL, 10);
+		const char *dash = strchr(e->element[0]->str, '-');
+		if (!dash || !isdigit((unsigned char)dash[1]) ||
+		    f->element[1]->type != REDIS_REPLY_STRING ||
+		    f->element[3]->type != REDIS_REPLY_STRING) {
+			dropped(rb, hr->channel, ERR_REDIS_BAD_ID, "a malformed history entry");
+			continue;
+		}
+		if (!event_ok(f->element[1]->str, f->element[1]->len)) {
+			dropped(rb, hr->channel, ERR_REDIS_BAD_EVENT,
+				"an invalid or reserved event name");
+			continue;
+		}
+		if (!utf8_valid((const uint8_t *)f->element[3]->str, f->element[3]->len)) {
+			dropped(rb, hr->channel, ERR_REDIS_BAD_DATA, "data that is not UTF-8");
+			continue;
+		}
+		unsigned long long seq = strtoull(dash + 1, NULL, 10);
 		char id[96];
 		snprintf(id, sizeof(id), "%s:%llu", epoch, seq);
 		const char *event = f->element[1]->str;

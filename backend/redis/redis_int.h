@@ -43,7 +43,8 @@ struct redis_backend {
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
 	struct event *watchdog;
 	char ttl[24], maxlen[24];
-	int closing; /* destroying: disconnects are expected */
+	int closing;		 /* destroying: disconnects are expected */
+	unsigned logged_invalid; /* bit per kind of invalid input already logged */
 };
 
 static inline void conn_touch(struct conn *c)

@@ -51,9 +51,11 @@ struct config {
 	int body_timeout_ms;
 	int idle_timeout_ms;
 	int max_connections;
-	int max_connections_per_ip; /* 0: no limit */
-	int rate_messages;	    /* per client per second; 0: no limit */
-	int publish_rate;	    /* publish API per second; 0: no limit */
+	int max_connections_per_ip;    /* 0: no limit */
+	int rate_messages;	       /* per client per second; 0: no limit */
+	int rate_messages_per_address; /* per address per second, all its clients; 0: no limit */
+	const char *client_id_secret;  /* signs client ids; NULL: from --jwt-secret, or random */
+	int publish_rate;	       /* publish API per second; 0: no limit */
 
 	size_t ws_max_message;
 	int ws_ping_ms;

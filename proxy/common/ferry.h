@@ -40,6 +40,7 @@ struct ferry {
 	struct send *send;		  /* POST send: newest seq per client id */
 	struct publish *publish;	  /* the publish API's rate bucket */
 	struct metrics metrics;
+	unsigned char client_id_key[32]; /* signs the client ids negotiate issues (auth.c) */
 
 	/* common timeouts (libevent keeps one queue per distinct value) */
 	const struct timeval *tv_ws_ping, *tv_ws_pong, *tv_close, *tv_heartbeat, *tv_poll;

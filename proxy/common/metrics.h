@@ -31,6 +31,9 @@ enum metric_error {
 	ERR_CONN_REFUSED,    /* over --max-connections */
 	ERR_PUBLISH,	     /* a publish the backend refused */
 	ERR_FORBIDDEN,	     /* an operation refused by the token or channel policy */
+	ERR_REDIS_BAD_ID,    /* read from Redis and dropped: an id or epoch not ours */
+	ERR_REDIS_BAD_EVENT, /* ...: an invalid or reserved event name */
+	ERR_REDIS_BAD_DATA,  /* ...: data that is not UTF-8, or a malformed frame */
 	ERR_COUNT
 };
 

@@ -1,6 +1,7 @@
 /* auth.c -- tokens and the channel policy (see auth.h) */
 #include "auth.h"
 
+#include <event2/util.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -13,9 +14,35 @@
 
 #define TOKEN_LEEWAY_S 30 /* clock skew between the app that signs and ferry */
 
+/* The key that signs client ids. Instances behind one load balancer must
+ * share it, so it comes from a configured secret when there is one; a
+ * label keeps it apart from the tokens' own HMAC under --jwt-secret. */
+static int client_id_key(struct ferry *f, char *err, size_t errsz)
+{
+	const struct config *cfg = f->cfg;
+	const char *secret = cfg->client_id_secret ? cfg->client_id_secret : cfg->jwt_secret;
+	static const char label[] = "ferry client id v1";
+	if (!secret) {
+		evutil_secure_rng_get_bytes(f->client_id_key, sizeof(f->client_id_key));
+		return 0;
+	}
+	if (!secret[0]) {
+		snprintf(err, errsz, "--client-id-secret must not be empty");
+		return -1;
+	}
+	if (jwt_hmac_sha256(secret, strlen(secret), label, sizeof(label) - 1, f->client_id_key) <
+	    0) {
+		snprintf(err, errsz, "cannot derive the client id key");
+		return -1;
+	}
+	return 0;
+}
+
 int auth_init(struct ferry *f, char *err, size_t errsz)
 {
 	const struct config *cfg = f->cfg;
+	if (client_id_key(f, err, errsz) < 0)
+		return -1;
 	if (!cfg->jwt_secret && !cfg->jwt_public_key) {
 		if (cfg->require_token) {
 			snprintf(err, errsz,
@@ -134,4 +161,55 @@ const char *auth_publish_decider(const struct ferry *f, const struct identity *i
 	/* a channel whose messages go to the app is the app's to allow */
 	*app_path = callback_find(f, CALLBACK_PUBLISH, channel);
 	return *app_path ? NULL : auth_can_publish(f, id, channel);
+}
+
+/* ---- client ids ---- */
+
+#define CLIENT_ID_RANDOM 12 /* bytes: 96 bits nobody guesses */
+#define CLIENT_ID_MAC	 12 /* bytes of the HMAC kept */
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[in[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[in[i] & 15];
+	}
+}
+
+static int client_id_mac(const struct ferry *f, const char *random_hex, char *out)
+{
+	unsigned char mac[JWT_HMAC_LEN];
+	if (jwt_hmac_sha256(f->client_id_key, sizeof(f->client_id_key), random_hex,
+			    2 * CLIENT_ID_RANDOM, mac) < 0)
+		return -1;
+	hex(mac, CLIENT_ID_MAC, out);
+	return 0;
+}
+
+void auth_client_id_issue(const struct ferry *f, char out[AUTH_CLIENT_ID_LEN + 1])
+{
+	unsigned char rnd[CLIENT_ID_RANDOM];
+	evutil_secure_rng_get_bytes(rnd, sizeof(rnd));
+	hex(rnd, sizeof(rnd), out);
+	out[2 * CLIENT_ID_RANDOM] = '-';
+	if (client_id_mac(f, out, out + 2 * CLIENT_ID_RANDOM + 1) < 0)
+		memset(out + 2 * CLIENT_ID_RANDOM + 1, '0', 2 * CLIENT_ID_MAC); /* never valid */
+	out[AUTH_CLIENT_ID_LEN] = '\0';
+}
+
+int auth_client_id_valid(const struct ferry *f, const char *id)
+{
+	if (strlen(id) != AUTH_CLIENT_ID_LEN || id[2 * CLIENT_ID_RANDOM] != '-')
+		return 0;
+	for (int i = 0; i < 2 * CLIENT_ID_RANDOM; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	char want[2 * CLIENT_ID_MAC];
+	if (client_id_mac(f, id, want) < 0)
+		return 0;
+	/* compared in constant time: the difference must not say where it is */
+	unsigned char diff = 0;
+	for (int i = 0; i < 2 * CLIENT_ID_MAC; i++)
+		diff |= (unsigned char)(want[i] ^ id[2 * CLIENT_ID_RANDOM + 1 + i]);
+	return diff == 0;
 }

@@ -50,6 +50,16 @@ const char *auth_can_publish(const struct ferry *f, const struct identity *id, c
 const char *auth_publish_decider(const struct ferry *f, const struct identity *id,
 				 const char *channel, const char **app_path);
 
+/* Client ids (negotiate's "client", used by POST send and long-polls):
+ * 24 hex digits of randomness, '-', 24 hex digits of an HMAC-SHA256 under
+ * f->client_id_key (--client-id-secret, else derived from --jwt-secret,
+ * else random per process). A client cannot choose one or forge another's:
+ * state keyed by it (send's de-duplication and rate) is the issuer's. */
+#define AUTH_CLIENT_ID_LEN 49
+void auth_client_id_issue(const struct ferry *f, char out[AUTH_CLIENT_ID_LEN + 1]);
+/* 1 when id (NUL-terminated) was issued under this key, else 0. */
+int auth_client_id_valid(const struct ferry *f, const char *id);
+
 /* 1 when clients need a token to connect at all (--require-token). */
 int auth_required(const struct ferry *f);
 

@@ -520,3 +520,16 @@ char *jwt_sign_hs256(const char *secret, const char *claims_json)
 	out[n] = '\0';
 	return out;
 }
+
+int jwt_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+		    unsigned char out[JWT_HMAC_LEN])
+{
+	size_t maclen = 0;
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keylen, data, len, out,
+		       JWT_HMAC_LEN, &maclen) ||
+	    maclen != JWT_HMAC_LEN) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}

@@ -57,4 +57,9 @@ void jwt_claims_free(struct jwt_claims *c);
  * NULL when secret is NULL or empty or claims_json is not a JSON object. */
 char *jwt_sign_hs256(const char *secret, const char *claims_json);
 
+#define JWT_HMAC_LEN 32 /* bytes of an HMAC-SHA256 */
+/* HMAC-SHA256 of data under key into out: 0, or -1 when OpenSSL fails. */
+int jwt_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+		    unsigned char out[JWT_HMAC_LEN]);
+
 #endif

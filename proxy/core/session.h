@@ -42,6 +42,9 @@ void session_set_identity(struct session *s, struct identity *id);
  * address. admitted: the transport already asked the subscribe callbacks
  * (SSE and long-poll ask before they start), so the session does not. */
 void session_set_client(struct session *s, const char *cookie, const char *peer, int admitted);
+/* The app itself named the channels (a GRIP hold): it vouches for the
+ * client, so private channels need no token (docs/IN-FRONT.md). */
+void session_app_vouches(struct session *s);
 /* Refuse every operation but auth until a valid token comes (--require-token). */
 void session_require_auth(struct session *s);
 const char *session_id(const struct session *s);

@@ -7,7 +7,9 @@ runs ferryd under a tool. Beside Ferry: raw HTTP requests, /ferry/metrics
 parsed, Closing (`with` for the tests' own clients), and run(), the runner
 of a test file's functions.
 """
+import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -57,6 +59,8 @@ class Ferry:
         return "ws://127.0.0.1:%d" % self.port
 
     def start(self):
+        for key in [k for k in _issued if k[0] == self.port]:
+            del _issued[key]  # issued by an earlier ferryd on this port
         wrapper = shlex.split(os.environ.get("FERRY_TEST_WRAPPER", ""))
         cmd = wrapper + [FERRYD, "--listen", "127.0.0.1:%d" % self.port] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
@@ -106,6 +110,37 @@ class Ferry:
         elif out:
             sys.stderr.write("---- ferryd log ----\n" + out[-4000:] + "\n")
         return False
+
+
+_issued = {}
+
+# Tests that run several instances give them this --client-id-secret
+# (FERRY_CLIENT_ID_SECRET) and sign ids themselves with signed_client_id().
+TEST_CLIENT_ID_SECRET = "ferry-tests-client-ids"
+
+
+def signed_client_id(name, secret=TEST_CLIENT_ID_SECRET):
+    """The client id an instance with --client-id-secret SECRET would issue
+    (see proxy/core/auth.c), derived from name."""
+    import hashlib
+    import hmac
+    key = hmac.new(secret.encode(), b"ferry client id v1", hashlib.sha256).digest()
+    rnd = hashlib.sha256(name.encode()).digest()[:12].hex()
+    return rnd + "-" + hmac.new(key, rnd.encode(), hashlib.sha256).digest()[:12].hex()
+
+
+def client_id(port, name="default", source=None):
+    """A client id ferryd's negotiate issued (signed: POST send and client=
+    take no other), one per (port, name), so tests keep naming clients."""
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_-]{1,64}$", name) \
+            or re.match(r"^[0-9a-f]{24}-[0-9a-f]{24}$", name):
+        return name  # a malformed id stays malformed; an issued one stays
+    key = (port, name)
+    if key not in _issued:
+        status, _, raw = raw_http(port, "GET", "/ferry/negotiate", source=source)
+        assert status == 200, (status, raw)
+        _issued[key] = json.loads(raw)["client"]
+    return _issued[key]
 
 
 def http_request(port, raw, timeout=5.0):

@@ -28,7 +28,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, metrics, raw_http, run  # noqa: E402
+from harness import Ferry, client_id, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
@@ -139,7 +139,7 @@ def send(f, client, ops, headers=None):
     """POST /ferry/send as a browser would: (status, parsed json or None, raw)."""
     h = {"Content-Type": "text/plain;charset=UTF-8"}
     h.update(headers or {})
-    body = json.dumps({"client": client, "ops": ops}).encode()
+    body = json.dumps({"client": client_id(f.port, client), "ops": ops}).encode()
     status, _, raw = raw_http(f.port, "POST", "/ferry/send", h, body)
     try:
         parsed = json.loads(raw)

@@ -44,7 +44,7 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, free_port, run  # noqa: E402
+from harness import Ferry, client_id, free_port, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN  # noqa: E402
 
@@ -221,7 +221,7 @@ def send(f, client, ops, cookie=None):
     """POST /ferry/send: (status, parsed JSON or raw bytes)."""
     h = {"Cookie": cookie} if cookie else {}
     st, _, raw = http_req(f.port, "POST", "/ferry/send",
-                      json.dumps({"client": client, "ops": ops}).encode(), h)
+                      json.dumps({"client": client_id(f.port, client), "ops": ops}).encode(), h)
     try:
         return st, json.loads(raw)
     except ValueError:
@@ -494,11 +494,11 @@ def test_subscribe_sse_by_cookie():
     stream (one refused channel refuses the request)."""
     ch = uniq("priv-sse")
     with ferry() as f:
-        ok = SSE(f, "ch=%s&client=sse-alice" % ch, cookie="session=alice")
+        ok = SSE(f, "ch=%s&client=%s" % (ch, client_id(f.port, "sse-alice")), cookie="session=alice")
         try:
             assert ok.status == 200, ok.status
             assert ok.headers.get("content-type", "").startswith("text/event-stream"), ok.headers
-            calls = APP.find("/cb/sub", ch, "sse-alice")
+            calls = APP.find("/cb/sub", ch, client_id(f.port, "sse-alice"))
             assert len(calls) == 1 and calls[0]["cookie"] == "session=alice", calls
             assert calls[0]["xff"] == "127.0.0.1", calls
             # wait for "subscribed" before publishing
@@ -527,20 +527,20 @@ def test_subscribe_poll_by_cookie():
     """Long-poll: allowed polls answer (and a held poll delivers); refused ones are 403."""
     ch = uniq("priv-poll")
     with ferry() as f:
-        st, _, r = poll(f, "ch=%s&client=poll-bob" % ch, cookie="session=bob")
+        st, _, r = poll(f, "ch=%s&client=%s" % (ch, client_id(f.port, "poll-bob")), cookie="session=bob")
         assert st == 200, (st, r)
         cur = r["cursors"][ch]
-        calls = APP.find("/cb/sub", ch, "poll-bob")
+        calls = APP.find("/cb/sub", ch, client_id(f.port, "poll-bob"))
         assert len(calls) == 1 and calls[0]["cookie"] == "session=bob", calls
 
         held = {}
 
         def hold():
-            held["r"] = poll(f, "ch=%s,%s&client=poll-bob" % (ch, cur), cookie="session=bob")
+            held["r"] = poll(f, "ch=%s,%s&client=%s" % (ch, cur, client_id(f.port, "poll-bob")), cookie="session=bob")
         t = threading.Thread(target=hold)
         t.start()
         deadline = time.monotonic() + WAIT
-        while len(APP.find("/cb/sub", ch, "poll-bob")) < 2 and time.monotonic() < deadline:
+        while len(APP.find("/cb/sub", ch, client_id(f.port, "poll-bob"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.2)  # the poll is held by now
         publish_api(f, ch, "poll member news")
@@ -677,7 +677,7 @@ def test_send_publish_callback():
             msgs = [x for x in await other.barrier() if x["type"] == "message"]
             assert [(x["data"], x.get("event")) for x in msgs] == [("PUB(two)", "say"), ("PUB(four)", None)], msgs
             assert await ahistory(f, chat, start) == ["PUB(two)", "PUB(four)"]
-            calls = APP.find("/cb/pub", chat, "sender-1")
+            calls = APP.find("/cb/pub", chat, client_id(f.port, "sender-1"))
             assert [c["body"]["data"] for c in calls] == ["reply:one", "pub:two", "empty", "both:four"], calls
             assert all(c["cookie"] == "session=alice" and c["xff"] == "127.0.0.1" for c in calls), calls
             assert calls[1]["body"].get("event_name") == "say", calls[1]
@@ -685,7 +685,7 @@ def test_send_publish_callback():
             # the same POST again: nothing asked, nothing published
             st, r = await asyncio.to_thread(send, f, "sender-1", ops, "session=alice")
             assert st == 200 and r.get("ack") == 4, (st, r)
-            assert len(APP.find("/cb/pub", chat, "sender-1")) == 4, "a retried POST asked the app again"
+            assert len(APP.find("/cb/pub", chat, client_id(f.port, "sender-1"))) == 4, "a retried POST asked the app again"
             assert await ahistory(f, chat, start) == ["PUB(two)", "PUB(four)"]
 
             # refused
@@ -719,7 +719,7 @@ def test_reply_only_to_sender_sse_poll():
             st, r = send(f, "rs-1", [op(1, chat, "reply:private"), op(2, chat, "pub:public")])
             assert st == 200 and r == {"ack": 2, "replies": {"1": "re:private"}}, (st, r)
             assert sse.message() == "PUB(public)"
-            st, _, p = poll(f, "ch=%s,%s&client=rs-poll" % (chat, cur))
+            st, _, p = poll(f, "ch=%s,%s&client=%s" % (chat, cur, client_id(f.port, "rs-poll")))
             assert st == 200 and [m["data"] for m in p["messages"]] == ["PUB(public)"], p
         finally:
             sse.close()
@@ -924,7 +924,7 @@ def test_clients_gone_mid_callback():
             await w.close()
         arun(leave_ws())
 
-        body = json.dumps({"client": "gone-1", "ops": [op(1, chat, "sleep:300"), op(2, chat, "pub:after")]})
+        body = json.dumps({"client": client_id(f.port, "gone-1"), "ops": [op(1, chat, "sleep:300"), op(2, chat, "pub:after")]})
         for raw in ("GET /ferry/sse?ch=%s HTTP/1.1\r\nHost: x\r\nCookie: session=sleepy\r\n\r\n" % ch,
                     "GET /ferry/sse?ch=%s HTTP/1.1\r\nHost: x\r\n\r\n" % slowsub,
                     "GET /ferry/poll?ch=%s HTTP/1.1\r\nHost: x\r\nCookie: session=sleepy\r\n\r\n" % ch,

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, metrics, raw_http, run  # noqa: E402
+from harness import Ferry, client_id, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
@@ -47,7 +47,7 @@ def publish_ok(port, channel, data, source=None):
 
 def send(port, client, ops, source=None):
     """POST /ferry/send: (status, headers, parsed body)."""
-    body = json.dumps({"client": client, "ops": ops}).encode()
+    body = json.dumps({"client": client_id(port, client, source), "ops": ops}).encode()
     status, hdrs, raw = raw_http(port, "POST", "/ferry/send",
                                  {"Content-Type": "text/plain;charset=UTF-8"}, body, source)
     try:

@@ -128,6 +128,12 @@ class PollClient:
 
     async def first_poll(self, port):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        # the id negotiate issues (client= takes no other)
+        self.writer.write(("GET /ferry/negotiate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                           % port).encode())
+        status, _, body = await read_response(self.reader)
+        assert status == 200, (status, body)
+        self.client_id = json.loads(body)["client"]
         answer = await self.request(port, "ch=%s&client=%s" % (CHANNEL, self.client_id))
         assert answer["messages"] == [], answer
         self.cursor = answer["cursors"][CHANNEL]

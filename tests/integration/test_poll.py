@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, client_id, run  # noqa: E402
 
 ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
@@ -267,17 +267,17 @@ def test_newest_poll_wins():
     with Ferry() as f:  # --poll-timeout 25s: only the newer poll can end the first
         p = Publisher(f.port)
         cur = poll_ok(f.port, "ch=news")["cursors"]
-        first = Background(f.port, cursor_query(cur, "client=tab-1"), timeout=10)
+        first = Background(f.port, cursor_query(cur, "client=" + client_id(f.port, "tab-1")), timeout=10)
         wait_held(f.port, 1)
         time.sleep(0.2)
         assert first.is_alive()
         # another client's poll does not disturb it
-        other = Background(f.port, cursor_query(cur, "client=tab-2"), timeout=10)
+        other = Background(f.port, cursor_query(cur, "client=" + client_id(f.port, "tab-2")), timeout=10)
         wait_held(f.port, 2)
         time.sleep(0.2)
         assert first.is_alive(), "a poll of another client ended the first"
         t_second = time.monotonic()
-        second = Background(f.port, cursor_query(cur, "client=tab-1"), timeout=10)
+        second = Background(f.port, cursor_query(cur, "client=" + client_id(f.port, "tab-1")), timeout=10)
         a = first.result()
         assert a.status == 200, a
         assert a.done_at - t_second < 1.5, a
@@ -415,7 +415,7 @@ cursor="$1"
 i=0
 while [ $i -lt $MAX_ITER ]; do
     i=$((i + 1))
-    curl -s -S --max-time 10 -o "$TMP" "$URL?ch=news,$cursor&client=curl" &
+    curl -s -S --max-time 10 -o "$TMP" "$URL?ch=news,$cursor" &
     echo $! > "$PIDFILE"
     wait $!
     rc=$?

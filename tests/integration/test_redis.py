@@ -30,7 +30,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, free_port, run  # noqa: E402
+from harness import Ferry, client_id, signed_client_id, free_port, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -318,7 +318,7 @@ class SendPublisher:
 
     def __init__(self, port, client=None):
         self.port = port
-        self.client = client or "send" + secrets.token_hex(8)
+        self.client = client_id(port, client or "send" + secrets.token_hex(8))
         self.seq = 0
 
     async def publish(self, channel, data, timeout=WAIT):
@@ -526,7 +526,8 @@ class PollSub(Sub):
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.client = "p" + secrets.token_hex(12)
+        # the instances of a topology share TEST_CLIENT_ID_SECRET
+        self.client = signed_client_id("p" + secrets.token_hex(12))
         self.polls = 0
 
     async def session(self, port):
@@ -923,7 +924,7 @@ def test_send_is_idempotent_across_instances():
     import urllib.request
 
     def send(port, ops):
-        body = json.dumps({"client": "roamer", "ops": ops}).encode()
+        body = json.dumps({"client": roamer, "ops": ops}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/ferry/send" % port, data=body, method="POST",
                                      headers={"Content-Type": "text/plain"})
         with urllib.request.urlopen(req, timeout=WAIT) as r:
@@ -932,8 +933,10 @@ def test_send_is_idempotent_across_instances():
     def op(seq, ch, data):
         return {"seq": seq, "type": "publish", "channel": ch, "data": data}
 
-    with RedisServer() as r, Ferry("--redis", r.url, "--client-publish") as a, \
-            Ferry("--redis", r.url, "--client-publish") as b:
+    # instances behind one load balancer share the key of client ids
+    with RedisServer() as r, Ferry("--redis", r.url, "--client-publish", "--client-id-secret", "lb") as a, \
+            Ferry("--redis", r.url, "--client-publish", "--client-id-secret", "lb") as b:
+        roamer = client_id(a.port, "roamer")
         batch = [op(1, "chat", "a"), op(2, "other", "b"), op(3, "chat", "c")]
         assert send(a.port, batch) == {"ack": 3}
         assert send(b.port, batch) == {"ack": 3}          # the retry lands elsewhere

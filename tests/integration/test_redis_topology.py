@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, free_port, run  # noqa: E402
+from harness import TEST_CLIENT_ID_SECRET, Ferry, free_port, run, signed_client_id  # noqa: E402
 from test_redis import (REDIS_SERVER, SUBS, WAIT, Published, SendPublisher, WsPublisher,  # noqa: E402
                         api_publish, check_stream, echo_service_path, expect_reply, http, require, split_id,
                         wait_healthz)
@@ -53,7 +53,8 @@ topology = load_topology()
 
 # Quick drains and polls for tests; history long enough for every reconnect.
 SETTINGS = {"FERRY_HISTORY_SIZE": "2000", "FERRY_DRAIN_WINDOW": "300ms", "FERRY_DRAIN_TIMEOUT": "3s",
-            "FERRY_POLL_TIMEOUT": "4s", "FERRY_REDIS_TIMEOUT": "2s"}
+            "FERRY_POLL_TIMEOUT": "4s", "FERRY_REDIS_TIMEOUT": "2s",
+            "FERRY_CLIENT_ID_SECRET": TEST_CLIENT_ID_SECRET}
 TRANSPORTS = ("websocket", "sse", "poll")
 
 
@@ -332,7 +333,7 @@ def test_haproxy_keeps_a_client_on_one_instance():
 
             cursor = json.loads(body)["cursors"]["sticky"]
             for n in range(4):
-                client = "c%023d" % n
+                client = signed_client_id("c%023d" % n)
                 # a first, quick poll (HAProxy records where the client went
                 # when a request completes), then a held one, then a newer one
                 status, _, _ = await http(lb, "GET", "/ferry/poll?ch=sticky&client=%s&t=0" % client)

@@ -16,7 +16,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, client_id, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
@@ -39,6 +39,8 @@ def request(port, method, path, body=None, headers=None):
 
 def send(port, batch, headers=None):
     """POST a batch as a browser would (text/plain); (status, json, headers)."""
+    if isinstance(batch, dict) and "client" in batch:
+        batch = dict(batch, client=client_id(port, batch["client"]))
     body = batch if isinstance(batch, (bytes, str)) else json.dumps(batch)
     if isinstance(body, str):
         body = body.encode()
