@@ -23,7 +23,8 @@ import tempfile
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: legacy_app.py
 from harness import FERRYD, Ferry, free_port, http_request, run  # noqa: E402
 import legacy_app  # noqa: E402
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Ferry, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Ferry, parse_metrics, run  # noqa: E402
 
 # Longest body we accept for an error response: "short text/plain".

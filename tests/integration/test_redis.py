@@ -29,7 +29,7 @@ import tempfile
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Ferry, free_port, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)

@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: test_redis.py
 from harness import Ferry, free_port, run  # noqa: E402
 from test_redis import (REDIS_SERVER, SUBS, WAIT, Published, SendPublisher, WsPublisher,  # noqa: E402
                         api_publish, check_stream, echo_service_path, expect_reply, http, require, split_id,

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Ferry, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)

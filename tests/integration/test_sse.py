@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Closing, Ferry, http_request, run  # noqa: E402
 
 ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")

@@ -26,7 +26,8 @@ import time
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: legacy_app.py
 from harness import FERRYD, Ferry, free_port, run  # noqa: E402
 import legacy_app  # noqa: E402
 
