@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, run  # noqa: E402
+from harness import EventStreamParser, Ferry, parse_head, run  # noqa: E402
 
 N_SSE = 1000
 N_POLL = 1000
@@ -48,15 +48,9 @@ def raise_nofile(wanted):
 async def read_response(reader):
     """One HTTP/1.1 response with Content-Length -> (status, headers, body)."""
     head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, body
+    r = parse_head(head[:-4])
+    body = await reader.readexactly(int(r.headers.get("content-length", "0")))
+    return r.status, r.headers, body
 
 
 class SSEClient:
@@ -76,23 +70,23 @@ class SSEClient:
 
     async def read(self):
         try:
+            parser = EventStreamParser()
+            blocks = []
             while len(self.ids) < N_MESSAGES:
-                block = await self.reader.readuntil(b"\n\n")
-                event = data = mid = None
-                for line in block[:-2].decode().split("\n"):
-                    name, _, value = line.partition(": ")
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data = value
-                    elif name == "id":
-                        mid = value
-                if event == "ferry":
-                    if json.loads(data)["type"] == "subscribed":
+                if not blocks:
+                    chunk = await self.reader.read(65536)
+                    if not chunk:
+                        raise ConnectionError("the stream ended after %d messages" % len(self.ids))
+                    blocks = parser.feed(chunk)
+                    continue
+                block = blocks.pop(0)
+                if block.event == "ferry":
+                    if block.control()["type"] == "subscribed":
                         self.subscribed.set()
                     continue
-                if data is None:
+                if block.data is None:
                     continue  # the retry: block
+                mid = block.id
                 assert mid and mid.startswith(CHANNEL + ","), block
                 self.ids.append(mid[len(CHANNEL) + 1:])
         except Exception as e:  # noqa: BLE001 -- checked by the test

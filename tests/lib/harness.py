@@ -494,8 +494,8 @@ class EventStreamParser:
 class SSEStream(HTTPConnection):
     """GET path as an event stream on a raw connection (Host and Accept:
     text/event-stream, then headers); status, headers (first value of each),
-    header_list and head once read_head() ran (by default at once). Then
-    next_block() / next_event(), each bounded by its timeout."""
+    header_list and head once read_head() ran (by default at once, bounded
+    by timeout). Then next_block() / next_event(), each bounded by its own."""
 
     def __init__(self, port, path, headers=None, rcvbuf=None, read_head=True, timeout=5.0):
         super().__init__(port, timeout=timeout, rcvbuf=rcvbuf)
@@ -511,7 +511,7 @@ class SSEStream(HTTPConnection):
         self.header_list = []
         self.head = b""
         if read_head:
-            self.read_head()
+            self.read_head(timeout)
 
     def read_head(self, timeout=5.0):
         deadline = time.monotonic() + timeout
