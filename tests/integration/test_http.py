@@ -13,7 +13,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, HTTPConnection, parse_metrics, run  # noqa: E402
+from harness import Ferry, HTTPConnection, metrics, run  # noqa: E402
 
 # Longest body we accept for an error response: "short text/plain".
 SHORT_BODY = 200
@@ -48,12 +48,6 @@ def get(port, path, extra=""):
         return c.response()
     finally:
         c.close()
-
-
-def metrics(port):
-    status, _, body = get(port, "/ferry/metrics")
-    assert status == 200, status
-    return parse_metrics(body.decode())
 
 
 def err_count(m, kind):

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, metrics, raw_http, run  # noqa: E402
+from harness import Ferry, HTTPConnection, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
@@ -79,19 +79,7 @@ def connect_raw(port, source=None):
 
 def read_to_eof(s, timeout=WAIT):
     """Everything until the peer closes (a timeout is a failure)."""
-    deadline = time.monotonic() + timeout
-    out = b""
-    while True:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            b = s.recv(65536)
-        except ConnectionResetError:
-            return out
-        except socket.timeout:
-            raise AssertionError("connection not closed within %ss: %r" % (timeout, out))
-        if not b:
-            return out
-        out += b
+    return HTTPConnection(None, sock=s).wait_eof(timeout)
 
 
 def refused_429(port):

@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, run  # noqa: E402
+from harness import Ferry, metric, run  # noqa: E402
 
 ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
@@ -85,17 +85,6 @@ def poll_ok(port, query, **kw):
 def cursor_query(cursors, extra=""):
     q = "&".join("ch=%s,%s" % (ch, cur) for ch, cur in cursors.items())
     return q + ("&" + extra if extra else "")
-
-
-def metric(port, name):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    conn.request("GET", "/ferry/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no metric " + name)
 
 
 def wait_held(port, n, timeout=WAIT):

@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Closing, Ferry, SSEStream, http_request, run  # noqa: E402
+from harness import Closing, Ferry, SSEStream, http_request, metric, run  # noqa: E402
 
 ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
@@ -55,14 +55,6 @@ def get(port, path, headers=None):
         return r.status, r.read().decode()
     finally:
         conn.close()
-
-
-def metric(port, name):
-    _, text = get(port, "/ferry/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no metric %s in:\n%s" % (name, text))
 
 
 class SSE(SSEStream):

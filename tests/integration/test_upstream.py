@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import ssl
 import struct
 import subprocess
@@ -27,7 +26,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: legacy_app.py
-from harness import FERRYD, Ferry, HTTPConnection, free_port, request_bytes, run  # noqa: E402
+from harness import FERRYD, Ferry, HTTPConnection, free_port, request_bytes, run, wait_port  # noqa: E402
 import legacy_app  # noqa: E402
 
 import websockets  # noqa: E402
@@ -751,14 +750,7 @@ def test_forwarded_proto_https():
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", tls_port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "no TLS listener"
-                time.sleep(0.05)
+        wait_port(tls_port, 10, "TLS listener")
         hc = http.client.HTTPSConnection("127.0.0.1", tls_port, timeout=10, context=ctx)
         try:
             hc.request("GET", "/headers?tls=1")

@@ -9,8 +9,8 @@ raw_http, and HTTPConnection: one client connection with its receive buffer,
 reading responses framed by Content-Length, chunked or close, and reused for
 keep-alive), SSEStream (a text/event-stream read block by block, over an
 HTTPConnection; EventStreamParser is the same parser for asyncio readers),
-/ferry/metrics parsed, Closing (`with` for the tests' own clients), and
-run(), the runner of a test file's functions.
+wait_port(), /ferry/metrics parsed (metrics, metric), Closing (`with` for
+the tests' own clients), and run(), the runner of a test file's functions.
 """
 import json
 import os
@@ -41,6 +41,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, what="listener"):
+    """Wait until 127.0.0.1:port accepts a connection; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("no %s on %d within %.1fs" % (what, port, timeout))
 
 
 class Ferry:
@@ -594,6 +606,14 @@ def metrics(port, source=None):
     status, _, text = raw_http(port, "GET", "/ferry/metrics", source=source)
     assert status == 200, status
     return parse_metrics(text.decode())
+
+
+def metric(port, name):
+    """One value of /ferry/metrics: name as in the text ('name{labels}')."""
+    m = metrics(port)
+    if name not in m:
+        raise AssertionError("no metric %s in %r" % (name, m))
+    return m[name]
 
 
 def run(tests):
