@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +27,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, SSEStream, metrics, raw_http, run  # noqa: E402
+from harness import Ferry, ID_RE, SSEStream, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
@@ -38,7 +37,6 @@ WAIT = 5.0
 SECRET = "hs256-test-secret-0123456789abcdef"
 ISSUER = "https://app.example"
 AUDIENCE = "ferry-test"
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 
 
 # ---------------------------------------------------------------- tokens

@@ -20,14 +20,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, HTTPConnection, metrics, raw_http, run  # noqa: E402
+from harness import Ferry, HTTPConnection, ID_RE, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
 WAIT = 5.0
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 OTHER_ADDR = "127.0.0.2"  # another client address on loopback
 
 

@@ -12,12 +12,11 @@ import asyncio
 import json
 import os
 import re
-import resource
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import EventStreamParser, Ferry, parse_head, run  # noqa: E402
+from harness import EventStreamParser, Ferry, ID_RE, parse_head, raise_nofile, run  # noqa: E402
 
 N_SSE = 1000
 N_POLL = 1000
@@ -26,17 +25,12 @@ N_PUBLISHERS = 4
 IN_FLIGHT = 200          # connections being opened at a time
 OVERALL = 110.0          # seconds, the bound of the whole test
 CHANNEL = "load"
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 
 
-def raise_nofile(wanted):
+def clients_that_fit(wanted):
     """Soft RLIMIT_NOFILE to the hard limit (ferryd inherits it); returns
     how many clients of each kind fit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_nofile()
     per_kind = wanted
     if hard < 2 * wanted + 200:
         per_kind = max(50, (hard - 200) // 2)
@@ -188,7 +182,7 @@ async def bounded_gather(factories, limit):
 
 
 def test_burst_to_sse_and_poll_clients():
-    n = raise_nofile(max(N_SSE, N_POLL))
+    n = clients_that_fit(max(N_SSE, N_POLL))
     n_sse, n_poll = min(N_SSE, n), min(N_POLL, n)
     with Ferry("--max-connections", str(n_sse + n_poll + 500), "--poll-max-bytes", "2K",
                "--poll-timeout", "10s", "--heartbeat", "60s", "--out-queue-max", "4M",

@@ -22,31 +22,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Ferry, metric, run  # noqa: E402
+from harness import Ferry, Publisher, metric, run  # noqa: E402
 
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-class Publisher:
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-
-    def publish(self, channel, data, event=None):
-        path = "/ferry/publish/" + channel + ("?event=" + event if event else "")
-        self.conn.request("POST", path, body=data.encode())
-        r = self.conn.getresponse()
-        body = r.read()
-        assert r.status == 200, (r.status, body)
-        mid = json.loads(body)["id"]
-        assert ID_RE.match(mid), mid
-        return mid
-
-    def close(self):
-        self.conn.close()
-
 
 class Answer:
     def __init__(self, status, headers, raw, elapsed, sent_at, done_at):

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -30,13 +29,12 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import EventStreamParser, Ferry, dechunk, free_port, parse_head, run  # noqa: E402
+from harness import EventStreamParser, Ferry, ID_RE, dechunk, free_port, parse_head, run  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = os.environ.get("REDIS_CLI") or shutil.which("redis-cli") or "/usr/bin/redis-cli"
 WAIT = 10.0

@@ -17,35 +17,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import Closing, Ferry, SSEStream, http_request, metric, run  # noqa: E402
+from harness import Ferry, Publisher, SSEStream, http_request, metric, run  # noqa: E402
 
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-class Publisher(Closing):
-    """The HTTP publish API over one keep-alive connection."""
-
-    def __init__(self, port):
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-
-    def publish(self, channel, data, event=None):
-        path = "/ferry/publish/" + channel + ("?event=" + event if event else "")
-        body = data.encode() if isinstance(data, str) else data
-        self.conn.request("POST", path, body=body)
-        r = self.conn.getresponse()
-        text = r.read()
-        assert r.status == 200, (r.status, text)
-        mid = json.loads(text)["id"]
-        assert ID_RE.match(mid), mid
-        return mid
-
-    def close(self):
-        self.conn.close()
-
 
 def get(port, path, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)

@@ -26,6 +26,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 FERRYD = os.environ.get("FERRYD") or os.path.join(HERE, "..", "..", "ferryd")
 
+ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")  # a message id: epoch:seq
+
 
 class Closing:
     """Mixin for a client with close(): `with client:` closes it at the end."""
@@ -614,6 +616,42 @@ def metric(port, name):
     if name not in m:
         raise AssertionError("no metric %s in %r" % (name, m))
     return m[name]
+
+
+class Publisher(Closing):
+    """The HTTP publish API over one keep-alive connection; publish() checks
+    the 200 and the id it answers, and returns the id."""
+
+    def __init__(self, port, timeout=5.0):
+        import http.client
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def publish(self, channel, data, event=None):
+        path = "/ferry/publish/" + channel + ("?event=" + event if event else "")
+        body = data.encode() if isinstance(data, str) else data
+        self.conn.request("POST", path, body=body)
+        r = self.conn.getresponse()
+        text = r.read()
+        assert r.status == 200, (r.status, text)
+        mid = json.loads(text)["id"]
+        assert ID_RE.match(mid), mid
+        return mid
+
+    def close(self):
+        self.conn.close()
+
+
+def raise_nofile():
+    """Soft RLIMIT_NOFILE up to the hard limit (ferryd inherits it); returns
+    the hard limit (1 << 20 for unlimited)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def run(tests):
