@@ -23,8 +23,9 @@ import tempfile
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FERRYD, Ferry, free_port, http_request, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: legacy_app.py
+from harness import FERRYD, Ferry, HTTPConnection, free_port, http_request, run  # noqa: E402
 import legacy_app  # noqa: E402
 
 import websockets  # noqa: E402
@@ -62,16 +63,11 @@ def lines(path, n, timeout=5.0):
 
 def exchange(port, raw, timeout=5.0):
     """Send raw, read one response with Content-Length; returns its bytes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += s.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
-        while len(body) < length:
-            body += s.recv(65536)
-        return head + b"\r\n\r\n" + body
+    with HTTPConnection(port, timeout) as c:
+        c.send(raw)
+        r = c.response(timeout=timeout)
+        assert r.framing == "length", r
+        return r.head + b"\r\n\r\n" + r.body
 
 
 def test_own_routes():

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -27,8 +26,8 @@ import tempfile
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, metrics, raw_http, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import client_id, Ferry, ID_RE, metrics, raw_http, run, SSEStream  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
@@ -38,7 +37,6 @@ WAIT = 5.0
 SECRET = "hs256-test-secret-0123456789abcdef"
 ISSUER = "https://app.example"
 AUDIENCE = "ferry-test"
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 
 
 # ---------------------------------------------------------------- tokens
@@ -164,56 +162,17 @@ def poll(f, specs, headers=None, token=None):
     return status, (json.loads(raw) if status == 200 else raw)
 
 
-class SSE:
-    """A raw EventSource: events as dicts {"event", "data", "id"}."""
+class SSE(SSEStream):
+    """harness.SSEStream on /ferry/sse?query: events are SSEBlocks (.event, .data, .id)."""
 
     def __init__(self, port, query, headers=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        lines = ["GET /ferry/sse?%s HTTP/1.1" % query, "Host: 127.0.0.1:%d" % port,
-                 "Accept: text/event-stream"]
-        lines += ["%s: %s" % kv for kv in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buf = b""
-        deadline = time.monotonic() + WAIT
-        while b"\r\n\r\n" not in self.buf:
-            self._recv(deadline)
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ")[1])
-        self.head = head.decode("latin-1")
-
-    def _recv(self, deadline):
-        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        b = self.sock.recv(65536)
-        if not b:
-            raise EOFError("SSE stream closed: %r" % self.buf[-300:])
-        self.buf += b
-
-    def next_event(self, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n\n" not in self.buf:
-                self._recv(deadline)
-            block, _, self.buf = self.buf.partition(b"\n\n")
-            ev = {"event": None, "data": None, "id": None}
-            data = []
-            for line in block.decode().split("\n"):
-                if not line or line.startswith(":"):
-                    continue
-                k, _, v = line.partition(":")
-                v = v[1:] if v.startswith(" ") else v
-                if k == "data":
-                    data.append(v)
-                elif k in ("event", "id"):
-                    ev[k] = v
-            if data:
-                ev["data"] = "\n".join(data)
-                return ev
+        super().__init__(port, "/ferry/sse?" + query, headers, timeout=WAIT)
 
     def wait_subscribed(self, channel):
         while True:
             ev = self.next_event()
-            if ev["event"] == "ferry" and json.loads(ev["data"])["type"] == "subscribed":
-                assert json.loads(ev["data"])["channel"] == channel, ev
+            if ev.event == "ferry" and json.loads(ev.data)["type"] == "subscribed":
+                assert json.loads(ev.data)["channel"] == channel, ev
                 return
 
     def next_message(self, timeout=WAIT):
@@ -221,11 +180,8 @@ class SSE:
         deadline = time.monotonic() + timeout
         while True:
             ev = self.next_event(max(0.01, deadline - time.monotonic()))
-            if ev["event"] != "ferry":
+            if ev.event != "ferry":
                 return ev
-
-    def close(self):
-        self.sock.close()
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -345,7 +301,7 @@ def end_to_end(f, token, channel, sub="alice"):
             assert m == {"type": "message", "channel": channel, "id": mid, "data": "secret news"}, m
         for s in (sse_q, sse_h):
             ev = await loop.run_in_executor(None, s.next_message)
-            assert ev["data"] == "secret news" and mid in ev["id"], ev
+            assert ev.data == "secret news" and mid in ev.id, ev
         status, body = await asyncio.wait_for(held, WAIT + 2)
         assert status == 200, body
         assert [(m["id"], m["data"]) for m in body["messages"]] == [(mid, "secret news")], body

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Closing, Ferry, http_request, parse_metrics, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Closing, Ferry, metrics, run  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -291,14 +291,6 @@ def quick_echo(port, case):
         ws.expect_message(OP_TEXT, "still alive")
         ws.send_frame(OP_CLOSE, close_payload(1000))
         ws.expect_close(1000)
-
-
-def metrics(port):
-    """/ferry/metrics as {'name{labels}': value}."""
-    raw = http_request(port, b"GET /ferry/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    return parse_metrics(body.decode())
 
 
 def expect_no_ws_left(port, case):

@@ -43,8 +43,8 @@ import urllib.parse
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, free_port, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import client_id, Ferry, free_port, run, SSEStream  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN  # noqa: E402
 
@@ -264,80 +264,24 @@ def cursor_of(f, channel):
     return r["cursors"][channel]
 
 
-class SSE:
-    """A raw event stream; status and headers first, then events."""
+class SSE(SSEStream):
+    """harness.SSEStream on /ferry/sse?query, with the session cookie; status
+    and headers first, then events (SSEBlocks: .event, .data)."""
 
     def __init__(self, f, query, cookie=None):
-        self.sock = socket.create_connection(("127.0.0.1", f.port), timeout=WAIT)
-        req = "GET /ferry/sse?%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n" % (
-            query, f.port)
-        if cookie:
-            req += "Cookie: %s\r\n" % cookie
-        self.sock.sendall((req + "\r\n").encode())
-        self.buf = b""
-        deadline = time.monotonic() + WAIT
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill(deadline):
-                raise AssertionError("SSE: closed before the head: %r" % self.buf)
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split(" ")[1])
-        self.headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-
-    def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("SSE: nothing within the deadline; have %r" % self.buf[-300:])
-        self.sock.settimeout(left)
-        try:
-            b = self.sock.recv(65536)
-        except socket.timeout:
-            raise AssertionError("SSE: nothing within the deadline; have %r" % self.buf[-300:])
-        self.buf += b
-        return bool(b)
-
-    def rest(self, timeout=WAIT):
-        """The body of a refusal (Content-Length, or until the server closes)."""
-        deadline = time.monotonic() + timeout
-        n = self.headers.get("content-length")
-        while (n is None or len(self.buf) < int(n)) and self._fill(deadline):
-            pass
-        return self.buf
+        super().__init__(f.port, "/ferry/sse?" + query, {"Cookie": cookie} if cookie else None,
+                         timeout=WAIT)
 
     def event(self, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n\n" not in self.buf:
-                if not self._fill(deadline):
-                    raise AssertionError("SSE stream ended: %r" % self.buf[-300:])
-            block, _, self.buf = self.buf.partition(b"\n\n")
-            ev = {"event": "message", "data": []}
-            for line in block.decode().split("\n"):
-                if line.startswith(":") or not line:
-                    continue
-                k, _, v = line.partition(":")
-                v = v[1:] if v.startswith(" ") else v
-                if k == "data":
-                    ev["data"].append(v)
-                elif k == "event":
-                    ev["event"] = v
-            if ev["data"]:
-                ev["data"] = "\n".join(ev["data"])
-                return ev
+        return self.next_event(timeout)
 
     def message(self, timeout=WAIT):
         """The next channel message's data (ferry's own events skipped)."""
         deadline = time.monotonic() + timeout
         while True:
             ev = self.event(max(0.01, deadline - time.monotonic()))
-            if ev["event"] != "ferry":
-                return ev["data"]
-
-    def close(self):
-        self.sock.close()
+            if ev.event != "ferry":
+                return ev.data
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -504,7 +448,7 @@ def test_subscribe_sse_by_cookie():
             # wait for "subscribed" before publishing
             while True:
                 ev = ok.event()
-                if ev["event"] == "ferry" and json.loads(ev["data"])["type"] == "subscribed":
+                if ev.event == "ferry" and json.loads(ev.data)["type"] == "subscribed":
                     break
             publish_api(f, ch, "sse member news")
             assert ok.message() == "sse member news"
@@ -713,7 +657,7 @@ def test_reply_only_to_sender_sse_poll():
         try:
             while True:
                 ev = sse.event()
-                if ev["event"] == "ferry" and json.loads(ev["data"])["type"] == "subscribed":
+                if ev.event == "ferry" and json.loads(ev.data)["type"] == "subscribed":
                     break
             cur = cursor_of(f, chat)
             st, r = send(f, "rs-1", [op(1, chat, "reply:private"), op(2, chat, "pub:public")])

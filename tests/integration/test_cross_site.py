@@ -27,7 +27,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder
 from harness import Ferry, raw_http, run  # noqa: E402
 
 EVIL = "http://evil.example"

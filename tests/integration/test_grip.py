@@ -25,8 +25,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Closing, Ferry, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, HTTPConnection, request_bytes, run  # noqa: E402
 
 SHORT_BODY = 200      # longest acceptable body of ferry's own error answers
 ID_RE = re.compile(r"^[0-9a-f]{8}:\d+$")
@@ -117,123 +117,23 @@ def hold_headers(channel, hold="response", timeout=None, extra=()):
 
 # ---------------------------------------------------------------- a raw HTTP client
 
-class Resp:
-    def __init__(self, status, fields):
-        self.status, self.fields = status, fields
-        self.body = b""
-        self.complete = None
-
-    def get(self, name):
-        vals = [v for k, v in self.fields if k.lower() == name.lower()]
-        return ", ".join(vals) if vals else None
-
-    def grip_fields(self):
-        return [(k, v) for k, v in self.fields if k.lower().startswith("grip-")]
-
-    def __repr__(self):
-        return "<%d %r body=%r>" % (self.status, self.fields, self.body[:200])
+def grip_fields(r):
+    return [(k, v) for k, v in r.fields if k.lower().startswith("grip-")]
 
 
-class Client(Closing):
-    """One client connection to ferry, with a receive buffer."""
-
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
+class Client(HTTPConnection):
+    """One client connection to ferry (harness.HTTPConnection) with get()."""
 
     def get(self, path, headers=()):
-        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1"] + ["%s: %s" % kv for kv in headers]
-        self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-
-    def _more(self, deadline):
-        """Read what arrives before deadline; False at EOF; socket.timeout after it."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("deadline passed")
-        self.sock.settimeout(left)
-        try:
-            b = self.sock.recv(65536)
-        except ConnectionResetError:
-            b = b""
-        self.buf += b
-        return bool(b)
-
-    def head(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        try:
-            while b"\r\n\r\n" not in self.buf:
-                if not self._more(deadline):
-                    raise AssertionError("connection closed before a response head; got %r" % self.buf[:300])
-        except socket.timeout:
-            raise AssertionError("no response head within %.1fs; got %r" % (timeout, self.buf[:300]))
-        raw, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        m = re.match(r"^HTTP/1\.[01] (\d{3})", lines[0])
-        assert m, "bad status line %r" % lines[0]
-        return Resp(int(m.group(1)), [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]])
-
-    def line(self, deadline):
-        while b"\r\n" not in self.buf:
-            if not self._more(deadline):
-                return None
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
+        self.send(request_bytes("GET", path, headers))
 
     def chunks(self, timeout):
-        """Yield (arrival time, data) per chunk of a chunked body until its end
-        (then None); socket.timeout when nothing more arrives in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.line(deadline)
-            if line is None:
-                raise AssertionError("connection closed inside a chunked body (buffer %r)" % self.buf[:100])
-            size = int(line.split(b";")[0], 16)
-            while len(self.buf) < size + 2:
-                if not self._more(deadline):
-                    raise AssertionError("connection closed inside a chunk")
-            data, self.buf = self.buf[:size], self.buf[size + 2:]
-            if size == 0:
-                yield time.monotonic(), None
+        """HTTPConnection.chunks, but the connection closing inside the body fails."""
+        for t, data in super().chunks(timeout):
+            yield t, data
+            if data is None:
                 return
-            yield time.monotonic(), data
-
-    def response(self, timeout=10.0):
-        r = self.head(timeout)
-        deadline = time.monotonic() + timeout
-        try:
-            if "chunked" in (r.get("transfer-encoding") or "").lower():
-                r.body = b"".join(d for _, d in self.chunks(timeout) if d)
-            elif r.get("content-length") is not None:
-                n = int(r.get("content-length"))
-                while len(self.buf) < n:
-                    if not self._more(deadline):
-                        raise AssertionError("closed after %d of %d body bytes: %r" % (len(self.buf), n, r))
-                r.body, self.buf = self.buf[:n], self.buf[n:]
-            else:
-                while self._more(deadline):
-                    pass
-                r.body, self.buf = self.buf, b""
-        except socket.timeout:
-            raise AssertionError("response body not complete within %.1fs: %r" % (timeout, r))
-        r.complete = True
-        return r
-
-    def quiet(self, seconds):
-        """Assert that nothing arrives for `seconds`."""
-        deadline = time.monotonic() + seconds
-        try:
-            while self._more(deadline):
-                pass
-            raise AssertionError("connection closed while it should have been held; got %r" % self.buf[:200])
-        except socket.timeout:
-            pass
-        assert self.buf == b"", "expected nothing for %.1fs, got %r" % (seconds, self.buf[:200])
-
-    def close(self):
-        self.sock.close()
+        raise AssertionError("connection closed inside a chunked body (buffer %r)" % self.buf[:100])
 
 
 def fetch(port, path, headers=(), timeout=10.0):
@@ -281,8 +181,8 @@ def check_app_answer(r, status, body, what):
         problems.append("X-App %r, expected the app's 'grip-app'" % r.get("x-app"))
     if r.get("content-type") != "text/x-app; charset=utf-8":
         problems.append("Content-Type %r, expected the app's" % r.get("content-type"))
-    if r.grip_fields():
-        problems.append("Grip-* headers reached the client: %r" % r.grip_fields())
+    if grip_fields(r):
+        problems.append("Grip-* headers reached the client: %r" % grip_fields(r))
     if r.body != body:
         problems.append("body %r, expected %r" % (r.body, body))
     assert not problems, "%s:\n  %s\n  got %r" % (what, "\n  ".join(problems), r)
@@ -409,12 +309,12 @@ def test_stream():
         with Client(f.port) as c:
             t0 = time.monotonic()
             c.get("/stream5")
-            r = c.head(3)
+            r = c.read_head(3)
             assert time.monotonic() - t0 < 1.0 * SLACK, "the stream's head took %.2fs" % (time.monotonic() - t0)
             problems = []
             if r.status != 200 or r.get("x-app") != "grip-app" or r.get("content-type") != "text/x-app; charset=utf-8":
                 problems.append("not the app's status and headers")
-            if r.grip_fields():
+            if grip_fields(r):
                 problems.append("Grip-* headers reached the client")
             if (r.get("transfer-encoding") or "").lower() != "chunked" or r.get("content-length"):
                 problems.append("not chunked")
@@ -490,7 +390,7 @@ def test_invalid_instructions_502():
                                ("/nochannel", "Grip-Hold: response without Grip-Channel"),
                                ("/nochannel-stream", "Grip-Hold: stream without Grip-Channel")):
                 r = fetch(f.port, path, timeout=5)
-                ok = (r.status == 502 and r.get("x-app") is None and not r.grip_fields()
+                ok = (r.status == 502 and r.get("x-app") is None and not grip_fields(r)
                       and 0 < len(r.body) <= SHORT_BODY and not r.body.startswith(b"app body"))
                 assert ok, "GET %s (app answers %s): expected ferry's 502 with a short body, got %r" % (
                     path, what, r)

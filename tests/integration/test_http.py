@@ -8,79 +8,37 @@ counters in /ferry/metrics, and that ferryd stays healthy through all of it.
 import json
 import os
 import re
-import socket
 import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, parse_metrics, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, HTTPConnection, metrics, run  # noqa: E402
 
 # Longest body we accept for an error response: "short text/plain".
 SHORT_BODY = 200
 
 
-class Conn:
-    """A raw client connection with a receive buffer and HTTP response parsing."""
+class Conn(HTTPConnection):
+    """harness.HTTPConnection, with response() as the tuple these tests check."""
 
     def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self, deadline):
-        """Receive more bytes; return False on EOF. Raises on timeout."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("deadline passed")
-        self.sock.settimeout(remaining)
-        b = self.sock.recv(65536)
-        if not b:
-            return False
-        self.buf += b
-        return True
+        super().__init__(port, timeout)
 
     def response(self, timeout=5.0):
-        """Read exactly one response (framed by Content-Length).
+        """Read exactly one response, which must be framed by Content-Length.
         Returns (status, headers dict with lower-case names, body)."""
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill(deadline):
-                raise AssertionError("connection closed before a full response head; got %r" % self.buf)
-        head, _, rest = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        m = re.match(r"^HTTP/1\.[01] (\d{3}) ", lines[0] + " ")
-        assert m, "bad status line %r" % lines[0]
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        assert "content-length" in headers, "response without Content-Length: %r" % head
-        n = int(headers["content-length"])
-        self.buf = rest
-        while len(self.buf) < n:
-            if not self._fill(deadline):
-                raise AssertionError("connection closed inside a response body")
-        body, self.buf = self.buf[:n], self.buf[n:]
-        return int(m.group(1)), headers, body
+        r = self.read_head(timeout)
+        assert "content-length" in r.headers, "response without Content-Length: %r" % r.head
+        body = b"".join(self.iter_body(r, timeout=timeout))
+        assert r.complete, "connection closed inside a response body"
+        return r.status, r.headers, body
 
     def wait_closed(self, timeout=3.0):
         """Assert the server closes the connection (EOF or reset) within timeout
         and sends nothing more."""
-        deadline = time.monotonic() + timeout
-        try:
-            while self._fill(deadline):
-                pass
-        except socket.timeout:
-            raise AssertionError("server did not close the connection within %.1fs" % timeout)
-        except ConnectionResetError:
-            pass
-        assert self.buf == b"", "unexpected bytes after the response: %r" % self.buf
-
-    def close(self):
-        self.sock.close()
+        rest = self.wait_eof(timeout)
+        assert rest == b"", "unexpected bytes after the response: %r" % rest
 
 
 def get(port, path, extra=""):
@@ -90,12 +48,6 @@ def get(port, path, extra=""):
         return c.response()
     finally:
         c.close()
-
-
-def metrics(port):
-    status, _, body = get(port, "/ferry/metrics")
-    assert status == 200, status
-    return parse_metrics(body.decode())
 
 
 def err_count(m, kind):

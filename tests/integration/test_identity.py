@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder
 from harness import Ferry, client_id, raw_http, run  # noqa: E402
 from wsclient import barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 import test_auth  # noqa: E402  (its token helpers)

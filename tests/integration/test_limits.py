@@ -19,15 +19,14 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, metrics, raw_http, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import client_id, Ferry, HTTPConnection, ID_RE, metrics, raw_http, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, connect, recv_json, request, subscribe_ok  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
 WAIT = 5.0
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 OTHER_ADDR = "127.0.0.2"  # another client address on loopback
 
 
@@ -79,19 +78,7 @@ def connect_raw(port, source=None):
 
 def read_to_eof(s, timeout=WAIT):
     """Everything until the peer closes (a timeout is a failure)."""
-    deadline = time.monotonic() + timeout
-    out = b""
-    while True:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            b = s.recv(65536)
-        except ConnectionResetError:
-            return out
-        except socket.timeout:
-            raise AssertionError("connection not closed within %ss: %r" % (timeout, out))
-        if not b:
-            return out
-        out += b
+    return HTTPConnection(None, sock=s).wait_eof(timeout)
 
 
 def refused_429(port):

@@ -12,12 +12,11 @@ import asyncio
 import json
 import os
 import re
-import resource
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import EventStreamParser, Ferry, ID_RE, parse_head, raise_nofile, run  # noqa: E402
 
 N_SSE = 1000
 N_POLL = 1000
@@ -26,17 +25,12 @@ N_PUBLISHERS = 4
 IN_FLIGHT = 200          # connections being opened at a time
 OVERALL = 110.0          # seconds, the bound of the whole test
 CHANNEL = "load"
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 
 
-def raise_nofile(wanted):
+def clients_that_fit(wanted):
     """Soft RLIMIT_NOFILE to the hard limit (ferryd inherits it); returns
     how many clients of each kind fit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_nofile()
     per_kind = wanted
     if hard < 2 * wanted + 200:
         per_kind = max(50, (hard - 200) // 2)
@@ -48,15 +42,9 @@ def raise_nofile(wanted):
 async def read_response(reader):
     """One HTTP/1.1 response with Content-Length -> (status, headers, body)."""
     head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, body
+    r = parse_head(head[:-4])
+    body = await reader.readexactly(int(r.headers.get("content-length", "0")))
+    return r.status, r.headers, body
 
 
 class SSEClient:
@@ -76,23 +64,23 @@ class SSEClient:
 
     async def read(self):
         try:
+            parser = EventStreamParser()
+            blocks = []
             while len(self.ids) < N_MESSAGES:
-                block = await self.reader.readuntil(b"\n\n")
-                event = data = mid = None
-                for line in block[:-2].decode().split("\n"):
-                    name, _, value = line.partition(": ")
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data = value
-                    elif name == "id":
-                        mid = value
-                if event == "ferry":
-                    if json.loads(data)["type"] == "subscribed":
+                if not blocks:
+                    chunk = await self.reader.read(65536)
+                    if not chunk:
+                        raise ConnectionError("the stream ended after %d messages" % len(self.ids))
+                    blocks = parser.feed(chunk)
+                    continue
+                block = blocks.pop(0)
+                if block.event == "ferry":
+                    if block.control()["type"] == "subscribed":
                         self.subscribed.set()
                     continue
-                if data is None:
+                if block.data is None:
                     continue  # the retry: block
+                mid = block.id
                 assert mid and mid.startswith(CHANNEL + ","), block
                 self.ids.append(mid[len(CHANNEL) + 1:])
         except Exception as e:  # noqa: BLE001 -- checked by the test
@@ -200,7 +188,7 @@ async def bounded_gather(factories, limit):
 
 
 def test_burst_to_sse_and_poll_clients():
-    n = raise_nofile(max(N_SSE, N_POLL))
+    n = clients_that_fit(max(N_SSE, N_POLL))
     n_sse, n_poll = min(N_SSE, n), min(N_POLL, n)
     with Ferry("--max-connections", str(n_sse + n_poll + 500), "--poll-max-bytes", "2K",
                "--poll-timeout", "10s", "--heartbeat", "60s", "--out-queue-max", "4M",

@@ -12,13 +12,12 @@ import base64
 import hashlib
 import json
 import os
-import resource
 import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, raise_nofile, run  # noqa: E402
 
 WANTED = 10000
 IN_FLIGHT = 500          # handshakes at a time
@@ -28,13 +27,9 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 GAUGE = 'ferry_connections{transport="websocket"}'
 
 
-def raise_nofile():
+def clients_that_fit():
     """Soft RLIMIT_NOFILE to the hard limit; returns how many clients fit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_nofile()
     n = WANTED
     if hard < WANTED + 100:
         n = max(100, hard - 200)
@@ -185,7 +180,7 @@ async def scenario(port, n):
 
 
 def test_ten_thousand_clients():
-    n = raise_nofile()
+    n = clients_that_fit()
     with Ferry("--max-connections", "12000", "--ws-ping", "5m", "--drain-window", "1s",
                "--drain-timeout", "10s") as f:
         asyncio.run(asyncio.wait_for(scenario(f.port, n), OVERALL))

@@ -21,32 +21,13 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import client_id, Ferry, metric, Publisher, run  # noqa: E402
 
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-class Publisher:
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-
-    def publish(self, channel, data, event=None):
-        path = "/ferry/publish/" + channel + ("?event=" + event if event else "")
-        self.conn.request("POST", path, body=data.encode())
-        r = self.conn.getresponse()
-        body = r.read()
-        assert r.status == 200, (r.status, body)
-        mid = json.loads(body)["id"]
-        assert ID_RE.match(mid), mid
-        return mid
-
-    def close(self):
-        self.conn.close()
-
 
 class Answer:
     def __init__(self, status, headers, raw, elapsed, sent_at, done_at):
@@ -85,17 +66,6 @@ def poll_ok(port, query, **kw):
 def cursor_query(cursors, extra=""):
     q = "&".join("ch=%s,%s" % (ch, cur) for ch, cur in cursors.items())
     return q + ("&" + extra if extra else "")
-
-
-def metric(port, name):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    conn.request("GET", "/ferry/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no metric " + name)
 
 
 def wait_held(port, n, timeout=WAIT):

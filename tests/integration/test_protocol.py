@@ -20,14 +20,13 @@ import time
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, metrics, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, ID_RE, metrics, run  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN, barrier, recv_json, request  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -29,14 +28,13 @@ import tempfile
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, client_id, signed_client_id, free_port, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import client_id, dechunk, EventStreamParser, Ferry, free_port, ID_RE, parse_head, run, signed_client_id  # noqa: E402
 
 import websockets  # noqa: E402  (Debian python3-websockets 10.4)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = os.environ.get("REDIS_CLI") or shutil.which("redis-cli") or "/usr/bin/redis-cli"
 WAIT = 10.0
@@ -215,26 +213,10 @@ def parse_response(raw):
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         raise ConnectionError("incomplete HTTP response: %r" % raw[:200])
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
+    r = parse_head(head)
+    if r.headers.get("transfer-encoding", "").lower() == "chunked":
         body = dechunk(body)
-    return status, headers, body
-
-
-def dechunk(data):
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        n = int(size_line.split(b";")[0], 16)
-        if n == 0:
-            break
-        out, data = out + data[:n], data[n + 2:]
-    return out
+    return r.status, r.headers, body
 
 
 def auth(key):
@@ -469,8 +451,7 @@ class SseSub(Sub):
             writer.close()
 
     async def read_events(self, reader, chunked):
-        buf = b""
-        fields = []
+        parser = EventStreamParser()
 
         async def more():
             if not chunked:
@@ -485,38 +466,25 @@ class SseSub(Sub):
             chunk = await more()
             if not chunk:
                 return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                line = line.rstrip(b"\r").decode()
-                if line:
-                    if not line.startswith(":"):
-                        f, _, v = line.partition(":")
-                        fields.append((f, v[1:] if v.startswith(" ") else v))
-                    continue
-                self.dispatch(fields)
-                fields = []
+            for block in parser.feed(chunk):
+                self.dispatch(block)
 
-    def dispatch(self, fields):
-        ev = [v for f, v in fields if f == "event"]
-        data = [v for f, v in fields if f == "data"]
-        ids = [v for f, v in fields if f == "id"]
-        if ids:
-            self.last_event_id = ids[-1]
-        if not data:
+    def dispatch(self, block):
+        if block.id is not None:
+            self.last_event_id = block.id
+        if block.data is None:
             return
-        event = ev[-1] if ev else None
-        if event == "ferry":
-            m = json.loads("\n".join(data))
+        if block.event == "ferry":
+            m = block.control()
             if m["type"] == "subscribed":
                 self.subscribed.set()
             elif m["type"] == "reset":
                 self.resets.append(m)
             return
         # "id: news,<id>": this stream's cursor of each channel
-        cursors = dict(part.split(",", 1) for part in ids[-1].split(" ")) if ids else {}
-        assert self.channel in cursors, fields
-        self.got(cursors[self.channel], event, "\n".join(data))
+        cursors = dict(part.split(",", 1) for part in block.id.split(" ")) if block.id is not None else {}
+        assert self.channel in cursors, block.lines
+        self.got(cursors[self.channel], block.event, block.data)
 
 
 class PollSub(Sub):

@@ -15,7 +15,8 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder
 from harness import Ferry, metrics, raw_http, run  # noqa: E402
 from wsclient import connect, recv_json, subscribe_ok  # noqa: E402
 from test_redis import RedisServer, resp_command  # noqa: E402

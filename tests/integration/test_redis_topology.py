@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TEST_CLIENT_ID_SECRET, Ferry, free_port, run, signed_client_id  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: test_redis.py
+from harness import Ferry, free_port, run, signed_client_id, TEST_CLIENT_ID_SECRET  # noqa: E402
 from test_redis import (REDIS_SERVER, SUBS, WAIT, Published, SendPublisher, WsPublisher,  # noqa: E402
                         api_publish, check_stream, echo_service_path, expect_reply, http, require, split_id,
                         wait_healthz)

@@ -16,36 +16,13 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Closing, Ferry, http_request, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, Publisher, SSEStream, http_request, metric, run  # noqa: E402
 
-ID_RE = re.compile(r"^([0-9a-f]{8}):(\d+)$")
 WAIT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-class Publisher(Closing):
-    """The HTTP publish API over one keep-alive connection."""
-
-    def __init__(self, port):
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-
-    def publish(self, channel, data, event=None):
-        path = "/ferry/publish/" + channel + ("?event=" + event if event else "")
-        body = data.encode() if isinstance(data, str) else data
-        self.conn.request("POST", path, body=body)
-        r = self.conn.getresponse()
-        text = r.read()
-        assert r.status == 200, (r.status, text)
-        mid = json.loads(text)["id"]
-        assert ID_RE.match(mid), mid
-        return mid
-
-    def close(self):
-        self.conn.close()
-
 
 def get(port, path, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
@@ -57,159 +34,14 @@ def get(port, path, headers=None):
         conn.close()
 
 
-def metric(port, name):
-    _, text = get(port, "/ferry/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no metric %s in:\n%s" % (name, text))
+class SSE(SSEStream):
+    """harness.SSEStream, with what open_stream() reads ahead of the test:
+    message blocks (pending) and reset events (resets)."""
 
-
-class Block:
-    """The lines of one event-stream block (up to a blank line)."""
-
-    def __init__(self, lines, raw):
-        self.lines = lines  # [(field, value)], comments as (":", text)
-        self.raw = raw
-
-    def field(self, name):
-        vals = [v for f, v in self.lines if f == name]
-        return vals[-1] if vals else None
-
-    @property
-    def event(self):
-        return self.field("event")
-
-    @property
-    def id(self):
-        return self.field("id")
-
-    @property
-    def retry(self):
-        return self.field("retry")
-
-    @property
-    def data(self):
-        vals = [v for f, v in self.lines if f == "data"]
-        return "\n".join(vals) if vals else None
-
-    @property
-    def comments(self):
-        return [v for f, v in self.lines if f == ":"]
-
-    def control(self):
-        """The JSON of a ferry control event, or None for anything else."""
-        if self.event != "ferry":
-            return None
-        return json.loads(self.data)
-
-    def __repr__(self):
-        return "Block(%r)" % (self.raw[:300],)
-
-
-class SSE(Closing):
-    """A raw-socket event-stream reader; every wait is bounded."""
-
-    def __init__(self, port, path, headers=None, rcvbuf=None, read_head=True):
-        self.port = port
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(WAIT)
-        self.sock.connect(("127.0.0.1", port))
-        hdrs = {"Host": "127.0.0.1:%d" % port, "Accept": "text/event-stream"}
-        hdrs.update(headers or {})
-        req = "GET %s HTTP/1.1\r\n" % path + "".join("%s: %s\r\n" % kv for kv in hdrs.items()) + "\r\n"
-        self.sock.sendall(req.encode())
-        self.buf = b""
-        self.pending = []  # message blocks read ahead by open_stream
+    def __init__(self, *a, **kw):
+        self.pending = []
         self.resets = []
-        self.eof = False
-        self.body_bytes = 0
-        self.status = None
-        self.headers = {}
-        self.head = b""
-        if read_head:
-            self.read_head()
-
-    def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no data from the stream in time; buffered: %r" % self.buf[-300:])
-        self.sock.settimeout(left)
-        try:
-            b = self.sock.recv(65536)
-        except socket.timeout:
-            raise TimeoutError("no data from the stream in time; buffered: %r" % self.buf[-300:])
-        except ConnectionResetError:
-            b = b""
-        if not b:
-            self.eof = True
-        self.buf += b
-        return b
-
-    def read_head(self, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill(deadline):
-                raise AssertionError("closed before the headers: %r" % self.buf)
-        self.head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = self.head.decode("latin-1").split("\r\n")
-        self.status_line = lines[0]
-        self.status = int(lines[0].split()[1])
-        self.header_list = []
-        for line in lines[1:]:
-            k, v = line.split(":", 1)
-            self.header_list.append((k.strip().lower(), v.strip()))
-            self.headers.setdefault(k.strip().lower(), v.strip())
-        return self.status
-
-    def read_body_to_eof(self, timeout=WAIT):
-        """For non-stream answers: everything until the server closes."""
-        deadline = time.monotonic() + timeout
-        while not self.eof:
-            self._fill(deadline)
-        body, self.buf = self.buf, b""
-        return body
-
-    def next_block(self, timeout=WAIT):
-        """The next block, or None at a clean EOF (a block cut by EOF is
-        discarded, as a reader would)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            idx = self.buf.find(b"\n\n")
-            if idx >= 0:
-                raw, self.buf = self.buf[:idx + 2], self.buf[idx + 2:]
-                self.body_bytes += len(raw)
-                lines = []
-                for line in raw[:-2].decode("utf-8").split("\n"):
-                    if line.startswith(":"):
-                        lines.append((":", line[1:]))
-                        continue
-                    name, sep, value = line.partition(":")
-                    if sep and value.startswith(" "):
-                        value = value[1:]
-                    lines.append((name, value))
-                return Block(lines, raw)
-            if self.eof:
-                return None
-            self._fill(deadline)
-
-    def expect_eof(self, timeout=WAIT):
-        """Read to EOF; return the complete blocks that came first."""
-        deadline = time.monotonic() + timeout
-        blocks = []
-        while True:
-            b = self.next_block(timeout=max(0.01, deadline - time.monotonic()))
-            if b is None:
-                return blocks
-            blocks.append(b)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        super().__init__(*a, **kw)
 
 
 def open_stream(port, query, headers=None, channels=None, **kw):
@@ -378,7 +210,7 @@ def test_padding():
             # the first thing in the body is one comment line of >= 2048 bytes
             deadline = time.monotonic() + WAIT
             while b"\n" not in s.buf:
-                s._fill(deadline)
+                s.fill(deadline)
             first_line = s.buf.split(b"\n", 1)[0]
             assert first_line.startswith(b":"), s.buf[:100]
             assert len(first_line) + 1 >= 2048, len(first_line)

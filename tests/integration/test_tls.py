@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Ferry, free_port, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+from harness import Ferry, free_port, run, wait_port  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -49,14 +49,7 @@ def tls_ferry(*extra):
 
 
 def wait_tls(port, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("no TLS listener on %d" % port)
+    wait_port(port, timeout, "TLS listener")
 
 
 def https(port, path, ctx=None, method="GET", body=b""):

@@ -14,8 +14,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
-import socket
 import ssl
 import struct
 import subprocess
@@ -26,8 +24,9 @@ import time
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FERRYD, Ferry, free_port, run  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: legacy_app.py
+from harness import FERRYD, Ferry, HTTPConnection, free_port, request_bytes, run, wait_port  # noqa: E402
 import legacy_app  # noqa: E402
 
 import websockets  # noqa: E402
@@ -63,170 +62,10 @@ def proxy(*extra, env=None):
     return Ferry("--upstream", APP_URL, "--max-body", "64K", *extra, env=env)
 
 
-# ---------------------------------------------------------------- a raw HTTP client
-
-class Resp:
-    def __init__(self, status, reason, fields):
-        self.status, self.reason, self.fields = status, reason, fields
-        self.h = {}
-        for k, v in fields:
-            self.h.setdefault(k.lower(), []).append(v)
-        self.body = b""
-        self.complete = None   # body framing ended properly (None: not read yet)
-        self.framing = None    # "none", "length", "chunked" or "close"
-
-    def get(self, name, default=None):
-        vals = self.h.get(name.lower())
-        return ", ".join(vals) if vals else default
-
-    def __repr__(self):
-        return "<%d %s %r body=%r>" % (self.status, self.reason, self.fields, self.body[:120])
-
-
-class Conn:
-    """A client connection with a receive buffer and HTTP/1.1 response parsing
-    (Content-Length, chunked, close-delimited, bodiless answers)."""
-
-    def __init__(self, port, timeout=10.0, sock=None):
-        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        self.eof = False
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self, deadline):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("deadline passed")
-        self.sock.settimeout(remaining)
-        try:
-            b = self.sock.recv(1 << 18)
-        except ConnectionResetError:
-            b = b""
-        if not b:
-            self.eof = True
-            return False
-        self.buf += b
-        return True
-
-    def read_head(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.buf:
-            try:
-                if not self._fill(deadline):
-                    raise AssertionError("connection closed before a full response head; got %r" % self.buf[:300])
-            except socket.timeout:
-                raise AssertionError("no response head within %.1fs; got %r" % (timeout, self.buf[:300]))
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        m = re.match(r"^HTTP/1\.[01] (\d{3}) ?(.*)$", lines[0])
-        assert m, "bad status line %r (stray bytes before it?)" % lines[0]
-        fields = []
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            fields.append((name.strip(), value.strip()))
-        return Resp(int(m.group(1)), m.group(2), fields)
-
-    def _line(self, deadline):
-        while b"\r\n" not in self.buf:
-            if not self._fill(deadline):
-                return None
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def iter_body(self, r, method="GET", timeout=10.0):
-        """Yield the body of response r piece by piece as it arrives; sets
-        r.framing and r.complete (False: the connection ended first)."""
-        deadline = time.monotonic() + timeout
-        te = (r.get("transfer-encoding") or "").lower()
-        if method == "HEAD" or r.status in (204, 304) or 100 <= r.status < 200:
-            r.framing, r.complete = "none", True
-            return
-        if "chunked" in te:
-            r.framing, r.complete = "chunked", False
-            while True:
-                line = self._line(deadline)
-                if line is None:
-                    return
-                size = int(line.split(b";")[0].strip() or b"x", 16)
-                if size == 0:
-                    while True:
-                        t = self._line(deadline)
-                        if t is None:
-                            return
-                        if t == b"":
-                            r.complete = True
-                            return
-                while len(self.buf) < size + 2:
-                    if not self._fill(deadline):
-                        if self.buf[:size]:
-                            yield self.buf[:size]
-                        self.buf = b""
-                        return
-                piece, self.buf = self.buf[:size], self.buf[size + 2:]
-                yield piece
-        elif r.get("content-length") is not None:
-            left = int(r.get("content-length"))
-            r.framing, r.complete = "length", False
-            while left > 0:
-                if not self.buf and not self._fill(deadline):
-                    return
-                piece, self.buf = self.buf[:left], self.buf[left:]
-                left -= len(piece)
-                yield piece
-            r.complete = True
-        else:
-            r.framing, r.complete = "close", False
-            while True:
-                if self.buf:
-                    piece, self.buf = self.buf, b""
-                    yield piece
-                if not self._fill(deadline):
-                    r.complete = True  # close-delimited: EOF is the end
-                    return
-
-    def response(self, method="GET", timeout=10.0, allow_truncated=False):
-        r = self.read_head(timeout)
-        pieces = []
-        try:
-            for p in self.iter_body(r, method, timeout):
-                pieces.append(p)
-        except socket.timeout:
-            raise AssertionError("response body not complete within %.1fs: %r + %d bytes" % (
-                timeout, r, sum(map(len, pieces))))
-        r.body = b"".join(pieces)
-        if not r.complete and not allow_truncated:
-            raise AssertionError("connection closed inside the response body: %r" % r)
-        return r
-
-    def wait_eof(self, timeout=5.0):
-        """Return the bytes received until EOF; fail if the connection stays open."""
-        deadline = time.monotonic() + timeout
-        try:
-            while self._fill(deadline):
-                pass
-        except socket.timeout:
-            raise AssertionError("connection still open after %.1fs (got %r)" % (timeout, self.buf[:200]))
-        b, self.buf = self.buf, b""
-        return b
-
-    def close(self):
-        self.sock.close()
-
-
-def req(method, path, headers=(), body=None, host="127.0.0.1"):
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % host]
-    lines += ["%s: %s" % kv for kv in headers]
-    if body is not None:
-        lines.append("Content-Length: %d" % len(body))
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-
-
 def one(port, method, path, headers=(), body=None, host="127.0.0.1", timeout=10.0):
-    c = Conn(port, timeout)
+    c = HTTPConnection(port, timeout)
     try:
-        c.send(req(method, path, headers, body, host))
+        c.send(request_bytes(method, path, headers, body, host))
         return c.response(method, timeout)
     finally:
         c.close()
@@ -345,10 +184,10 @@ def test_methods_paths_bodies():
 def test_client_keepalive():
     """A client's HTTP/1.1 connection stays open across proxied answers (and ferry's own)."""
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
             for i, path in enumerate(("/headers?ka=1", "/status?code=404", "/ferry/healthz", "/headers?ka=4")):
-                c.send(req("GET", path))
+                c.send(request_bytes("GET", path))
                 try:
                     r = c.response()
                 except AssertionError as e:
@@ -391,7 +230,7 @@ def assert_plain_http_after(c, r, path):
         rest = c.wait_eof(5)
         assert rest == b"", "bytes after the answer: %r" % rest[:200]
         return
-    c.send(req("GET", path))
+    c.send(request_bytes("GET", path))
     d = seen(c.response())
     assert d["path"] == path, d
 
@@ -420,9 +259,9 @@ def test_request_hop_by_hop_removed():
 def test_request_upgrade_not_websocket():
     """Upgrade: h2c is not a WebSocket: an ordinary request, Upgrade removed, no tunnel."""
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/headers?h2c=1", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+            c.send(request_bytes("GET", "/headers?h2c=1", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
                                                   ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]))
             r = c.response()
             h = seen(r)["h"]
@@ -439,7 +278,7 @@ def test_chunked_request_body():
     sizes = [1, 7, 4096, 65536 + 3, 10, 300000, 2, 1 << 20]
     data = b"".join(hashlib.sha256(b"%d" % i).digest() * (s // 32 + 1) for i, s in enumerate(sizes))
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
             c.send(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             pos = 0
@@ -460,7 +299,7 @@ def _upload_streams(f, chunked):
     uid = "stream-%s-%d" % (chunked, time.monotonic_ns())
     total, first = 4 * MiB, 256 * 1024
     data = b"s" * total
-    c = Conn(f.port)
+    c = HTTPConnection(f.port)
     try:
         framing = "Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % total
         c.send(("PUT /upload?id=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n\r\n" % (uid, framing)).encode())
@@ -491,7 +330,7 @@ def test_upload_256mib_rss():
     with proxy(env=SMALL_QUARANTINE) as f:
         seen(one(f.port, "GET", "/headers?warm=1"))
         before = vmhwm(f.proc.pid) if not WRAPPED else 0
-        c = Conn(f.port, timeout=30)
+        c = HTTPConnection(f.port, timeout=30)
         try:
             # the app waits 1 s before reading: ferry must hold back, not buffer
             c.send(b"PUT /upload?pause_ms=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % size)
@@ -514,9 +353,9 @@ def test_upload_256mib_rss():
 
 
 def _download(f, path, size, pause_after=MiB, pause=1.0):
-    c = Conn(f.port, timeout=30)
+    c = HTTPConnection(f.port, timeout=30)
     try:
-        c.send(req("GET", path))
+        c.send(request_bytes("GET", path))
         r = c.read_head()
         assert r.status == 200 and from_app(r), "GET %s: %r" % (path, r)
         h = hashlib.sha256()
@@ -555,7 +394,7 @@ def test_chunked_transfers_rss():
         _download(f, "/download?size=%d&chunked=1" % size, size)
         check_rss(f, before, "128 MiB chunked download")
         before = vmhwm(f.proc.pid) if not WRAPPED else 0
-        c = Conn(f.port, timeout=30)
+        c = HTTPConnection(f.port, timeout=30)
         try:
             c.send(b"POST /upload?pause_ms=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             h = hashlib.sha256()
@@ -574,9 +413,9 @@ def test_chunked_transfers_rss():
 
 def test_drip_streams():
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/drip?n=3&ms=700"))
+            c.send(request_bytes("GET", "/drip?n=3&ms=700"))
             r = c.read_head(timeout=5)
             assert r.status == 200 and from_app(r), r
             got, times = b"", []
@@ -622,9 +461,9 @@ def test_head_204_304():
                 ("GET", "/nocontent", 204, lambda r: True),
                 ("GET", "/notmodified", 304, lambda r: r.get("etag") == '"v1"'),
                 ("DELETE", "/nocontent", 204, lambda r: True)):
-            c = Conn(f.port)
+            c = HTTPConnection(f.port)
             try:
-                c.send(req(method, path))
+                c.send(request_bytes(method, path))
                 r = c.response(method)
                 assert r.status == status and from_app(r) and check(r), "%s %s: expected the app's %d, got %r" % (
                     method, path, status, r)
@@ -644,12 +483,12 @@ def answer(c, i, method="GET"):
 def test_pipelined_in_order():
     body = b"p" * 100000
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/slow?ms=300") + req("GET", "/headers?n=2")
-                   + req("POST", "/upload", body=body) + req("GET", "/drip?n=2&ms=50")
-                   + req("GET", "/status?code=404") + req("HEAD", "/download?size=10")
-                   + req("PUT", "/headers?n=7", body=b"seven"))
+            c.send(request_bytes("GET", "/slow?ms=300") + request_bytes("GET", "/headers?n=2")
+                   + request_bytes("POST", "/upload", body=body) + request_bytes("GET", "/drip?n=2&ms=50")
+                   + request_bytes("GET", "/status?code=404") + request_bytes("HEAD", "/download?size=10")
+                   + request_bytes("PUT", "/headers?n=7", body=b"seven"))
             r = answer(c, 1)
             assert r.body == b"slept 300\n", "1st pipelined answer: %r" % r
             d = seen(answer(c, 2))
@@ -671,10 +510,10 @@ def test_pipelined_in_order():
 
 def test_pipelined_mixed_with_ferry_routes():
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/slow?ms=300") + req("GET", "/ferry/healthz") + req("GET", "/headers?n=3")
-                   + req("POST", "/ferry/publish/pipe", body=b"hi") + req("GET", "/headers?n=5"))
+            c.send(request_bytes("GET", "/slow?ms=300") + request_bytes("GET", "/ferry/healthz") + request_bytes("GET", "/headers?n=3")
+                   + request_bytes("POST", "/ferry/publish/pipe", body=b"hi") + request_bytes("GET", "/headers?n=5"))
             r = answer(c, 1)
             assert r.body == b"slept 300\n", "1st (app, slow) answer: %r" % r
             r = answer(c, 2)
@@ -701,10 +540,10 @@ def test_keepalive_reuse():
         reconnects = [0]
 
         def keepalive_client(i):
-            c = Conn(f.port)
+            c = HTTPConnection(f.port)
             try:
                 for k in range(per_client):
-                    c.send(req("GET", "/headers?c=%d&k=%d" % (i, k)))
+                    c.send(request_bytes("GET", "/headers?c=%d&k=%d" % (i, k)))
                     r = c.response()
                     d = seen(r)
                     with lock:
@@ -712,7 +551,7 @@ def test_keepalive_reuse():
                     if "close" in _connection_tokens({"connection": r.get("connection", "")}):
                         # not this case's business (see test_client_keepalive): reconnect
                         c.close()
-                        c = Conn(f.port)
+                        c = HTTPConnection(f.port)
                         with lock:
                             reconnects[0] += 1
             except Exception as e:  # noqa: BLE001
@@ -752,10 +591,10 @@ def test_keepalive_reuse():
 
 def test_upstream_timeout_504():
     with proxy("--upstream-timeout", _timeout_arg(500)) as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         t0 = time.monotonic()
         try:
-            c.send(req("GET", "/slow?ms=1500"))
+            c.send(request_bytes("GET", "/slow?ms=1500"))
             r = c.response(timeout=10)
         finally:
             c.close()
@@ -775,9 +614,9 @@ def test_upstream_timeout_504():
 def test_upstream_timeout_is_for_headers_only():
     """The timeout covers the wait for the response head, not gaps in a streamed body."""
     with proxy("--upstream-timeout", _timeout_arg(500)) as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/drip?n=3&ms=800"))
+            c.send(request_bytes("GET", "/drip?n=3&ms=800"))
             r = c.response(timeout=10, allow_truncated=True)
         finally:
             c.close()
@@ -800,9 +639,9 @@ def test_unreachable_502():
 
 def test_app_closes_mid_body():
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/cut"))
+            c.send(request_bytes("GET", "/cut"))
             r = c.response(timeout=10, allow_truncated=True)
             assert r.status == 200 and from_app(r), r
             assert r.framing in ("length", "chunked"), (
@@ -816,9 +655,9 @@ def test_app_closes_mid_body():
         finally:
             c.close()
 
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/cut?chunked=1"))
+            c.send(request_bytes("GET", "/cut?chunked=1"))
             r = c.response(timeout=10, allow_truncated=True)
             assert r.status == 200 and from_app(r), r
             assert r.framing == "chunked", "GET /cut?chunked=1: expected a chunked answer, got %s (%r)" % (
@@ -860,9 +699,9 @@ def test_websocket_tunnel_bytes():
     accept = base64.b64encode(hashlib.sha1((key + legacy_app.WS_GUID).encode()).digest()).decode()
     unmasked_before = APP.ws_unmasked
     with proxy() as f:
-        c = Conn(f.port)
+        c = HTTPConnection(f.port)
         try:
-            c.send(req("GET", "/app-ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            c.send(request_bytes("GET", "/app-ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                           ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]))
             r = c.read_head(timeout=5)
             assert r.status == 101, "WebSocket upgrade to /app-ws: expected 101, got %r" % r
@@ -880,7 +719,7 @@ def test_websocket_tunnel_bytes():
             def expect(want, what):
                 deadline = time.monotonic() + 5
                 while len(c.buf) < len(want):
-                    if not c._fill(deadline):
+                    if not c.fill(deadline):
                         break
                 got, c.buf = c.buf[:len(want)], c.buf[len(want):]
                 assert got == want, "%s: expected %r..., got %r..." % (what, want[:40], got[:40])
@@ -911,14 +750,7 @@ def test_forwarded_proto_https():
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", tls_port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "no TLS listener"
-                time.sleep(0.05)
+        wait_port(tls_port, 10, "TLS listener")
         hc = http.client.HTTPSConnection("127.0.0.1", tls_port, timeout=10, context=ctx)
         try:
             hc.request("GET", "/headers?tls=1")

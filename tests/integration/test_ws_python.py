@@ -15,7 +15,7 @@ import urllib.request
 
 import websockets
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 from harness import Ferry, run  # noqa: E402
 
 T = 5.0   # bound of any single wait for ferryd

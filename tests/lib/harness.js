@@ -1,5 +1,5 @@
 // harness.js -- what the Node.js tests share (tests/integration/*.js,
-// tests/e2e/*.js), as tests/integration/harness.py is for the Python ones:
+// tests/e2e/*.js), as tests/lib/harness.py is for the Python ones:
 // skipping (exit 77) when a tool or an npm package is missing, bounded waits,
 // free loopback ports, child processes (ferryd, nginx, ...) that are killed by
 // their PID at exit, headless Chromium through playwright-core, and the
