@@ -37,17 +37,17 @@ struct ip_count;
 
 struct client {
 	const struct client_ops *ops;
-	int in_callback;     /* callbacks of its own running: do not free */
-	int closed;	     /* client_close() was called: destroy when possible */
-	int kind;	     /* metrics transport, or CLIENT_UNCOUNTED */
-	int registered;	     /* on the registry (client_add, until client_remove) */
-	int counted;	     /* in metrics.connections[kind] */
-	int long_lived;	     /* streams and sockets: closes are spread over the drain window */
-	int notified;	     /* told to go by the drain */
-	int reaping;	     /* on the reap list */
 	struct ip_count *ip; /* its address's count (--max-connections-per-ip) */
 	TAILQ_ENTRY(client) entry;
 	TAILQ_ENTRY(client) in_reap;
+	int in_callback;	 /* callbacks of its own running: do not free */
+	signed char kind;	 /* metrics transport, or CLIENT_UNCOUNTED */
+	unsigned closed : 1;	 /* client_close() was called: destroy when possible */
+	unsigned registered : 1; /* on the registry (client_add, until client_remove) */
+	unsigned counted : 1;	 /* in metrics.connections[kind] */
+	unsigned long_lived : 1; /* streams and sockets: closes are spread over the drain window */
+	unsigned notified : 1;	 /* told to go by the drain */
+	unsigned reaping : 1;	 /* on the reap list */
 };
 
 TAILQ_HEAD(client_list, client);
