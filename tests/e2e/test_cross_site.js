@@ -55,7 +55,7 @@ async function foreignSite(html) {
 
 // What the foreign page runs: every way to read or write, each reporting
 // what it got into window.__got (data it could read) and window.__done.
-function attack({ ferry, secret }) {
+function attack({ ferry, secret, client }) {
   var got = window.__got = [];
   var done = window.__done = {};
   function finish(what, how) { if (!done[what]) done[what] = how; }
@@ -84,7 +84,7 @@ function attack({ ferry, secret }) {
   fetch('http://' + ferry + '/ferry/publish/news', { method: 'POST', mode: 'no-cors', body: 'pwned by publish' })
     .then(function () { finish('publish', 'sent'); }, function () { finish('publish', 'failed'); });
   fetch('http://' + ferry + '/ferry/send', { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' },
-    body: JSON.stringify({ client: 'abcdefabcdefabcdefabcdef', ops: [{ seq: 1, type: 'publish', channel: 'news', data: 'pwned by send' }] }) })
+    body: JSON.stringify({ client: client, ops: [{ seq: 1, type: 'publish', channel: 'news', data: 'pwned by send' }] }) })
     .then(function () { finish('send', 'sent'); }, function () { finish('send', 'failed'); });
 }
 
@@ -101,7 +101,10 @@ async function foreignPageCase() {
   const page = await chrome.browser.newPage();
   try {
     await page.goto('http://127.0.0.1:' + site.port + '/');
-    await page.evaluate(attack, { ferry: '127.0.0.1:' + ferryd.port, secret });
+    // a real id, as the attacker's own server could negotiate one: only the Origin refuses it
+    const neg = await request(ferryd.port, 'GET', '/ferry/negotiate');
+    const client = JSON.parse(neg.body).client;
+    await page.evaluate(attack, { ferry: '127.0.0.1:' + ferryd.port, secret, client });
     const want = ['ws', 'sse', 'poll', 'jsonp', 'publish', 'send'];
     const deadline = Date.now() + OPEN_MS;
     let done = {};

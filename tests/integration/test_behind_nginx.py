@@ -180,13 +180,14 @@ def ws_handshake(port, origin):
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": origin})[0]
 
 
-SEND = json.dumps({"client": "d" * 24, "ops": [
-    {"seq": 1, "type": "publish", "channel": "news", "data": "x"}]}).encode()
-
-
 def send(port, origin):
+    # POST send takes only a client id negotiate issued (issue 12, defect 8)
+    status, _, raw = raw_http(port, "GET", "/ferry/negotiate", {"Origin": origin})
+    assert status == 200, (status, raw)
+    body = json.dumps({"client": json.loads(raw)["client"], "ops": [
+        {"seq": 1, "type": "publish", "channel": "news", "data": "x"}]}).encode()
     return raw_http(port, "POST", "/ferry/send",
-                    {"Origin": origin, "Content-Type": "text/plain"}, SEND)[0]
+                    {"Origin": origin, "Content-Type": "text/plain"}, body)[0]
 
 
 def test_default_nginx_needs_public_origin():

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder
-from harness import Ferry, raw_http, run  # noqa: E402
+from harness import Ferry, client_id, raw_http, run  # noqa: E402
 
 EVIL = "http://evil.example"
 SUBSCRIBE = "subscribe:*=/cb/sub"
@@ -116,9 +116,9 @@ def test_publish_without_key_is_loopback_only():
 
 
 def test_send_refuses_cross_site_pages():
-    body = json.dumps({"client": "c" * 24, "ops": [
-        {"seq": 1, "type": "publish", "channel": "news", "data": "x"}]}).encode()
     with Ferry("--client-publish") as f:
+        body = json.dumps({"client": client_id(f.port), "ops": [
+            {"seq": 1, "type": "publish", "channel": "news", "data": "x"}]}).encode()
         for h in ({"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"},
                   {"Sec-Fetch-Site": "same-site", "Referer": EVIL + "/page"}):
             h["Content-Type"] = "text/plain"
