@@ -121,6 +121,7 @@ static int parse_keepalive(struct grip_hold *g, const char *value)
 			timeout = atoi(p + 8);
 	}
 	int rc = 0;
+	free(g->keepalive); /* the last Grip-Keep-Alive wins */
 	g->keepalive = xmalloc(data_len + 1);
 	if (strncasecmp(format, "cstring", 7) == 0) {
 		size_t n = 0;

@@ -62,11 +62,14 @@ struct exchange {
 };
 
 /* Also lets go of the client's stream, so that nothing of the client's
- * reaches x after this (httpconn_stream_ops.gone never comes). */
+ * reaches x after this (httpconn_stream_ops.gone never comes), and of a
+ * GRIP hold not yet started (a failure mid-answer: it holds the client). */
 static void exchange_free(struct exchange *x)
 {
 	if (!httpconn_gone(x->c))
 		httpconn_stream(x->c, NULL, NULL);
+	if (x->grip)
+		grip_hold_free(x->grip);
 	if (x->up)
 		bufferevent_free(x->up);
 	http_response_parser_free(x->rp);
@@ -452,12 +455,7 @@ static void client_writable(void *arg)
 
 static void client_gone(void *arg)
 {
-	struct exchange *x = arg;
-	if (x->grip) {
-		grip_hold_free(x->grip);
-		x->grip = NULL;
-	}
-	exchange_free(x); /* the app connection is mid-exchange: closed, not pooled */
+	exchange_free(arg); /* the app connection is mid-exchange: closed, not pooled */
 }
 
 static const struct httpconn_stream_ops stream_ops = {

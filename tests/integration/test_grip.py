@@ -11,7 +11,8 @@ sockets, messages come from the publish API (POST /ferry/publish/NAME):
   - Grip-Hold: stream -> head and initial body at once, then each message,
     Grip-Keep-Alive after silence;
   - 200 held clients on one channel, invalid instructions (502), a client
-    that goes away (the grip gauge), and Grip-Sig (HS256) with --grip-key.
+    that goes away (the grip gauge), and Grip-Sig (HS256) with --grip-key;
+  - an app that closes mid-answer after Grip-Hold (502, nothing leaked).
 """
 import base64
 import hashlib
@@ -452,11 +453,59 @@ def test_grip_sig():
         assert sigs == [], "without --grip-key, a client-sent Grip-Sig: the app saw %r" % sigs
 
 
+def test_app_closes_mid_grip_answer():
+    """The app sends a Grip-Hold head and closes before its body ends: the
+    client gets ferry's 502, and the hold begun at the head is freed (under
+    ASan, ferryd's exit is leak-checked). Found by fuzz/fuzz_revproxy."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+
+    def app():
+        conn, _ = lsock.accept()
+        with conn:
+            conn.settimeout(5)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                got += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nGrip-Hold: stream\r\nGrip-Channel: c9\r\n"
+                         b"Content-Length: 10\r\n\r\nstart")
+    t = threading.Thread(target=app, daemon=True)
+    t.start()
+    try:
+        with Ferry("--upstream", "http://127.0.0.1:%d" % lsock.getsockname()[1]) as f:
+            r = fetch(f.port, "/cut", timeout=5)
+            assert r.status == 502 and not r.grip_fields() and 0 < len(r.body) <= SHORT_BODY, (
+                "a Grip-Hold answer cut mid-body: expected ferry's 502, got %r" % r)
+            assert grip_gauge(f.port) == 0, "a hold that never started is counted"
+        t.join(5)
+    finally:
+        lsock.close()
+
+
+def test_repeated_keep_alive():
+    """Two Grip-Keep-Alive fields: the last wins and the first is freed
+    (ferryd's exit is leak-checked under ASan). Found by fuzz/fuzz_revproxy."""
+    APP.route("/ka10", 200, hold_headers("c10", hold="stream", extra=(
+        ("Grip-Keep-Alive", "first; timeout=30"), ("Grip-Keep-Alive", "second; timeout=30"))),
+        b"start\n")
+    with grip() as f:
+        c = Client(f.port)
+        c.get("/ka10")
+        wait_gauge(f.port, 1)
+        c.close()
+        wait_gauge(f.port, 0, timeout=5)
+
+
 if __name__ == "__main__":
     try:
         run([test_response_hold_gets_message, test_response_hold_timeout, test_two_channels,
              test_prev_id_answers_at_once, test_stream, test_many_held_clients, test_invalid_instructions_502,
-             test_disconnect_releases, test_grip_sig])
+             test_disconnect_releases, test_grip_sig, test_app_closes_mid_grip_answer,
+             test_repeated_keep_alive])
     finally:
         APP.shutdown()
         APP.server_close()
