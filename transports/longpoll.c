@@ -137,36 +137,45 @@ static void answer(struct poll_req *p)
 				       message_ref(p->msgs[i]));
 	}
 	f->metrics.messages_out += p->nmsgs;
-	const char *chans[64], *ids[64];
-	int n = p->ncursors < 64 ? p->ncursors : 64;
+	/* sized by the poll's own channels (up to --max-subscriptions), never
+	 * a fixed 64: every cursor goes back, and a reset per channel fits */
+	int n = p->ncursors;
+	const char **chans = xcalloc((size_t)n + 1, sizeof(*chans));
+	const char **ids = xcalloc((size_t)n + 1, sizeof(*ids));
+	const char **rch = xcalloc((size_t)p->nresets + 1, sizeof(*rch));
 	for (int i = 0; i < n; i++) {
 		chans[i] = p->cursors[i].channel;
 		ids[i] = p->cursors[i].id[0] ? p->cursors[i].id : NULL;
 	}
-	const char *rch[64];
 	for (int i = 0; i < p->nresets; i++)
 		rch[i] = p->reset_ch[i];
 	size_t tlen;
 	char *tail =
 		proto_poll_tail(chans, ids, n, rch, p->reset_reason, p->nresets, p->more, &tlen);
+	free(chans);
+	free(ids);
+	free(rch);
 	evbuffer_add(body, tail, tlen);
 	free(tail);
 	if (jsonp)
 		evbuffer_add(body, ");", 2);
 
-	char headers[600];
-	size_t hl = (size_t)snprintf(headers, sizeof(headers),
-				     "Cache-Control: no-store, no-cache, must-revalidate\r\n"
-				     "Pragma: no-cache\r\nExpires: 0\r\n");
-	hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl, "%s", p->cors);
-	for (int i = 0; i < p->nresets && hl < sizeof(headers); i++)
-		hl += (size_t)snprintf(headers + hl, sizeof(headers) - hl, "%s%s=%s%s",
-				       i ? "" : "Ferry-Reset: ", p->reset_ch[i], p->reset_reason[i],
-				       i + 1 < p->nresets ? ", " : "\r\n");
-	httpconn_respond_buffer(p->c, 200, headers,
+	/* Ferry-Reset names every reset channel (up to --max-subscriptions of
+	 * them): the head is built to its size, not cut off inside a line */
+	struct evbuffer *head = evbuffer_new();
+	evbuffer_add_printf(head,
+			    "Cache-Control: no-store, no-cache, must-revalidate\r\n"
+			    "Pragma: no-cache\r\nExpires: 0\r\n%s",
+			    p->cors);
+	for (int i = 0; i < p->nresets; i++)
+		evbuffer_add_printf(head, "%s%s=%s%s", i ? "" : "Ferry-Reset: ", p->reset_ch[i],
+				    p->reset_reason[i], i + 1 < p->nresets ? ", " : "\r\n");
+	evbuffer_add(head, "", 1);
+	httpconn_respond_buffer(p->c, 200, (const char *)evbuffer_pullup(head, -1),
 				jsonp ? "application/javascript; charset=utf-8"
 				      : "application/json; charset=utf-8",
 				body);
+	evbuffer_free(head);
 	evbuffer_free(body);
 	poll_free(p);
 }

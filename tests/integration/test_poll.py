@@ -453,6 +453,26 @@ def test_curl_loop():
         p.close()
 
 
+def test_reset_on_every_channel_past_64():
+    """--max-subscriptions above 64: each channel's cursor comes back and a
+    reset on every channel fits (the answer once used arrays of 64)."""
+    n = 70
+    with Ferry("--max-subscriptions", str(n)) as f:
+        p = Publisher(f.port)
+        ids = {"c%d" % i: p.publish("c%d" % i, "m") for i in range(n)}
+        stale = {}
+        for ch, mid in ids.items():
+            epoch = mid.split(":")[0]
+            stale[ch] = ("0" if epoch[0] != "0" else "1") + epoch[1:] + ":1"
+        a = poll(f.port, cursor_query(stale))
+        assert a.status == 200, a
+        body = a.json
+        assert len(body["resets"]) == n, body["resets"]
+        assert {r["channel"] for r in body["resets"]} == set(ids), body["resets"]
+        assert body["cursors"] == ids, body["cursors"]
+        p.close()
+
+
 if __name__ == "__main__":
     run([
         test_first_poll_answers_at_once,
@@ -465,6 +485,7 @@ if __name__ == "__main__":
         test_newest_poll_wins,
         test_reset_too_old,
         test_reset_epoch_two_channels,
+        test_reset_on_every_channel_past_64,
         test_jsonp,
         test_errors,
         test_overlong_parameters,
