@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,121 +23,144 @@ struct opt {
 	const char *def;     /* default, as it would be written on the command line */
 	const char *arg;     /* metavariable for --help */
 	const char *help;
+	const char *min, *max; /* OPT_INT, OPT_SIZE, OPT_DURATION: the accepted range */
 };
 
 #define F(field)	offsetof(struct config, field)
+#define NO_RANGE	NULL, NULL
 #define L(field, count) offsetof(struct config, field), offsetof(struct config, count)
 
 static const struct opt opts[] = {
 	{ "listen", OPT_LIST, L(listen, nlisten), "0.0.0.0:8080", "ADDR:PORT",
-	  "listen for HTTP on ADDR:PORT (repeatable)" },
+	  "listen for HTTP on ADDR:PORT (repeatable)", NO_RANGE },
 	{ "tls-listen", OPT_LIST, L(tls_listen, ntls_listen), NULL, "ADDR:PORT",
-	  "listen for HTTPS (TLS 1.2/1.3) on ADDR:PORT (repeatable; needs --tls-cert, --tls-key)" },
+	  "listen for HTTPS (TLS 1.2/1.3) on ADDR:PORT (repeatable; needs --tls-cert, --tls-key)",
+	  NO_RANGE },
 	{ "tls-cert", OPT_STR, F(tls_cert), 0, NULL, "FILE",
-	  "certificate chain, PEM (reloaded on SIGHUP)" },
-	{ "tls-key", OPT_STR, F(tls_key), 0, NULL, "FILE",
-	  "private key, PEM (reloaded on SIGHUP)" },
+	  "certificate chain, PEM (reloaded on SIGHUP)", NO_RANGE },
+	{ "tls-key", OPT_STR, F(tls_key), 0, NULL, "FILE", "private key, PEM (reloaded on SIGHUP)",
+	  NO_RANGE },
 	{ "redis", OPT_STR, F(redis_url), 0, NULL, "URL",
-	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)" },
+	  "redis://HOST:PORT/DB backend (default: embedded in-memory backend)", NO_RANGE },
 	{ "redis-timeout", OPT_DURATION, F(redis_timeout_ms), 0, "3s", "TIME",
-	  "a Redis connection that does not answer within this is dropped and retried" },
+	  "a Redis connection that does not answer within this is dropped and retried", "100ms",
+	  "60s" },
 	{ "upstream", OPT_STR, F(upstream_url), 0, NULL, "URL",
-	  "http://HOST:PORT of the app that gets every request outside PREFIX" },
+	  "http://HOST:PORT of the app that gets every request outside PREFIX", NO_RANGE },
 	{ "upstream-timeout", OPT_DURATION, F(upstream_timeout_ms), 0, "30s", "TIME",
-	  "the app must start its answer within this (over: 504)" },
+	  "the app must start its answer within this (over: 504)", "100ms", "1h" },
 	{ "callback", OPT_LIST, L(callbacks, ncallbacks), NULL, "RULE",
-	  "ask the app: subscribe:PATTERN=/path or publish:PATTERN=/path (repeatable; see docs)" },
+	  "ask the app: subscribe:PATTERN=/path or publish:PATTERN=/path (repeatable; see docs)",
+	  NO_RANGE },
 	{ "grip-key", OPT_STR, F(grip_key), 0, NULL, "SECRET",
-	  "sign requests to the app with Grip-Sig (HS256), so GRIP libraries hold" },
-	{ "prefix", OPT_STR, F(prefix), 0, "/ferry/", "PATH", "path prefix of ferry's routes" },
+	  "sign requests to the app with Grip-Sig (HS256), so GRIP libraries hold", NO_RANGE },
+	{ "prefix", OPT_STR, F(prefix), 0, "/ferry/", "PATH", "path prefix of ferry's routes",
+	  NO_RANGE },
 	{ "publish-key", OPT_STR, F(publish_key), 0, NULL, "KEY",
-	  "secret required by the publish API (default: loopback clients only)" },
+	  "secret required by the publish API (default: loopback clients only)", NO_RANGE },
 	{ "publish-open", OPT_FLAG, F(publish_open), 0, "0", NULL,
-	  "without --publish-key, take the publish API from any address (browsers' cross-site POSTs stay refused)" },
+	  "without --publish-key, take the publish API from any address (browsers' cross-site POSTs stay refused)",
+	  NO_RANGE },
 	{ "jwt-secret", OPT_STR, F(jwt_secret), 0, NULL, "SECRET",
-	  "accept client tokens signed HS256 with SECRET (better: FERRY_JWT_SECRET)" },
+	  "accept client tokens signed HS256 with SECRET (better: FERRY_JWT_SECRET)", NO_RANGE },
 	{ "client-id-secret", OPT_STR, F(client_id_secret), 0, NULL, "SECRET",
-	  "sign the client ids negotiate issues (same on every instance; default: from --jwt-secret, else random)" },
+	  "sign the client ids negotiate issues (same on every instance; default: from --jwt-secret, else random)",
+	  NO_RANGE },
 	{ "jwt-public-key", OPT_STR, F(jwt_public_key), 0, NULL, "FILE",
-	  "accept client tokens signed RS256 by this RSA public key (PEM)" },
-	{ "jwt-issuer", OPT_STR, F(jwt_issuer), 0, NULL, "ISS", "tokens must carry this iss" },
-	{ "jwt-audience", OPT_STR, F(jwt_audience), 0, NULL, "AUD", "tokens must name this aud" },
+	  "accept client tokens signed RS256 by this RSA public key (PEM)", NO_RANGE },
+	{ "jwt-issuer", OPT_STR, F(jwt_issuer), 0, NULL, "ISS", "tokens must carry this iss",
+	  NO_RANGE },
+	{ "jwt-audience", OPT_STR, F(jwt_audience), 0, NULL, "AUD", "tokens must name this aud",
+	  NO_RANGE },
 	{ "private-channels", OPT_LIST, L(private_channels, nprivate_channels), "private-*",
-	  "PATTERN", "channels that need a token's claim to subscribe or publish ('*' wildcard)" },
+	  "PATTERN", "channels that need a token's claim to subscribe or publish ('*' wildcard)",
+	  NO_RANGE },
 	{ "require-token", OPT_FLAG, F(require_token), 0, "0", NULL,
-	  "every client needs a valid token, and every channel is private" },
+	  "every client needs a valid token, and every channel is private", NO_RANGE },
 	{ "allow-origin", OPT_LIST, L(allow_origin, nallow_origin), NULL, "ORIGIN",
-	  "another browser origin allowed to connect (repeatable; '*' for any; the same host always is)" },
+	  "another browser origin allowed to connect (repeatable; '*' for any; the same host always is)",
+	  NO_RANGE },
 	{ "public-origin", OPT_LIST, L(public_origin, npublic_origin), NULL, "ORIGIN",
-	  "an origin ferry is served at, e.g. https://example.com behind a proxy (repeatable)" },
+	  "an origin ferry is served at, e.g. https://example.com behind a proxy (repeatable)",
+	  NO_RANGE },
 	{ "trusted-proxy", OPT_LIST, L(trusted_proxy, ntrusted_proxy), NULL, "CIDR",
-	  "a proxy whose X-Forwarded-For/-Host/-Proto are believed (repeatable; ADDR or ADDR/BITS)" },
+	  "a proxy whose X-Forwarded-For/-Host/-Proto are believed (repeatable; ADDR or ADDR/BITS)",
+	  NO_RANGE },
 	{ "echo", OPT_FLAG, F(echo), 0, "0", NULL,
-	  "serve PREFIXecho, a plain WebSocket echo endpoint" },
+	  "serve PREFIXecho, a plain WebSocket echo endpoint", NO_RANGE },
 	{ "client-publish", OPT_FLAG, F(client_publish), 0, "0", NULL,
-	  "let clients publish to channels (WebSocket publish, POST send)" },
+	  "let clients publish to channels (WebSocket publish, POST send)", NO_RANGE },
 	{ "metrics-key", OPT_STR, F(metrics_key), 0, NULL, "KEY",
-	  "PREFIXmetrics answers beyond loopback with Authorization: Bearer KEY" },
+	  "PREFIXmetrics answers beyond loopback with Authorization: Bearer KEY", NO_RANGE },
 	{ "metrics-open", OPT_FLAG, F(metrics_open), 0, "0", NULL,
-	  "PREFIXmetrics answers anyone (default: loopback clients, or --metrics-key)" },
-	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug" },
+	  "PREFIXmetrics answers anyone (default: loopback clients, or --metrics-key)", NO_RANGE },
+	{ "log-level", OPT_STR, F(log_level), 0, "info", "LEVEL", "error, warn, info or debug",
+	  NO_RANGE },
 	{ "access-log", OPT_STR, F(access_log), 0, NULL, "FILE",
-	  "a line per HTTP request, combined format + seconds ('-': stdout; SIGHUP reopens)" },
+	  "a line per HTTP request, combined format + seconds ('-': stdout; SIGHUP reopens)",
+	  NO_RANGE },
 	{ "max-request-line", OPT_SIZE, F(max_request_line), 0, "8K", "BYTES",
-	  "longest request URI (over: 414)" },
+	  "longest request URI (over: 414)", "256", "64K" },
 	{ "max-header-bytes", OPT_SIZE, F(max_header_bytes), 0, "16K", "BYTES",
-	  "total header bytes (over: 431)" },
+	  "total header bytes (over: 431)", "1K", "1M" },
 	{ "max-headers", OPT_INT, F(max_headers), 0, "64", "N",
-	  "header fields per request (over: 431)" },
-	{ "max-body", OPT_SIZE, F(max_body), 0, "1M", "BYTES", "request body bytes (over: 413)" },
+	  "header fields per request (over: 431)", "1", "1024" },
+	{ "max-body", OPT_SIZE, F(max_body), 0, "1M", "BYTES", "request body bytes (over: 413)",
+	  "0", "64M" },
 	{ "header-timeout", OPT_DURATION, F(header_timeout_ms), 0, "10s", "TIME",
-	  "time to send a request's headers (over: 408)" },
+	  "time to send a request's headers (over: 408)", "100ms", "1h" },
 	{ "body-timeout", OPT_DURATION, F(body_timeout_ms), 0, "30s", "TIME",
-	  "time to send a request's body (over: 408)" },
+	  "time to send a request's body (over: 408)", "100ms", "1h" },
 	{ "idle-timeout", OPT_DURATION, F(idle_timeout_ms), 0, "60s", "TIME",
-	  "idle keep-alive connection lifetime" },
+	  "idle keep-alive connection lifetime", "100ms", "1h" },
 	{ "max-connections", OPT_INT, F(max_connections), 0, "19000", "N",
-	  "open client connections in total (over: refused; capped by the open-files limit)" },
+	  "open client connections in total (over: refused; capped by the open-files limit)", "1",
+	  "1000000" },
 	{ "max-connections-per-ip", OPT_INT, F(max_connections_per_ip), 0, "0", "N",
-	  "open connections from one address (over: 429; 0: no limit)" },
+	  "open connections from one address (over: 429; 0: no limit)", "0", "1000000" },
 	{ "rate-messages", OPT_INT, F(rate_messages), 0, "100", "N",
-	  "messages a client may send per second, bursts of 2N (over: slowed, or 429; 0: no limit)" },
+	  "messages a client may send per second, bursts of 2N (over: slowed, or 429; 0: no limit)",
+	  "0", "1000000" },
 	{ "rate-messages-per-address", OPT_INT, F(rate_messages_per_address), 0, "1000", "N",
-	  "messages one address may send per second over all its clients, bursts of 2N (0: no limit)" },
+	  "messages one address may send per second over all its clients, bursts of 2N (0: no limit)",
+	  "0", "10000000" },
 	{ "publish-rate", OPT_INT, F(publish_rate), 0, "0", "N",
-	  "publish API requests per second in all (over: 429; 0: no limit)" },
+	  "publish API requests per second in all (over: 429; 0: no limit)", "0", "10000000" },
 	{ "ws-max-message", OPT_SIZE, F(ws_max_message), 0, "1M", "BYTES",
-	  "largest WebSocket message received (over: close 1009)" },
-	{ "ws-ping", OPT_DURATION, F(ws_ping_ms), 0, "25s", "TIME",
-	  "ping a silent WebSocket after" },
+	  "largest WebSocket message received (over: close 1009)", "125", "64M" },
+	{ "ws-ping", OPT_DURATION, F(ws_ping_ms), 0, "25s", "TIME", "ping a silent WebSocket after",
+	  "100ms", "1h" },
 	{ "ws-pong-timeout", OPT_DURATION, F(ws_pong_timeout_ms), 0, "15s", "TIME",
-	  "close a WebSocket that does not answer a ping within" },
+	  "close a WebSocket that does not answer a ping within", "100ms", "1h" },
 	{ "out-queue-max", OPT_SIZE, F(out_queue_max), 0, "1M", "BYTES",
-	  "bytes queued to one slow client before it is closed (4008)" },
-	{ "max-subscriptions", OPT_INT, F(max_subscriptions), 0, "64", "N", "channels per client" },
-	{ "history-size", OPT_INT, F(history_size), 0, "100", "N", "messages kept per channel" },
+	  "bytes queued to one slow client before it is closed (4008)", "4K", "1G" },
+	{ "max-subscriptions", OPT_INT, F(max_subscriptions), 0, "64", "N", "channels per client",
+	  "1", "1024" },
+	{ "history-size", OPT_INT, F(history_size), 0, "100", "N", "messages kept per channel", "1",
+	  "100000" },
 	{ "history-ttl", OPT_DURATION, F(history_ttl_ms), 0, "300s", "TIME",
-	  "how long an idle channel's history is kept" },
+	  "how long an idle channel's history is kept", "100ms", "7d" },
 	{ "max-channels", OPT_INT, F(max_channels), 0, "100000", "N",
-	  "channels held by the embedded backend (over: publish refused with 503)" },
+	  "channels held by the embedded backend (over: publish refused with 503)", "1",
+	  "10000000" },
 	{ "transports", OPT_LIST, L(transports, ntransports), "websocket,sse,poll", "LIST",
-	  "transports offered, in order of preference" },
+	  "transports offered, in order of preference", NO_RANGE },
 	{ "heartbeat", OPT_DURATION, F(heartbeat_ms), 0, "25s", "TIME",
-	  "SSE heartbeat event period" },
+	  "SSE heartbeat event period", "100ms", "1h" },
 	{ "sse-recycle-bytes", OPT_SIZE, F(sse_recycle_bytes), 0, "1M", "BYTES",
-	  "a padded SSE stream (read by XHR) ends after this many bytes" },
+	  "a padded SSE stream (read by XHR) ends after this many bytes", "4K", "1G" },
 	{ "poll-timeout", OPT_DURATION, F(poll_timeout_ms), 0, "25s", "TIME",
-	  "a long-poll with nothing to deliver is answered empty after" },
+	  "a long-poll with nothing to deliver is answered empty after", "100ms", "10m" },
 	{ "poll-max-bytes", OPT_SIZE, F(poll_max_bytes), 0, "256K", "BYTES",
-	  "messages in one long-poll answer, at most (the next poll gets the rest)" },
+	  "messages in one long-poll answer, at most (the next poll gets the rest)", "1K", "64M" },
 	{ "jsonp", OPT_FLAG, F(jsonp), 0, "0", NULL,
-	  "answer long-polls with callback=NAME as JSONP" },
+	  "answer long-polls with callback=NAME as JSONP", NO_RANGE },
 	{ "drain-window", OPT_DURATION, F(drain_window_ms), 0, "10s", "TIME",
-	  "on SIGTERM, spread client closes over this window" },
+	  "on SIGTERM, spread client closes over this window", "0", "1h" },
 	{ "drain-timeout", OPT_DURATION, F(drain_timeout_ms), 0, "15s", "TIME",
-	  "on SIGTERM, exit after this even if clients remain" },
+	  "on SIGTERM, exit after this even if clients remain", "0", "1h" },
 	{ "reconnect-delay", OPT_DURATION, F(reconnect_delay_ms), 0, "5s", "TIME",
-	  "on drain, clients are told to reconnect after a random delay up to this" },
+	  "on drain, clients are told to reconnect after a random delay up to this", "0", "1h" },
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -207,9 +231,13 @@ static int parse_duration(const char *s, int *out)
 		v *= 1000;
 	else if (strcmp(end, "m") == 0)
 		v *= 60000;
+	else if (strcmp(end, "h") == 0)
+		v *= 3600000;
+	else if (strcmp(end, "d") == 0)
+		v *= 86400000;
 	else
 		return -1;
-	if (v > 86400000.0 * 7)
+	if (v > INT_MAX) /* the ranges are checked by set_number */
 		return -1;
 	*out = (int)v;
 	return 0;
@@ -225,6 +253,56 @@ static int parse_flag(const char *s, int *out)
 		*out = 0;
 	else
 		return -1;
+	return 0;
+}
+
+/* A numeric value, as a number to compare with the option's range. */
+static int parse_number(enum opt_type type, const char *s, unsigned long long *out)
+{
+	if (type == OPT_INT) {
+		char *end;
+		errno = 0;
+		long v = strtol(s, &end, 10);
+		if (!*s || *end || errno || v < 0 || v > INT_MAX)
+			return -1;
+		*out = (unsigned long long)v;
+		return 0;
+	}
+	if (type == OPT_SIZE) {
+		size_t v;
+		if (parse_size(s, &v) < 0)
+			return -1;
+		*out = v;
+		return 0;
+	}
+	int ms;
+	if (parse_duration(s, &ms) < 0)
+		return -1;
+	*out = (unsigned long long)ms;
+	return 0;
+}
+
+static int set_number(struct loader *ld, const struct opt *o, const char *value)
+{
+	char *field = (char *)ld->cfg + o->offset;
+	unsigned long long v, lo, hi;
+	if (parse_number(o->type, value, &v) < 0) {
+		fprintf(stderr, "ferryd: %s: bad value '%s' for --%s\n", ld->origin, value,
+			o->name);
+		return -1;
+	}
+	/* the table's own bounds parse, or the unit test says so */
+	if (parse_number(o->type, o->min, &lo) < 0 || parse_number(o->type, o->max, &hi) < 0)
+		abort();
+	if (v < lo || v > hi) {
+		fprintf(stderr, "ferryd: %s: bad value '%s' for --%s (from %s to %s)\n", ld->origin,
+			value, o->name, o->min, o->max);
+		return -1;
+	}
+	if (o->type == OPT_SIZE)
+		*(size_t *)field = (size_t)v;
+	else
+		*(int *)field = (int)v;
 	return 0;
 }
 
@@ -261,23 +339,10 @@ static int set_option(struct loader *ld, const struct opt *o, const char *value,
 		if (parse_flag(value, (int *)(base + o->offset)) == 0)
 			return 0;
 		break;
-	case OPT_INT: {
-		char *end;
-		long v = strtol(value, &end, 10);
-		if (*value && !*end && v >= 0 && v <= 100000000) {
-			*(int *)(base + o->offset) = (int)v;
-			return 0;
-		}
-		break;
-	}
+	case OPT_INT:
 	case OPT_SIZE:
-		if (parse_size(value, (size_t *)(base + o->offset)) == 0)
-			return 0;
-		break;
 	case OPT_DURATION:
-		if (parse_duration(value, (int *)(base + o->offset)) == 0)
-			return 0;
-		break;
+		return set_number(ld, o, value);
 	}
 	fprintf(stderr, "ferryd: %s: bad value '%s' for --%s\n", ld->origin, value, o->name);
 	return -1;
@@ -362,7 +427,9 @@ void config_usage(FILE *out)
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
 		fprintf(out, "  %-28s %s", left, o->help);
-		if (o->def && o->type != OPT_FLAG)
+		if (o->max)
+			fprintf(out, " [%s; %s to %s]", o->def, o->min, o->max);
+		else if (o->def && o->type != OPT_FLAG)
 			fprintf(out, " [%s]", o->def);
 		fputc('\n', out);
 	}
@@ -372,8 +439,8 @@ void config_usage(FILE *out)
 	fprintf(out,
 		"Every setting can also come from the environment as FERRY_NAME (upper case,\n"
 		"'-' as '_'). Lists take comma-separated values. Precedence: command line, environment,\n"
-		"config file, default. TIME takes ms, s or m (bare numbers are seconds);\n"
-		"BYTES takes K, M or G.\n");
+		"config file, default. TIME takes ms, s, m, h or d (bare numbers are seconds);\n"
+		"BYTES takes K, M or G. [DEFAULT; MIN to MAX]: a value outside the range is refused.\n");
 }
 
 static const char *const known_transports[] = { "websocket", "sse", "poll", NULL };
@@ -484,10 +551,6 @@ int config_load(struct config *cfg, int argc, char **argv, char **envp)
 		fprintf(stderr, "ferryd: nothing to listen on\n");
 		rc = -1;
 	} else if (config_check_transports(cfg) < 0) {
-		rc = -1;
-	} else if (cfg->history_size < 1 || cfg->max_headers < 1 || cfg->ws_ping_ms < 100) {
-		fprintf(stderr, "ferryd: --history-size and --max-headers must be at least 1, "
-				"--ws-ping at least 100ms\n");
 		rc = -1;
 	}
 out:

@@ -190,8 +190,8 @@ static void test_size_values(void **state)
 		{ "16KB", 16384 },
 		{ "2M", 2u << 20 },
 		{ "3m", 3u << 20 },
-		{ "1G", (size_t)1 << 30 },
-		{ "4GB", (size_t)4 << 30 },
+		{ "64M", (size_t)64 << 20 },
+		{ "64MB", (size_t)64 << 20 },
 	};
 	struct config cfg;
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -201,12 +201,13 @@ static void test_size_values(void **state)
 		assert_int_equal(cfg.max_body, good[i].bytes);
 		config_free(&cfg);
 	}
-	static char *const bad[] = { "", "K", "1.5M", "1T", "12Q", "8 K", "8KBB" };
+	/* (and past --max-body's range: 64M) */
+	static char *const bad[] = { "", "K", "1.5M", "1T", "12Q", "8 K", "8KBB", "1G", "4GB" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char arg[64];
-		snprintf(arg, sizeof(arg), "--out-queue-max=%s", bad[i]);
+		snprintf(arg, sizeof(arg), "--max-body=%s", bad[i]);
 		assert_int_equal(load(&cfg, NULL, arg, NULL), -1);
-		assert_contains(err_text, "for --out-queue-max");
+		assert_contains(err_text, "for --max-body");
 		config_free(&cfg);
 	}
 }
@@ -218,7 +219,7 @@ static void test_duration_values(void **state)
 		int ms;
 	} good[] = {
 		{ "250ms", 250 }, { "10s", 10000 }, { "2m", 120000 },
-		{ "1.5", 1500 },  { "7", 7000 },    { "0", 0 },
+		{ "1.5", 1500 },  { "7", 7000 },    { "1h", 3600000 },
 	};
 	struct config cfg;
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -228,7 +229,10 @@ static void test_duration_values(void **state)
 		assert_int_equal(cfg.idle_timeout_ms, good[i].ms);
 		config_free(&cfg);
 	}
-	static char *const bad[] = { "", "5h", "-1s", "s", "10 s", "ms", "1e400", "inf" };
+	/* (and outside --idle-timeout's range: 100ms to 1h) */
+	static char *const bad[] = {
+		"", "5h", "-1s", "s", "10 s", "ms", "1e400", "inf", "0", "99ms"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char arg[64];
 		snprintf(arg, sizeof(arg), "--idle-timeout=%s", bad[i]);
@@ -455,7 +459,7 @@ static void test_refusals(void **state)
 	assert_contains(err_text, "--max-headers");
 	config_free(&cfg);
 	assert_int_equal(load(&cfg, NULL, "--ws-ping", "99ms", NULL), -1);
-	assert_contains(err_text, "--ws-ping at least 100ms");
+	assert_contains(err_text, "--ws-ping (from 100ms to 1h)");
 	config_free(&cfg);
 	assert_int_equal(load(&cfg, NULL, "--ws-ping", "100ms", NULL), 0);
 	assert_int_equal(cfg.ws_ping_ms, 100);
@@ -468,7 +472,7 @@ static void test_help_and_version(void **state)
 	assert_true(load(&cfg, NULL, "--help", NULL) > 0);
 	assert_contains(out_text, "Usage: ferryd [OPTION]...");
 	assert_contains(out_text, "--max-subscriptions N");
-	assert_contains(out_text, "[64]");
+	assert_contains(out_text, "[64; 1 to 1024]");
 	assert_string_equal(err_text, "");
 	config_free(&cfg);
 	/* --help wins over the settings after it, even bad ones */
@@ -496,9 +500,7 @@ static void test_help_and_version(void **state)
  * which says what its maximum is. */
 enum kind { K_STR, K_LIST, K_FLAG, K_INT, K_SIZE, K_DURATION };
 
-#define INT_MAX_SETTING 100000000      /* every N setting */
-#define DURATION_MAX_MS (7 * 86400000) /* every TIME setting: a week */
-#define O(field)	offsetof(struct config, field)
+#define O(field) offsetof(struct config, field)
 
 static const struct row {
 	const char *name;
@@ -614,38 +616,76 @@ static void expect_refused(const struct row *r, const char *value)
 	config_free(&cfg);
 }
 
-static void check_bounds(const struct row *r)
+/* A range's end as --help writes it ("64K", "1h", "1000000"), in bytes, ms
+ * or units: this test's own reading, not config.c's. */
+static unsigned long long range_value(enum kind k, const char *text)
+{
+	char *end;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (k == K_SIZE) {
+		unsigned long long mult[] = {
+			['K'] = 1ull << 10, ['M'] = 1ull << 20, ['G'] = 1ull << 30
+		};
+		if (*end)
+			v *= mult[(unsigned char)*end];
+	} else if (k == K_DURATION) {
+		if (strcmp(end, "ms") == 0)
+			;
+		else if (*end == 's' || *end == '\0')
+			v *= 1000;
+		else if (*end == 'm')
+			v *= 60000;
+		else if (*end == 'h')
+			v *= 3600000;
+		else if (*end == 'd')
+			v *= 86400000;
+	}
+	return v;
+}
+
+/* The value as the field holds it. */
+static unsigned long long field_value(const struct row *r, const struct config *cfg)
+{
+	const char *base = (const char *)cfg;
+	return r->kind == K_SIZE ? *(const size_t *)(base + r->off)
+				 : (unsigned long long)*(const int *)(base + r->off);
+}
+
+static void check_bounds(const struct row *r, const char *min, const char *max)
 {
 	struct config cfg;
 	char *base = (char *)&cfg;
+	char v[64];
 	switch (r->kind) {
-	case K_INT: {
-		assert_int_equal(load1(&cfg, r->name, "100000000"), 0);
-		assert_int_equal(*(int *)(base + r->off), INT_MAX_SETTING);
-		config_free(&cfg);
-		expect_refused(r, "100000001");
-		expect_refused(r, "-1");
-		break;
-	}
+	case K_INT:
+	case K_SIZE:
 	case K_DURATION: {
-		assert_int_equal(load1(&cfg, r->name, "604800000ms"), 0);
-		assert_int_equal(*(int *)(base + r->off), DURATION_MAX_MS);
-		config_free(&cfg);
-		assert_int_equal(load1(&cfg, r->name, "10080m"), 0);
-		assert_int_equal(*(int *)(base + r->off), DURATION_MAX_MS);
-		config_free(&cfg);
-		expect_refused(r, "604800001ms");
-		expect_refused(r, "604801");
-		break;
-	}
-	case K_SIZE: {
-		/* sizes have no setting of their own: the bound is size_t's */
-		char max[32];
-		snprintf(max, sizeof(max), "%zu", SIZE_MAX);
+		if (!max)
+			fail_msg("--%s: --help gives no range ([DEFAULT; MIN to MAX])", r->name);
+		unsigned long long lo = range_value(r->kind, min), hi = range_value(r->kind, max);
+		const char *unit = r->kind == K_DURATION ? "ms" : "";
+		/* the maximum, as --help writes it and in plain units, is taken */
 		assert_int_equal(load1(&cfg, r->name, max), 0);
-		assert_true(*(size_t *)(base + r->off) == SIZE_MAX);
+		assert_true(field_value(r, &cfg) == hi);
 		config_free(&cfg);
-		expect_refused(r, "18446744073709551616");
+		snprintf(v, sizeof(v), "%llu%s", hi, unit);
+		assert_int_equal(load1(&cfg, r->name, v), 0);
+		assert_true(field_value(r, &cfg) == hi);
+		config_free(&cfg);
+		assert_int_equal(load1(&cfg, r->name, min), 0);
+		assert_true(field_value(r, &cfg) == lo);
+		config_free(&cfg);
+		/* one past either end is refused, with the range */
+		snprintf(v, sizeof(v), "%llu%s", hi + 1, unit);
+		expect_refused(r, v);
+		char want[128];
+		snprintf(want, sizeof(want), "(from %s to %s)", min, max);
+		assert_contains(err_text, want);
+		if (lo > 0) {
+			snprintf(v, sizeof(v), "%llu%s", lo - 1, unit);
+			expect_refused(r, v);
+		}
+		expect_refused(r, "-1");
 		break;
 	}
 	case K_LIST: {
@@ -723,7 +763,11 @@ static void test_every_setting_bounded(void **state)
 			fail_msg("--%s: --help says '%s', its row another kind", name, metavar);
 		found[r - rows]++;
 		seen++;
-		check_bounds(r);
+		/* "... [DEFAULT; MIN to MAX]" */
+		char min[32] = "", max[32] = "";
+		const char *range = strrchr(line, '[');
+		int ranged = range && sscanf(range, "[%*[^;]; %31s to %31[^]]]", min, max) == 2;
+		check_bounds(r, ranged ? min : NULL, ranged ? max : NULL);
 	}
 	for (size_t i = 0; i < NROWS; i++)
 		if (found[i] != 1)
