@@ -18,7 +18,7 @@
 void admission_retry_later(struct httpconn *c, int retry_ms)
 {
 	char hdr[48];
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
+	xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
 	httpconn_text(c, 503, hdr, "server is restarting\n");
 }
 
@@ -65,8 +65,8 @@ int admission_identity(struct httpconn *c, const struct http_request *req, struc
 	if (auth_request(f, req, id, &err) == 0 && (id->authenticated || !auth_required(f)))
 		return 0;
 	char reason[96];
-	snprintf(reason, sizeof(reason), "%s%s", err ? "invalid token: " : "a token is required",
-		 err ? err : "");
+	xsnprintf(reason, sizeof(reason), "%s%s", err ? "invalid token: " : "a token is required",
+		  err ? err : "");
 	httpconn_text(c, 401, "WWW-Authenticate: Bearer\r\n", reason);
 	identity_clear(id);
 	return -1;

@@ -258,8 +258,8 @@ static void t_close(void *t, enum transport_close why, const char *reason, int r
 	if (why == TRANSPORT_CLOSE_RESTART) {
 		evbuffer_add_printf(out(s), "retry: %d\n\n", retry); /* (finish writes it) */
 		char json[80];
-		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}",
-				 retry);
+		size_t n = xsnprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}",
+				     retry);
 		send_control(s, json, (size_t)n);
 		finish(s);
 	} else {
@@ -402,7 +402,7 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	s->awaiting = n;
 	s->start_ev = event_new(f->base, -1, 0, start_cb, s);
 	httpconn_cors_headers(c, s->cors, sizeof(s->cors));
-	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
+	xsnprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
 	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 
