@@ -32,7 +32,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import FERRYD, Ferry, Publisher, run, SSEStream  # noqa: E402
+from harness import FERRYD, Ferry, free_port, Publisher, run, SSEStream  # noqa: E402
 import wsclient  # noqa: E402
 
 SCALE = 5 if os.environ.get("FERRY_TEST_WRAPPER", "").strip() else 1  # slower under valgrind
@@ -99,10 +99,26 @@ def test_one_above_each_max_refused_at_start():
     once and its message gives the range."""
     for name in CLIENT_SETTINGS:
         text, value = RANGES[name]
-        r = subprocess.run([FERRYD, "--listen", "127.0.0.1:0", "--" + name, str(value + 1)],
-                           capture_output=True, text=True, timeout=10)
+        r = subprocess.run([FERRYD, "--listen", "127.0.0.1:%d" % free_port(),
+                            "--" + name, str(value + 1)], capture_output=True, text=True, timeout=10)
         assert r.returncode != 0, (name, r)
         assert "--" + name in r.stderr and "to %s)" % text in r.stderr, (name, r.stderr)
+
+
+def test_config_file_long_line_refused():
+    """A config-file line longer than ferryd reads (4094 bytes) is refused:
+    its tail was read as a line of its own, here a comment, so the secret
+    was silently cut."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+        conf.write("jwt-secret " + "s" * (4095 - 11) + "#the-rest-of-the-secret\n")
+        conf.flush()
+        try:
+            r = subprocess.run([FERRYD, "--listen", "127.0.0.1:%d" % free_port(),
+                                "--config", conf.name], capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("ferryd started with a cut --jwt-secret")
+        assert r.returncode != 0 and "longer than 4094 bytes" in r.stderr, r
 
 
 def test_all_at_max_starts():
@@ -462,6 +478,7 @@ def test_history_at_max():
 if __name__ == "__main__":
     run([
         test_one_above_each_max_refused_at_start,
+        test_config_file_long_line_refused,
         test_all_at_max_starts,
         test_sse_64_channels,
         test_sse_max_channels,
