@@ -189,7 +189,7 @@ void session_set_client(struct session *s, const char *cookie, const char *peer,
 	struct session_extra *x = extra(s);
 	free(x->cookie);
 	x->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
-	snprintf(x->peer, sizeof(x->peer), "%s", peer ? peer : "");
+	xsnprintf(x->peer, sizeof(x->peer), "%s", peer ? peer : ""); /* peers are < 64 bytes */
 }
 
 static void post_ask(struct session *s, struct ask *a, callback_cb cb)
