@@ -55,7 +55,7 @@ static void channel_free(struct memory_backend *mb, struct mem_channel *c)
 
 static void set_cursor(struct mem_channel *c)
 {
-	snprintf(c->cursor, sizeof(c->cursor), "%s:%" PRIu64, c->epoch, c->seq);
+	xsnprintf(c->cursor, sizeof(c->cursor), "%s:%" PRIu64, c->epoch, c->seq);
 }
 
 /* Returns NULL when the channel is new and the channel limit is reached. */

@@ -32,6 +32,7 @@
 #include "send.h"
 #include "sse.h"
 #include "websocket.h"
+#include "xmalloc.h"
 
 static int method_is(const struct http_request *req, const char *m)
 {
@@ -125,7 +126,7 @@ static void negotiate(struct httpconn *c)
 			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
 	char cors[256], headers[300];
 	httpconn_cors_headers(c, cors, sizeof(cors));
-	snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
+	xsnprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond_buffer(c, 200, headers, "application/json", body);
 	evbuffer_free(body);
 }
@@ -164,9 +165,10 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 
 	if (strncmp(path, prefix, plen) != 0) {
 		if (strcmp(path, "/") == 0 && !f->cfg->upstream_url) {
-			char loc[300];
-			snprintf(loc, sizeof(loc), "Location: %s\r\n", prefix);
+			char *loc = xmalloc(plen + 13); /* --prefix has no length limit */
+			xsnprintf(loc, plen + 13, "Location: %s\r\n", prefix);
 			httpconn_text(c, 302, loc, "");
+			free(loc);
 			return;
 		}
 		httpconn_error(c, 404, "not found");

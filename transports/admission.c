@@ -18,7 +18,7 @@
 void admission_retry_later(struct httpconn *c, int retry_ms)
 {
 	char hdr[48];
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
+	xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
 	httpconn_text(c, 503, hdr, "server is restarting\n");
 }
 
@@ -65,8 +65,8 @@ int admission_identity(struct httpconn *c, const struct http_request *req, struc
 	if (auth_request(f, req, id, &err) == 0 && (id->authenticated || !auth_required(f)))
 		return 0;
 	char reason[96];
-	snprintf(reason, sizeof(reason), "%s%s", err ? "invalid token: " : "a token is required",
-		 err ? err : "");
+	xsnprintf(reason, sizeof(reason), "%s%s", err ? "invalid token: " : "a token is required",
+		  err ? err : "");
 	httpconn_text(c, 401, "WWW-Authenticate: Bearer\r\n", reason);
 	identity_clear(id);
 	return -1;
@@ -130,7 +130,7 @@ struct check_item {
 struct app_check {
 	struct httpconn *c;
 	admission_start_fn start;
-	struct check_item items[CONFIG_MAX_LIST * 4];
+	struct check_item *items; /* one per channel the app is asked about */
 	int n, pending;
 };
 
@@ -140,6 +140,7 @@ static void check_free(struct app_check *ac)
 		if (ac->items[i].cb)
 			callback_cancel(ac->items[i].cb);
 	httpconn_release(ac->c);
+	free(ac->items);
 	free(ac);
 }
 
@@ -204,9 +205,17 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req, admiss
 	if (http_query_next(req->query, "client", &pos, client, sizeof(client)) < 0 ||
 	    !auth_client_id_valid(f, client))
 		client[0] = '\0';
+	/* Every channel the app names a callback for is asked about, up to
+	 * --max-subscriptions of them; a request with more channels than that
+	 * is refused by the transport (400) without asking the app at all. */
+	int max = f->cfg->max_subscriptions, nch = 0;
+	struct cursor cur;
+	pos = 0;
+	while ((got = admission_next_channel(req->query, &pos, &cur)) != 0)
+		if (got > 0 && ++nch > max)
+			return 0;
 	struct app_check *ac = NULL;
 	pos = 0;
-	struct cursor cur;
 	while ((got = admission_next_channel(req->query, &pos, &cur)) != 0) {
 		if (got < 0)
 			continue; /* the transport answers 400 for it */
@@ -215,16 +224,15 @@ int admission_ask_app(struct httpconn *c, const struct http_request *req, admiss
 			continue;
 		if (!ac) {
 			ac = xcalloc(1, sizeof(*ac));
+			ac->items = xcalloc((size_t)nch, sizeof(*ac->items));
 			ac->c = c;
 			ac->start = start;
 			httpconn_hold(c);
 		}
-		if (ac->n == (int)(sizeof(ac->items) / sizeof(ac->items[0])))
-			break;
 		size_t blen;
 		char *body = proto_callback_request("subscribe", cur.channel, NULL, NULL, 0, client,
 						    NULL, &blen);
-		struct check_item *item = &ac->items[ac->n++];
+		struct check_item *item = &ac->items[ac->n++]; /* n <= nch: counted above */
 		item->ac = ac;
 		ac->pending++;
 		item->cb = callback_post(f, path, body, blen, cookie, httpconn_peer(c),

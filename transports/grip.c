@@ -92,11 +92,11 @@ static int parse_channels(struct grip_hold *g, const char *value)
 			rc = -1;
 			break;
 		}
-		snprintf(g->channel[g->nchannels], sizeof(g->channel[0]), "%s", name);
+		xsnprintf(g->channel[g->nchannels], sizeof(g->channel[0]), "%s", name);
 		for (char *p = strtok_r(NULL, ";", &psave); p; p = strtok_r(NULL, ";", &psave)) {
 			p = trim(p);
 			if (strncasecmp(p, "prev-id=", 8) == 0 && strlen(p + 8) <= PROTO_MAX_CURSOR)
-				snprintf(g->prev[g->nchannels], sizeof(g->prev[0]), "%s", p + 8);
+				xsnprintf(g->prev[g->nchannels], sizeof(g->prev[0]), "%s", p + 8);
 		}
 		g->nchannels++;
 	}
@@ -177,8 +177,10 @@ struct grip_hold *grip_hold_new(struct httpconn *c, const struct http_response_h
 	g->c = c;
 	httpconn_hold(c);
 	g->status = head->status;
-	snprintf(g->reason, sizeof(g->reason), "%s", head->reason);
-	snprintf(g->ctype, sizeof(g->ctype), "text/plain");
+	/* the app's reason phrase, if it fits (it is optional: none beats a cut one) */
+	if (strlen(head->reason) < sizeof(g->reason))
+		strcpy(g->reason, head->reason);
+	xsnprintf(g->ctype, sizeof(g->ctype), "text/plain");
 	g->headers = evbuffer_new();
 	g->body = evbuffer_new();
 	g->timeout_s = GRIP_DEFAULT_TIMEOUT_S;
@@ -207,7 +209,10 @@ struct grip_hold *grip_hold_new(struct httpconn *c, const struct http_response_h
 			if (parse_keepalive(g, value) < 0)
 				bad = "invalid Grip-Keep-Alive";
 		} else if (strcasecmp(name, "Content-Type") == 0) {
-			snprintf(g->ctype, sizeof(g->ctype), "%s", value);
+			if (strlen(value) >= sizeof(g->ctype))
+				bad = "Content-Type too long";
+			else
+				strcpy(g->ctype, value);
 		} else if (!http_hop_by_hop(name, connection) && strcasecmp(name, "Server") != 0 &&
 			   strncasecmp(name, "Grip-", 5) != 0) {
 			/* (Server: a held answer is ferry's own, which names itself) */
@@ -425,8 +430,8 @@ void grip_sign_request(struct ferry *f, struct evbuffer *head)
 	if (!f->cfg->grip_key)
 		return;
 	char claims[96];
-	snprintf(claims, sizeof(claims), "{\"iss\":\"ferry\",\"exp\":%lld}",
-		 (long long)time(NULL) + 3600);
+	xsnprintf(claims, sizeof(claims), "{\"iss\":\"ferry\",\"exp\":%lld}",
+		  (long long)time(NULL) + 3600);
 	char *token = jwt_sign_hs256(f->cfg->grip_key, claims);
 	if (token) {
 		evbuffer_add_printf(head, "Grip-Sig: %s\r\n", token);

@@ -232,7 +232,7 @@ static void t_send_message(void *t, struct message *m)
 	p->bytes += len + 1;
 	struct cursor *c = cursor_find(p->cursors, p->ncursors, m->channel);
 	if (c)
-		snprintf(c->id, sizeof(c->id), "%s", m->id);
+		cursor_set_id(c, m->id); /* too long: it stays, a resume repeats */
 	if (p->awaiting == 0)
 		answer_soon(p);
 }
@@ -246,24 +246,36 @@ static void t_send_event(void *t, const struct proto_event *ev)
 	case PEV_SUBSCRIBED: {
 		struct cursor *c = cursor_find(p->cursors, p->ncursors, ev->channel);
 		if (c && !c->id[0] && ev->cursor) {
-			snprintf(c->id, sizeof(c->id), "%s", ev->cursor);
+			cursor_set_id(c, ev->cursor);
 			p->answer_now = 1; /* a first poll learns its position at once */
 		}
 		subscription_answered(p);
 		break;
 	}
-	case PEV_RESET:
-		if (p->nresets < p->ncursors) {
-			snprintf(p->reset_ch[p->nresets], PROTO_MAX_CHANNEL + 1, "%s", ev->channel);
-			p->reset_reason[p->nresets++] = ev->reason;
-			/* the replay restarts from the oldest kept message: the cursor
-			 * follows what this answer carries, or the newest if nothing */
-			struct cursor *c = cursor_find(p->cursors, p->ncursors, ev->channel);
-			if (c)
-				snprintf(c->id, sizeof(c->id), "%s", ev->cursor ? ev->cursor : "");
-			p->answer_now = 1;
-		}
+	case PEV_RESET: {
+		/* one entry per channel (a replay's reset and a live epoch change
+		 * may both come): the latest reason, never one dropped for room */
+		int i = 0;
+		while (i < p->nresets && strcmp(p->reset_ch[i], ev->channel) != 0)
+			i++;
+		struct cursor *c = cursor_find(p->cursors, p->ncursors, ev->channel);
+		if (!c)
+			break;	     /* not one of this poll's channels */
+		if (i == p->nresets) /* <= ncursors entries: one per channel */
+			memcpy(p->reset_ch[p->nresets++], c->channel, sizeof(p->reset_ch[0]));
+		p->reset_reason[i] = ev->reason;
+		/* the replay restarts from the oldest kept message: the cursor
+		 * follows what this answer carries, or the newest if nothing */
+		if (cursor_set_id(c, ev->cursor) < 0)
+			cursor_set_id(c, NULL); /* not a cursor: start over at the newest */
+		p->answer_now = 1;
+		/* Every subscription has answered (this reset follows its channel's
+		 * "subscribed") and the poll may be held on an empty channel: the
+		 * client must hear of the reset now, not after --poll-timeout. */
+		if (p->awaiting == 0)
+			answer_soon(p);
 		break;
+	}
 	case PEV_ERROR:
 		if (ev->code && strcmp(ev->code, "unavailable") == 0)
 			subscription_answered(p);

@@ -254,7 +254,7 @@ static void publish_next(struct batch *b)
 static struct limiter *limiter_get(struct send *sd, char kind, const char *name)
 {
 	char key[sizeof(((struct limiter *)0)->key)];
-	snprintf(key, sizeof(key), "%c %s", kind, name);
+	xsnprintf(key, sizeof(key), "%c %s", kind, name);
 	struct limiter *l = dict_get(sd->limiters, key);
 	if (!l && dict_count(sd->limiters) < MAX_SENDERS) {
 		l = xcalloc(1, sizeof(*l));
@@ -303,7 +303,7 @@ static void respond_json(struct httpconn *c, int status, const char *body)
 {
 	char cors[256], headers[300];
 	httpconn_cors_headers(c, cors, sizeof(cors));
-	snprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
+	xsnprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond(c, status, headers, "application/json", body, strlen(body));
 }
 
@@ -325,7 +325,8 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 	const char *err;
 	if (proto_decode_send(req->body, req->body_len, &batch, &err) < 0) {
 		char body[160];
-		snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"message\":\"%s\"}", err);
+		xsnprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"message\":\"%s\"}",
+			  err); /* a constant of protocol.c */
 		log_info("send %s: 400 %s", httpconn_peer(c), err);
 		identity_clear(&id);
 		respond_json(c, 400, body);
@@ -347,8 +348,8 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		const char *why = auth_publish_decider(f, &id, batch.ops[i].channel, &path);
 		if (why) {
 			char body[200];
-			snprintf(body, sizeof(body), "{\"error\":\"forbidden\",\"message\":\"%s\"}",
-				 why);
+			xsnprintf(body, sizeof(body),
+				  "{\"error\":\"forbidden\",\"message\":\"%s\"}", why);
 			f->metrics.errors[ERR_FORBIDDEN]++;
 			log_info("send %s: 403 %s", httpconn_peer(c), why);
 			proto_send_release(&batch);
@@ -358,7 +359,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		}
 	}
 	char subject[JWT_MAX_CLAIM + 1];
-	snprintf(subject, sizeof(subject), "%s", id.authenticated ? id.name : "");
+	xsnprintf(subject, sizeof(subject), "%s", id.authenticated ? id.name : "");
 	identity_clear(&id);
 	struct sender *s = dict_get(f->send->senders, batch.client);
 	if (!s) {
@@ -377,7 +378,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		 * far; the client sends the rest again later. */
 		char body[96];
 		proto_send_release(&batch);
-		snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"busy\"}", s->seq);
+		xsnprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"busy\"}", s->seq);
 		respond_json(c, 503, body);
 		return;
 	}
@@ -388,11 +389,11 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		if (wait_s > 0) {
 			char body[96], cors[256], hdr[320];
 			httpconn_cors_headers(c, cors, sizeof(cors));
-			snprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}",
-				 s->seq);
-			snprintf(hdr, sizeof(hdr),
-				 "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
-				 1 + (int)wait_s, cors);
+			xsnprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}",
+				  s->seq);
+			xsnprintf(hdr, sizeof(hdr),
+				  "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
+				  1 + (int)wait_s, cors);
 			f->metrics.limited[LIMIT_CLIENT_RATE]++;
 			log_info("send %s: client %s over --rate-messages", httpconn_peer(c),
 				 s->id);
@@ -406,7 +407,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 	b->c = c;
 	const char *cookie = http_request_header(req, "Cookie");
 	b->cookie = cookie ? xstrdup(cookie) : NULL;
-	snprintf(b->peer, sizeof(b->peer), "%s", httpconn_peer(c));
+	xsnprintf(b->peer, sizeof(b->peer), "%s", httpconn_peer(c));
 	b->ops = batch;
 	b->floor = s->seq;
 	s->busy = 1;

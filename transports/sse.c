@@ -55,8 +55,8 @@ struct sse_conn {
 	int padded;		/* an XHR reader: recycle after a byte budget */
 	int json;		/* format=json: data is the protocol envelope */
 	size_t sent;
-	char resets[256]; /* for the Ferry-Reset header */
-	char cors[256];	  /* the CORS header lines, or "" */
+	struct evbuffer *resets; /* the Ferry-Reset header's value, until it is written */
+	char cors[256];		 /* the CORS header lines, or "" */
 	struct cursor *cursors;
 	int ncursors;
 	struct event *start_ev; /* writes the headers once every channel answered */
@@ -138,8 +138,13 @@ static void write_headers(struct sse_conn *s)
 			       "Content-Type: text/event-stream; charset=utf-8\r\n"
 			       "Cache-Control: no-store, no-cache, no-transform\r\n"
 			       "X-Accel-Buffering: no\r\nConnection: close\r\n");
-	if (s->resets[0])
-		evbuffer_add_printf(o, "Ferry-Reset: %s\r\n", s->resets);
+	if (evbuffer_get_length(s->resets)) {
+		evbuffer_add(o, "Ferry-Reset: ", 13);
+		evbuffer_add_buffer(o, s->resets);
+		evbuffer_add(o, "\r\n", 2);
+	}
+	evbuffer_free(s->resets);
+	s->resets = NULL;
 	evbuffer_add(o, s->cors, strlen(s->cors));
 	evbuffer_add(o, "\r\n", 2);
 	evbuffer_add_buffer(o, s->early);
@@ -173,7 +178,7 @@ static void t_send_message(void *t, struct message *m)
 		return;
 	struct cursor *c = cursor_find(s->cursors, s->ncursors, m->channel);
 	if (c)
-		snprintf(c->id, sizeof(c->id), "%s", m->id);
+		cursor_set_id(c, m->id); /* too long: it stays, a resume repeats */
 	char idline[PROTO_MAX_CHANNEL * 2 + 16];
 	size_t cap = (size_t)s->ncursors * (PROTO_MAX_CHANNEL + PROTO_MAX_CURSOR + 2) + 8;
 	char *ids = cap <= sizeof(idline) ? idline : xmalloc(cap);
@@ -222,11 +227,13 @@ static void t_send_event(void *t, const struct proto_event *ev)
 		/* a fresh client starts at the newest message; a resuming one keeps its
 		 * cursor until the replay moves it */
 		if (c && !c->id[0] && ev->cursor)
-			snprintf(c->id, sizeof(c->id), "%s", ev->cursor);
-	} else if (ev->type == PEV_RESET) {
-		size_t used = strlen(s->resets);
-		snprintf(s->resets + used, sizeof(s->resets) - used, "%s%s=%s", used ? ", " : "",
-			 ev->channel, ev->reason);
+			cursor_set_id(c, ev->cursor);
+	} else if (ev->type == PEV_RESET && s->resets) {
+		/* every channel's reset, up to --max-subscriptions of them: the
+		 * header grows to its size rather than being cut off */
+		evbuffer_add_printf(s->resets, "%s%s=%s",
+				    evbuffer_get_length(s->resets) ? ", " : "", ev->channel,
+				    ev->reason);
 	}
 	send_event_json(s, ev);
 	if (ev->type == PEV_SUBSCRIBED ||
@@ -251,8 +258,8 @@ static void t_close(void *t, enum transport_close why, const char *reason, int r
 	if (why == TRANSPORT_CLOSE_RESTART) {
 		evbuffer_add_printf(out(s), "retry: %d\n\n", retry); /* (finish writes it) */
 		char json[80];
-		int n = snprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}",
-				 retry);
+		size_t n = xsnprintf(json, sizeof(json), "{\"type\":\"reconnect\",\"retry\":%d}",
+				     retry);
 		send_control(s, json, (size_t)n);
 		finish(s);
 	} else {
@@ -281,6 +288,8 @@ static void sse_destroy(struct sse_conn *s)
 		bufferevent_free(s->bev);
 	if (s->early)
 		evbuffer_free(s->early);
+	if (s->resets)
+		evbuffer_free(s->resets);
 	event_free(s->start_ev);
 	client_remove(f, &s->client);
 	free(s->cursors);
@@ -324,6 +333,26 @@ static void destroy_cb(struct client *link)
 
 static const struct client_ops sse_client_ops = { .drain = drain_cb, .destroy = destroy_cb };
 
+/* Apply each "NAME,ID" of a Last-Event-ID list to the channel it names (one
+ * the request does not subscribe to is ignored). Returns 0, or -1 if an
+ * entry is not a cursor. */
+static int resume_from(const char *list, struct cursor *cursors, int n)
+{
+	for (const char *p = list;;) {
+		p += strspn(p, " ");
+		if (!*p)
+			return 0;
+		size_t len = strcspn(p, " ");
+		struct cursor seen;
+		if (cursor_parse(p, len, &seen) < 0)
+			return -1;
+		struct cursor *cur = cursor_find(cursors, n, seen.channel);
+		if (cur)
+			memcpy(cur->id, seen.id, sizeof(cur->id));
+		p += len;
+	}
+}
+
 void sse_start(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
@@ -333,22 +362,26 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	int n;
 	if (admission_check(c, req) < 0 || (n = admission_channels(c, req, &cursors, &id)) < 0)
 		return;
-	/* Last-Event-ID (the browser's reconnect) overrides the URL's cursors. */
-	/* event-source-polyfill sends it as a query parameter instead */
-	char last_param[512];
-	size_t lpos = 0;
+	/* Last-Event-ID (the browser's reconnect) overrides the URL's cursors;
+	 * event-source-polyfill sends it as a query parameter instead. It names
+	 * up to --max-subscriptions cursors: all of them are read, or the
+	 * request is refused (a cursor skipped would lose what it missed). */
 	const char *last = http_request_header(req, "Last-Event-ID");
-	if (!last &&
-	    http_query_next(req->query, "lastEventId", &lpos, last_param, sizeof(last_param)) > 0)
-		last = last_param;
-	if (last && *last) {
-		struct cursor seen[16];
-		int m = cursor_parse_list(last, seen, 16);
-		for (int i = 0; i < m; i++) {
-			struct cursor *cur = cursor_find(cursors, n, seen[i].channel);
-			if (cur)
-				memcpy(cur->id, seen[i].id, sizeof(cur->id));
-		}
+	char *last_param = NULL;
+	if (!last) {
+		size_t lpos = 0, lsz = strlen(req->query) + 1; /* a value fits in its query */
+		last_param = xmalloc(lsz);
+		if (http_query_next(req->query, "lastEventId", &lpos, last_param, lsz) > 0)
+			last = last_param;
+	}
+	int bad_last = last && resume_from(last, cursors, n) < 0;
+	free(last_param);
+	if (bad_last) {
+		free(cursors);
+		identity_clear(&id);
+		httpconn_error(c, 400,
+			       "invalid Last-Event-ID (NAME,ID entries separated by spaces)");
+		return;
 	}
 	char pad[8];
 	size_t ppos = 0;
@@ -365,10 +398,11 @@ void sse_start(struct httpconn *c, const struct http_request *req)
 	s->padded = padded;
 	s->json = json;
 	s->early = evbuffer_new();
+	s->resets = evbuffer_new();
 	s->awaiting = n;
 	s->start_ev = event_new(f->base, -1, 0, start_cb, s);
 	httpconn_cors_headers(c, s->cors, sizeof(s->cors));
-	snprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
+	xsnprintf(s->peer, sizeof(s->peer), "%s", httpconn_peer(c));
 	httpconn_set_status(c, 200); /* (for the access log: the stream starts here) */
 	s->bev = httpconn_detach(c); /* req is gone from here on */
 

@@ -521,7 +521,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void close_restart(struct ws_conn *w, int retry_ms)
 {
 	char reason[48];
-	snprintf(reason, sizeof(reason), "retry=%d", retry_ms);
+	xsnprintf(reason, sizeof(reason), "retry=%d", retry_ms);
 	ws_close(w, WS_CLOSE_RESTART, reason);
 }
 
@@ -541,10 +541,13 @@ static const struct client_ops ws_client_ops = { .drain = drain_cb, .destroy = d
 
 static void refuse(struct httpconn *c, int status, const char *headers, const char *reason)
 {
-	char body[160];
-	snprintf(body, sizeof(body), "%s\n", reason);
+	size_t len = strlen(reason);
+	char *body = xmalloc(len + 2);
+	memcpy(body, reason, len);
+	memcpy(body + len, "\n", 2);
 	log_info("ws %s: handshake refused %d: %s", httpconn_peer(c), status, reason);
 	httpconn_text(c, status, headers, body);
+	free(body);
 }
 
 /* Check the ?ch= subscriptions before switching protocols, so a bad name is
@@ -594,8 +597,8 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	}
 	if (f->draining) {
 		char hdr[48];
-		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n",
-			 1 + cfg->reconnect_delay_ms / 1000);
+		xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n",
+			  1 + cfg->reconnect_delay_ms / 1000);
 		refuse(c, 503, hdr, "server is restarting");
 		return;
 	}
@@ -605,7 +608,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	const char *token_err = NULL;
 	if (mode == WS_MODE_FERRY && auth_request(f, req, &id, &token_err) < 0) {
 		char reason[96];
-		snprintf(reason, sizeof(reason), "invalid token: %s", token_err);
+		xsnprintf(reason, sizeof(reason), "invalid token: %s", token_err); /* a constant */
 		refuse(c, 401, "WWW-Authenticate: Bearer\r\n", reason);
 		return;
 	}
@@ -613,7 +616,7 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	struct ws_conn *w = xcalloc(1, sizeof(*w));
 	w->f = f;
 	w->mode = mode;
-	snprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
+	xsnprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
 	ws_parser_init(&w->parser, cfg->ws_max_message);
 	ws_message_init(&w->message, &ws_message_cb, w, cfg->ws_max_message);
 

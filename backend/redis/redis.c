@@ -123,7 +123,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	/* SELECT (if any), then FUNCTION LOAD: both before anything else */
 	if (rb->db) {
 		char db[16];
-		snprintf(db, sizeof(db), "%d", rb->db);
+		xsnprintf(db, sizeof(db), "%d", rb->db);
 		const char *argv[] = { "SELECT", db };
 		size_t lens[] = { 6, strlen(db) };
 		redisAsyncCommandArgv(c->ac, NULL, NULL, 2, argv, lens);
@@ -209,8 +209,9 @@ static struct backend *redis_create(struct event_base *base, const struct config
 		free(rb);
 		return NULL;
 	}
-	snprintf(rb->ttl, sizeof(rb->ttl), "%d", cfg->history_ttl_ms > 0 ? cfg->history_ttl_ms : 1);
-	snprintf(rb->maxlen, sizeof(rb->maxlen), "%d", cfg->history_size);
+	xsnprintf(rb->ttl, sizeof(rb->ttl), "%d",
+		  cfg->history_ttl_ms > 0 ? cfg->history_ttl_ms : 1);
+	xsnprintf(rb->maxlen, sizeof(rb->maxlen), "%d", cfg->history_size);
 	rb->channels = dict_new();
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
 	for (int i = 0; i < 2; i++) {

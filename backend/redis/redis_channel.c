@@ -117,15 +117,15 @@ struct rchan {
 
 static void keys_of(const char *channel, char *stream, char *epoch)
 {
-	snprintf(stream, KEY_MAX, "ferry:{%s}:stream", channel);
-	snprintf(epoch, KEY_MAX, "ferry:{%s}:epoch", channel);
+	xsnprintf(stream, KEY_MAX, "ferry:{%s}:stream", channel);
+	xsnprintf(epoch, KEY_MAX, "ferry:{%s}:epoch", channel);
 }
 
 static void fresh_epoch(char out[9])
 {
 	unsigned char r[4];
 	evutil_secure_rng_get_bytes(r, sizeof(r));
-	snprintf(out, 9, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+	xsnprintf(out, 9, "%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
 }
 
 /* ---- channels ---- */
@@ -138,7 +138,7 @@ static struct rchan *rchan_get(struct redis_backend *rb, const char *name)
 	ch = xcalloc(1, sizeof(*ch));
 	ch->rb = rb;
 	ch->name = xstrdup(name);
-	snprintf(ch->pubsub, sizeof(ch->pubsub), "ferry:{%s}:pub", name);
+	xsnprintf(ch->pubsub, sizeof(ch->pubsub), "ferry:{%s}:pub", name);
 	dict_put(rb->channels, ch->name, ch);
 	return ch;
 }
@@ -246,7 +246,7 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 		ch->held[ch->nheld++] = m;
 		return;
 	}
-	snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
+	xsnprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
 	ch->seq = seq;
 	rb->events.deliver(rb->events.arg, m);
 	message_unref(m);
@@ -271,9 +271,9 @@ static void history_send(struct history_req *hr)
 	if (hr->cursor) {
 		uint64_t seq;
 		if (split_id(hr->cursor, cur_epoch, sizeof(cur_epoch), &seq) == 0)
-			snprintf(cur_seq, sizeof(cur_seq), "%llu", (unsigned long long)seq);
+			xsnprintf(cur_seq, sizeof(cur_seq), "%llu", (unsigned long long)seq);
 		else
-			snprintf(cur_seq, sizeof(cur_seq), "invalid");
+			xsnprintf(cur_seq, sizeof(cur_seq), "invalid");
 	}
 	const char *argv[] = { "FCALL",	  "ferry_history", "2",	    stream, epoch_key,
 			       cur_epoch, cur_seq,	   rb->ttl, fresh };
@@ -331,7 +331,7 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 	}
 	uint64_t last = (uint64_t)reply->element[3]->integer;
 	char cursor[64];
-	snprintf(cursor, sizeof(cursor), "%s:%llu", epoch, (unsigned long long)last);
+	xsnprintf(cursor, sizeof(cursor), "%s:%llu", epoch, (unsigned long long)last);
 	res.cursor = cursor;
 	res.cursor_pos = (struct msg_pos){ last, 0 };
 	res.status = strcmp(status, "fresh") == 0      ? HISTORY_FRESH
@@ -368,7 +368,7 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		}
 		unsigned long long seq = strtoull(dash + 1, NULL, 10);
 		char id[96];
-		snprintf(id, sizeof(id), "%s:%llu", epoch, seq);
+		xsnprintf(id, sizeof(id), "%s:%llu", epoch, seq);
 		const char *event = f->element[1]->str;
 		struct msg_pos pos = { seq, 0 };
 		res.msgs[res.nmsgs++] = message_new(hr->channel, id, pos, *event ? event : NULL,
@@ -380,7 +380,7 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 	 * down), so it only gives the first position of a channel. */
 	struct rchan *ch = dict_get(rb->channels, hr->channel);
 	if (ch && !ch->epoch[0]) {
-		snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
+		xsnprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
 		ch->seq = last;
 	}
 	hr->cb(hr->arg, &res);
@@ -426,7 +426,7 @@ static void gap_replayed(void *arg, const struct history_result *res)
 	for (size_t i = 0; i < ch->nheld; i++) {
 		struct message *m = ch->held[i];
 		const char *colon = strrchr(m->id, ':');
-		snprintf(ch->epoch, sizeof(ch->epoch), "%.*s", (int)(colon - m->id), m->id);
+		xsnprintf(ch->epoch, sizeof(ch->epoch), "%.*s", (int)(colon - m->id), m->id);
 		ch->seq = m->pos.major;
 		rb->events.deliver(rb->events.arg, m);
 		message_unref(m);
@@ -464,8 +464,8 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 		/* After a reconnect: what was published while we were away. */
 		if (ch->epoch[0] && !ch->catching_up) {
 			char cursor[64];
-			snprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch,
-				 (unsigned long long)ch->seq);
+			xsnprintf(cursor, sizeof(cursor), "%s:%llu", ch->epoch,
+				  (unsigned long long)ch->seq);
 			struct history_req *hr = xcalloc(1, sizeof(*hr));
 			hr->rb = rb;
 			hr->channel = xstrdup(ch->name);
@@ -623,10 +623,10 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	char stream[KEY_MAX], epoch_key[KEY_MAX], sent[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX];
 	char fresh[9], seq[24];
 	keys_of(channel, stream, epoch_key);
-	snprintf(sent, sizeof(sent), "ferry:{%s}:sent", channel);
-	snprintf(pubsub, sizeof(pubsub), "ferry:{%s}:pub", channel);
-	snprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
-	snprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
+	xsnprintf(sent, sizeof(sent), "ferry:{%s}:sent", channel);
+	xsnprintf(pubsub, sizeof(pubsub), "ferry:{%s}:pub", channel);
+	xsnprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
+	xsnprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
 	const char *argv[] = { "FCALL",
 			       "ferry_publish",

@@ -84,7 +84,7 @@ static int publish_rate_ok(struct httpconn *c)
 		return 1;
 	f->metrics.limited[LIMIT_PUBLISH_RATE]++;
 	char hdr[40];
-	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
+	xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
 	log_info("publish %s: over --publish-rate", httpconn_peer(c));
 	httpconn_text(c, 429, hdr, "publish rate exceeded\n");
 	return 0;

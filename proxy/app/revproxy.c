@@ -295,7 +295,7 @@ static void to_tunnel(struct exchange *x)
 	char peer[64];
 	x->up = NULL;
 	bufferevent_setcb(up, NULL, NULL, NULL, NULL);
-	snprintf(peer, sizeof(peer), "%s", httpconn_peer(c));
+	xsnprintf(peer, sizeof(peer), "%s", httpconn_peer(c));
 	httpconn_hold(c);
 	exchange_free(x);
 	struct bufferevent *client = httpconn_detach(c);

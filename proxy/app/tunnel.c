@@ -114,7 +114,7 @@ void tunnel_start(struct ferry *f, struct bufferevent *client, struct buffereven
 	t->f = f;
 	t->client = client;
 	t->up = up;
-	snprintf(t->peer, sizeof(t->peer), "%s", peer);
+	xsnprintf(t->peer, sizeof(t->peer), "%s", peer);
 	client_add(f, &t->base, &tunnel_client_ops, TRANSPORT_TUNNEL, 1, peer);
 	/* what each side sent after the handshake goes first */
 	evbuffer_add_buffer(bufferevent_get_output(up), bufferevent_get_input(client));

@@ -367,6 +367,13 @@ static int load_file(struct loader *ld, const char *path)
 	int lineno = 0, rc = 0;
 	while (rc == 0 && fgets(line, sizeof(line), fp)) {
 		lineno++;
+		if (!strchr(line, '\n') && !feof(fp)) {
+			/* the rest would be read as a line of its own, the value cut */
+			fprintf(stderr, "ferryd: %s:%d: line longer than %zu bytes\n", path, lineno,
+				sizeof(line) - 2);
+			rc = -1;
+			break;
+		}
 		char *p = line;
 		while (isspace((unsigned char)*p))
 			p++;
@@ -424,8 +431,8 @@ void config_usage(FILE *out)
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		char left[64];
-		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
-			 o->arg ? o->arg : "");
+		xsnprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
+			  o->arg ? o->arg : "");
 		fprintf(out, "  %-28s %s", left, o->help);
 		if (o->max)
 			fprintf(out, " [%s; %s to %s]", o->def, o->min, o->max);

@@ -61,6 +61,16 @@ size_t cursor_format_list(const struct cursor *c, int n, char *out, size_t outsz
 	return len;
 }
 
+int cursor_set_id(struct cursor *c, const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+	if (len > PROTO_MAX_CURSOR)
+		return -1;
+	memcpy(c->id, id ? id : "", len);
+	c->id[len] = '\0';
+	return 0;
+}
+
 struct cursor *cursor_find(struct cursor *c, int n, const char *channel)
 {
 	for (int i = 0; i < n; i++)

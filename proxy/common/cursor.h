@@ -26,6 +26,10 @@ int cursor_parse_list(const char *list, struct cursor *out, int max);
  * length (truncated output is NUL-terminated; compare with outsz). */
 size_t cursor_format_list(const struct cursor *c, int n, char *out, size_t outsz);
 
+/* Set c's id to id (NULL: no position). Returns 0, or -1 (c unchanged) if id
+ * is longer than PROTO_MAX_CURSOR: a cursor is never cut short. */
+int cursor_set_id(struct cursor *c, const char *id);
+
 /* Find a channel's entry, or NULL. */
 struct cursor *cursor_find(struct cursor *c, int n, const char *channel);
 

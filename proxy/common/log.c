@@ -42,7 +42,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 			 tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s\n", line);
+	/* a longer line is cut, and says so */
+	fprintf(stderr, "%s%s\n", line,
+		m >= 0 && (size_t)m >= sizeof(line) - (size_t)n ? "..." : "");
 }

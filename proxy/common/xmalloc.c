@@ -1,6 +1,7 @@
 /* xmalloc.c -- allocation that never returns NULL */
 #include "xmalloc.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,4 +47,17 @@ char *xstrndup(const char *s, size_t n)
 char *xstrdup(const char *s)
 {
 	return xstrndup(s, strlen(s));
+}
+
+size_t xsnprintf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size) {
+		fprintf(stderr, "ferry: %d bytes do not fit in %zu: \"%s\"\n", n, size, fmt);
+		abort();
+	}
+	return (size_t)n;
 }

@@ -11,6 +11,7 @@
 #include "ferry.h"
 #include "glob.h"
 #include "http.h"
+#include "xmalloc.h"
 
 #define TOKEN_LEEWAY_S 30 /* clock skew between the app that signs and ferry */
 
@@ -92,7 +93,7 @@ int auth_token(struct ferry *f, const char *token, size_t len, struct identity *
 	identity_clear(id);
 	id->claims = claims;
 	id->authenticated = 1;
-	snprintf(id->name, sizeof(id->name), "%s", claims.sub);
+	xsnprintf(id->name, sizeof(id->name), "%s", claims.sub);
 	return 0;
 }
 

@@ -189,7 +189,7 @@ void session_set_client(struct session *s, const char *cookie, const char *peer,
 	struct session_extra *x = extra(s);
 	free(x->cookie);
 	x->cookie = cookie && strlen(cookie) < 8192 ? xstrdup(cookie) : NULL;
-	snprintf(x->peer, sizeof(x->peer), "%s", peer ? peer : "");
+	xsnprintf(x->peer, sizeof(x->peer), "%s", peer ? peer : ""); /* peers are < 64 bytes */
 }
 
 static void post_ask(struct session *s, struct ask *a, callback_cb cb)
@@ -209,9 +209,9 @@ static struct ask *ask_app(struct session *s, const char *path, int publish, con
 	struct ask *a = xcalloc(1, sizeof(*a));
 	a->s = s;
 	a->publish = publish;
-	snprintf(a->channel, sizeof(a->channel), "%s", channel);
+	xsnprintf(a->channel, sizeof(a->channel), "%s", channel);
 	if (event) {
-		snprintf(a->event, sizeof(a->event), "%s", event);
+		xsnprintf(a->event, sizeof(a->event), "%s", event);
 		a->has_event = 1;
 	}
 	if (ref) {
@@ -235,11 +235,11 @@ static void app_refused(struct session *s, const long long *ref, const struct ca
 {
 	char msg[80];
 	if (callback_verdict(r) != CALLBACK_FORBIDDEN) {
-		snprintf(msg, sizeof(msg), "the app could not answer (%d)", r->status);
+		xsnprintf(msg, sizeof(msg), "the app could not answer (%d)", r->status);
 		send_error(s, ref, "unavailable", r->err ? r->err : msg);
 		return;
 	}
-	snprintf(msg, sizeof(msg), "the app refused (%d)", r->status);
+	xsnprintf(msg, sizeof(msg), "the app refused (%d)", r->status);
 	s->f->metrics.errors[ERR_FORBIDDEN]++;
 	send_error(s, ref, "forbidden", msg);
 }
@@ -342,8 +342,8 @@ static void subscribe_answered(void *arg, const struct callback_result *r)
 	LIST_REMOVE(a, entry);
 	if (callback_verdict(r) == CALLBACK_ALLOW) {
 		if (r->answer.identity && !s->x->identity.authenticated)
-			snprintf(s->x->identity.name, sizeof(s->x->identity.name), "%s",
-				 r->answer.identity);
+			xsnprintf(s->x->identity.name, sizeof(s->x->identity.name), "%s",
+				  r->answer.identity);
 		if (find_sub(s, a->channel)) {
 			s->nsubs--;
 			send_error(s, ref, "already_subscribed",
@@ -384,7 +384,7 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 		struct ask *a =
 			ask_app(s, path, 0, channel, NULL, 0, NULL, ref, subscribe_answered);
 		if (cursor) {
-			snprintf(a->cursor, sizeof(a->cursor), "%s", cursor);
+			xsnprintf(a->cursor, sizeof(a->cursor), "%s", cursor);
 			a->has_cursor = 1;
 		}
 		return;
@@ -582,7 +582,7 @@ static void publish_answered(void *arg, const struct callback_result *r)
 		app_refused(s, ref, r);
 	} else if (r->answer.publish) {
 		char event[PROTO_MAX_EVENT + 1];
-		snprintf(event, sizeof(event), "%s", a->event);
+		xsnprintf(event, sizeof(event), "%s", a->event);
 		int has_event = a->has_event;
 		/* the app's version of the message goes to the channel */
 		struct publish_ctx *pc = xcalloc(1, sizeof(*pc));
@@ -673,7 +673,8 @@ void session_handle(struct session *s, const char *json, size_t len)
 	case PROTO_AUTH: {
 		if (auth_token(s->f, op.data, op.data_len, &extra(s)->identity, &err) < 0) {
 			char reason[96];
-			snprintf(reason, sizeof(reason), "invalid token: %s", err);
+			xsnprintf(reason, sizeof(reason), "invalid token: %s",
+				  err); /* a constant */
 			log_info("session %s: %s", s->id, reason);
 			s->f->metrics.errors[ERR_FORBIDDEN]++;
 			s->closed = 1;

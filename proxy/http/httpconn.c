@@ -109,7 +109,7 @@ static void request_started(struct httpconn *c)
 {
 	c->in_request = 1;
 	c->status = 0;
-	snprintf(c->client_peer, sizeof(c->client_peer), "%s", c->peer);
+	xsnprintf(c->client_peer, sizeof(c->client_peer), "%s", c->peer);
 	c->mark = c->sent;
 	event_base_gettimeofday_cached(c->f->base, &c->start);
 }
@@ -373,10 +373,13 @@ void httpconn_respond_buffer(struct httpconn *c, int status, const char *headers
 
 void httpconn_error(struct httpconn *c, int status, const char *reason)
 {
-	char body[256];
-	snprintf(body, sizeof(body), "%s\n", reason);
+	size_t len = strlen(reason); /* (a backend's error may be long: never cut) */
+	char *body = xmalloc(len + 2);
+	memcpy(body, reason, len);
+	memcpy(body + len, "\n", 2);
 	log_info("http %s: %d %s", c->client_peer, status, reason);
 	httpconn_text(c, status, "", body);
+	free(body);
 }
 
 void httpconn_text(struct httpconn *c, int status, const char *headers, const char *text)
@@ -387,7 +390,7 @@ void httpconn_text(struct httpconn *c, int status, const char *headers, const ch
 void httpconn_method_not_allowed(struct httpconn *c, const char *allow)
 {
 	char hdr[64];
-	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	xsnprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
 	httpconn_text(c, 405, hdr, "method not allowed\n");
 }
 

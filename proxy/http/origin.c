@@ -217,7 +217,10 @@ const char *origin_request_host(const struct config *cfg, const struct http_requ
 	if (fwd && origin_peer_trusted(cfg, peer)) {
 		size_t n;
 		const char *v = last_value(fwd, &n);
-		snprintf(buf, bufsz, "%.*s", (int)n, v);
+		if (n >= bufsz)
+			return NULL; /* no host of ours is that long: never a cut one */
+		memcpy(buf, v, n);
+		buf[n] = '\0';
 		return buf;
 	}
 	return http_request_header(req, "Host");
@@ -232,7 +235,10 @@ static const char *forwarded_proto(const struct config *cfg, const struct http_r
 		return NULL;
 	size_t n;
 	const char *v = last_value(fwd, &n);
-	snprintf(buf, bufsz, "%.*s", (int)n, v);
+	if (n >= bufsz)
+		n = 0; /* not a proto ("http", "https"): it matches no origin, never a cut one */
+	memcpy(buf, v, n);
+	buf[n] = '\0';
 	return buf;
 }
 

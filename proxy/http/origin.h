@@ -30,7 +30,8 @@ int origin_from_loopback(const struct config *cfg, const struct http_request *re
 			 const char *client);
 
 /* The host the browser asked for: X-Forwarded-Host (its last value) from a
- * trusted proxy, else Host (NULL when absent). May be written into buf. */
+ * trusted proxy, else Host (NULL when absent, or when the forwarded one does
+ * not fit in buf). May be written into buf. */
 const char *origin_request_host(const struct config *cfg, const struct http_request *req,
 				const char *peer, char *buf, size_t bufsz);
 

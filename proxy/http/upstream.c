@@ -68,7 +68,12 @@ struct upstream *upstream_new(struct ferry *f, const char *url, char *err, size_
 	size_t hlen = alen;
 	if (colon && (!bracket || colon > bracket)) {
 		hlen = (size_t)(colon - u->authority);
-		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (strlen(colon + 1) >= sizeof(port)) {
+			snprintf(err, errsz, "--upstream: '%s' is not a port", colon + 1);
+			free(u);
+			return NULL;
+		}
+		strcpy(port, colon + 1);
 	}
 	if (u->authority[0] == '[' && hlen >= 2 && u->authority[hlen - 1] == ']')
 		snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), u->authority + 1);

@@ -403,6 +403,20 @@ def test_invalid_instructions_502():
         wait_gauge(f.port, 0)
 
 
+def test_long_content_type_refused():
+    """A held answer's Content-Type longer than ferry keeps (127 bytes) is
+    refused 502, not sent cut short (it was cut to its first 127 bytes)."""
+    ctype = "text/x-app; charset=utf-8; " + "p=" + "v" * 200
+    APP.route("/longtype", 200, [("Content-Type", ctype), ("X-App", "grip-app"),
+                                 ("Grip-Hold", "response"), ("Grip-Channel", "c-longtype"),
+                                 ("Grip-Timeout", "1")], b"timeout")
+    with grip() as f:
+        r = fetch(f.port, "/longtype", timeout=5)
+        assert r.status == 502 and r.get("x-app") is None, \
+            "Content-Type of %d bytes: expected 502, got %r" % (len(ctype), r)
+        wait_gauge(f.port, 0)
+
+
 def test_disconnect_releases():
     APP.route("/hold8", 200, hold_headers("c8", timeout=30), b"timeout")
     APP.route("/stream8", 200, hold_headers("c8", hold="stream"), b"start\n")
@@ -504,6 +518,7 @@ if __name__ == "__main__":
     try:
         run([test_response_hold_gets_message, test_response_hold_timeout, test_two_channels,
              test_prev_id_answers_at_once, test_stream, test_many_held_clients, test_invalid_instructions_502,
+             test_long_content_type_refused,
              test_disconnect_releases, test_grip_sig, test_app_closes_mid_grip_answer,
              test_repeated_keep_alive])
     finally:

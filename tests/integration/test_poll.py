@@ -473,6 +473,26 @@ def test_reset_on_every_channel_past_64():
         p.close()
 
 
+def test_reset_on_empty_channel_answers_at_once():
+    """A cursor the channel cannot use, on a channel with nothing kept: the
+    reset is the answer, at once (it was held for the whole --poll-timeout)."""
+    with Ferry("--poll-timeout", "10s") as f:
+        for cursor, reason in (("0badcafe:5", "epoch"), ("zzz", "invalid")):
+            a = poll(f.port, "ch=empty-%s,%s" % (reason, cursor), timeout=8)
+            assert a.status == 200 and a.elapsed < 2.0, a
+            assert [(r["channel"], r["reason"]) for r in a.json["resets"]] == \
+                [("empty-" + reason, reason)], a
+            assert a.headers.get("ferry-reset") == "empty-%s=%s" % (reason, reason), a.headers
+        # with a usable cursor on the same empty channel, the poll is held
+        cur = poll_ok(f.port, "ch=empty-epoch")["cursors"]["empty-epoch"]
+        t0 = time.monotonic()
+        try:
+            poll(f.port, "ch=empty-epoch," + cur, timeout=1.0)
+            assert False, "a usable cursor on an empty channel was answered at once"
+        except OSError:
+            assert time.monotonic() - t0 >= 0.9
+
+
 if __name__ == "__main__":
     run([
         test_first_poll_answers_at_once,
@@ -486,6 +506,7 @@ if __name__ == "__main__":
         test_reset_too_old,
         test_reset_epoch_two_channels,
         test_reset_on_every_channel_past_64,
+        test_reset_on_empty_channel_answers_at_once,
         test_jsonp,
         test_errors,
         test_overlong_parameters,

@@ -284,6 +284,24 @@ static void test_find(void **state)
 	assert_string_equal(c[2].id, "z");
 }
 
+static void test_set_id(void **state)
+{
+	struct cursor c = { .channel = "news", .id = "old" };
+	char longest[PROTO_MAX_CURSOR + 2];
+	memset(longest, 'a', sizeof(longest) - 1);
+	longest[PROTO_MAX_CURSOR] = '\0';
+	assert_int_equal(cursor_set_id(&c, longest), 0); /* the longest cursor fits whole */
+	assert_int_equal(strlen(c.id), PROTO_MAX_CURSOR);
+	longest[PROTO_MAX_CURSOR] = 'a';
+	longest[PROTO_MAX_CURSOR + 1] = '\0';
+	assert_int_equal(cursor_set_id(&c, longest), -1); /* one more: refused, never cut */
+	assert_int_equal(strlen(c.id), PROTO_MAX_CURSOR);
+	assert_int_equal(cursor_set_id(&c, "9d41b7a0:17"), 0);
+	assert_string_equal(c.id, "9d41b7a0:17");
+	assert_int_equal(cursor_set_id(&c, NULL), 0); /* no position */
+	assert_string_equal(c.id, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_format_parse_round_trip),
 		cmocka_unit_test(test_format_truncation),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_set_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

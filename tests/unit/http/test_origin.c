@@ -114,6 +114,16 @@ static void test_trusted_proxy(void **state)
 		    "X-Forwarded-Proto", "https");
 	assert_true(origin_request_allowed(&cfg, &r, "10.0.0.1:1", 0));
 	assert_false(origin_request_allowed(&cfg, &r, "192.0.2.1:1", 0));
+	/* a forwarded host too long to keep is no host of ours: never compared
+	 * cut to its first 255 bytes (that made "a...a.evil" the page's own) */
+	char longhost[300], longorigin[300];
+	memset(longhost, 'a', 255);
+	strcpy(longhost + 255, ".evil");
+	strcpy(longorigin, "https://");
+	memset(longorigin + 8, 'a', 255);
+	longorigin[8 + 255] = '\0';
+	r = request(2, "Origin", longorigin, "X-Forwarded-Host", longhost);
+	assert_false(origin_request_allowed(&cfg, &r, "10.0.0.1:1", 0));
 
 	static const char *const bad[] = { "10.0.0.0/33", "x", "10.0.0.0/", "::1/129" };
 	for (size_t i = 0; i < 4; i++) {
