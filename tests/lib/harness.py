@@ -58,7 +58,8 @@ def wait_port(port, timeout=10.0, what="listener"):
 
 
 class Ferry:
-    """A ferryd process. Use as a context manager; .url, .ws_url, .port."""
+    """A ferryd process. Use as a context manager; .url, .ws_url, .port.
+    nofile=N starts it with an open-files limit of N (soft and hard)."""
 
     def __init__(self, *args, env=None, startup_timeout=10.0, nofile=None):
         self.port = free_port()
