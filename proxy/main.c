@@ -46,8 +46,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	drain_start(f);
 }
 
-/* Take as many descriptors as the hard limit allows and keep
- * --max-connections below it, leaving room for listeners and the backend. */
+/* Take as many descriptors as the hard limit allows, and keep
+ * --max-connections within the clients' share of the descriptor budget
+ * derived from it (clients.h; clients_new() derives the same). */
 static void fit_connections_to_fd_limit(struct config *cfg)
 {
 	struct rlimit rl;
@@ -58,11 +59,14 @@ static void fit_connections_to_fd_limit(struct config *cfg)
 		setrlimit(RLIMIT_NOFILE, &rl);
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	long usable = (long)rl.rlim_cur - 64;
-	if (rl.rlim_cur != RLIM_INFINITY && cfg->max_connections > usable) {
-		log_warn("--max-connections %d is over the open-files limit; using %ld",
-			 cfg->max_connections, usable);
-		cfg->max_connections = (int)(usable > 1 ? usable : 1);
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	int budget, clients = clients_fd_plan((long)rl.rlim_cur, cfg, &budget);
+	if (cfg->max_connections > clients) {
+		log_warn("--max-connections %d is over the clients' share of the descriptor budget "
+			 "(%d of %d under an open-files limit of %ld); using %d",
+			 cfg->max_connections, clients, budget, (long)rl.rlim_cur, clients);
+		cfg->max_connections = clients;
 	}
 }
 

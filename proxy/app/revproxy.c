@@ -7,15 +7,17 @@
  * directions (RFC 9110 7.6.1) and the request gains X-Forwarded-*.
  *
  * Failures: the app unreachable -> 502, no answer head within
- * --upstream-timeout -> 504, each with a short body. Once the head is out,
- * a failure can only be told by closing the client connection: a
- * Content-Length body then comes up short and a chunked one never ends,
- * which every client takes as truncation. */
+ * --upstream-timeout -> 504, no descriptor left for a connection to it
+ * (clients.h) -> 503 with Retry-After, each with a short body. Once the
+ * head is out, a failure can only be told by closing the client
+ * connection: a Content-Length body then comes up short and a chunked one
+ * never ends, which every client takes as truncation. */
 #include "revproxy.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +73,7 @@ static void exchange_free(struct exchange *x)
 	if (x->grip)
 		grip_hold_free(x->grip);
 	if (x->up)
-		bufferevent_free(x->up);
+		upstream_close(x->f->upstream, x->up);
 	http_response_parser_free(x->rp);
 	event_free(x->timer);
 	if (x->head)
@@ -159,7 +161,7 @@ static void fail(struct exchange *x, int status, const char *why)
 	}
 	struct httpconn *c = x->c;
 	if (x->up) {
-		bufferevent_free(x->up);
+		upstream_close(x->f->upstream, x->up);
 		x->up = NULL;
 	}
 	httpconn_hold(c);
@@ -378,7 +380,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 		 * Only a method that may be repeated (RFC 9110 9.2.2): the app
 		 * may have acted on the request before it closed. */
 		log_debug("upstream: reused connection closed, retrying on a new one");
-		bufferevent_free(x->up);
+		upstream_close(x->f->upstream, x->up);
 		x->up = NULL;
 		x->retried = 1;
 		x->reused = 0;
@@ -402,11 +404,28 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 	fail(arg, 504, "upstream timed out");
 }
 
+/* No descriptor for a connection to the app: 503 at once, not logged
+ * here (clients.c says it, at most once a minute), and the client's
+ * connection stays open, it holds its descriptor already. */
+static void refuse_no_descriptor(struct exchange *x)
+{
+	static const char body[] = "no descriptor free for the app; try again\n";
+	struct httpconn *c = x->c;
+	httpconn_hold(c);
+	exchange_free(x);
+	if (!httpconn_gone(c))
+		httpconn_text(c, 503, "Retry-After: 1\r\n", body);
+	httpconn_release(c);
+}
+
 static void send_request(struct exchange *x)
 {
 	x->up = upstream_get(x->f->upstream, x->has_body, &x->reused);
 	if (!x->up) {
-		fail(x, 502, "upstream unreachable");
+		if (errno == EMFILE || errno == ENFILE)
+			refuse_no_descriptor(x);
+		else
+			fail(x, 502, "upstream unreachable");
 		return;
 	}
 	x->connected = x->reused;

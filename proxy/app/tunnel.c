@@ -5,7 +5,8 @@
  * mark, so a fast sender cannot make ferry hold more than that per
  * direction. Either side closing ends both: what is queued to the client is
  * still written (lingering close); what was queued to a closed client's app
- * has no one left to answer. */
+ * has no one left to answer. The app's side holds a descriptor of the
+ * budget (clients.h) like any connection to the app, until it closes. */
 #include "tunnel.h"
 
 #include <event2/buffer.h>
@@ -19,6 +20,7 @@
 #include "ferry.h"
 #include "linger.h"
 #include "log.h"
+#include "upstream.h"
 #include "xmalloc.h"
 
 #define TUNNEL_PAUSE_BYTES (256 * 1024)
@@ -35,7 +37,7 @@ static void tunnel_destroy(struct tunnel *t)
 {
 	struct ferry *f = t->f;
 	if (t->up)
-		bufferevent_free(t->up);
+		upstream_close(f->upstream, t->up);
 	client_remove(f, &t->base);
 	if (t->flush_client)
 		linger_close(f, t->client);

@@ -52,6 +52,7 @@ struct config {
 	int idle_timeout_ms;
 	int max_connections;
 	int max_connections_per_ip;    /* 0: no limit */
+	int app_descriptors;	       /* percent of the descriptor budget kept for the app side */
 	int rate_messages;	       /* per client per second; 0: no limit */
 	int rate_messages_per_address; /* per address per second, all its clients; 0: no limit */
 	const char *client_id_secret;  /* signs client ids; NULL: from --jwt-secret, or random */

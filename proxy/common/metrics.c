@@ -14,8 +14,12 @@ static const char *const error_names[ERR_COUNT] = {
 };
 
 static const char *const limit_names[LIMIT_COUNT] = {
-	"client_rate", "connections_per_ip", "connections", "publish_rate", "subscriptions",
+	"client_rate",	"connections_per_ip", "connections",
+	"publish_rate", "subscriptions",      "descriptors",
 };
+
+static const char *const descriptor_names[DESCRIPTORS_COUNT] = { "clients", "app", "budget" };
+static const char *const pause_names[ACCEPT_PAUSE_COUNT] = { "descriptors", "emfile" };
 
 static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
 							      "poll", "tunnel",	   "grip" };
@@ -116,4 +120,18 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int i = 0; i < 8; i++)
 		evbuffer_add_printf(out, "ferry_fallbacks_total{reason=\"%s\"} %llu\n",
 				    fallback_reasons[i], m->fallbacks[i]);
+	evbuffer_add_printf(
+		out,
+		"# HELP ferry_descriptors Descriptors held by clients and by connections to the app, and their budget.\n"
+		"# TYPE ferry_descriptors gauge\n");
+	for (int i = 0; i < DESCRIPTORS_COUNT; i++)
+		evbuffer_add_printf(out, "ferry_descriptors{kind=\"%s\"} %ld\n",
+				    descriptor_names[i], m->descriptors[i]);
+	evbuffer_add_printf(
+		out,
+		"# HELP ferry_accept_paused_total Times accepting paused: at the descriptor budget, or on EMFILE/ENFILE.\n"
+		"# TYPE ferry_accept_paused_total counter\n");
+	for (int i = 0; i < ACCEPT_PAUSE_COUNT; i++)
+		evbuffer_add_printf(out, "ferry_accept_paused_total{reason=\"%s\"} %llu\n",
+				    pause_names[i], m->accept_paused[i]);
 }

@@ -44,6 +44,7 @@ enum metric_limit {
 	LIMIT_CONNECTIONS,   /* --max-connections */
 	LIMIT_PUBLISH_RATE,  /* --publish-rate */
 	LIMIT_SUBSCRIPTIONS, /* --max-subscriptions */
+	LIMIT_DESCRIPTORS,   /* no descriptor left for the app: 503 (or a callback unanswered) */
 	LIMIT_COUNT
 };
 
@@ -57,6 +58,14 @@ enum metric_transport {
 	TRANSPORT_COUNT
 };
 
+enum metric_descriptors {
+	DESCRIPTORS_CLIENTS,
+	DESCRIPTORS_APP,
+	DESCRIPTORS_BUDGET,
+	DESCRIPTORS_COUNT
+};
+enum metric_accept_pause { ACCEPT_PAUSE_BUDGET, ACCEPT_PAUSE_EMFILE, ACCEPT_PAUSE_COUNT };
+
 struct metrics {
 	long connections[TRANSPORT_COUNT];
 	unsigned long long connections_total[TRANSPORT_COUNT];
@@ -67,6 +76,10 @@ struct metrics {
 	unsigned long long errors[ERR_COUNT];
 	unsigned long long limited[LIMIT_COUNT];
 	unsigned long long fallbacks[8]; /* by reason, see metrics.c */
+	/* descriptors (clients.h): in use by clients and by the app side, the
+	 * budget, and the times accepting paused at the budget / on EMFILE */
+	long descriptors[DESCRIPTORS_COUNT];
+	unsigned long long accept_paused[ACCEPT_PAUSE_COUNT];
 };
 
 /* Count a client's fallback; unknown reasons are counted as "other". */

@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct callback {
 	int status;
 	int reused, retried, started, ended, keep_alive;
 	int unreachable; /* no socket at all: reported from the loop */
+	int no_fd;	 /* ...because no descriptor was left (clients.h) */
 };
 
 int callback_init(struct ferry *f, char *err, size_t errsz)
@@ -114,7 +116,7 @@ const char *callback_find(const struct ferry *f, enum callback_event ev, const c
 static void cb_free(struct callback *c)
 {
 	if (c->up)
-		bufferevent_free(c->up);
+		upstream_close(c->f->upstream, c->up);
 	http_response_parser_free(c->rp);
 	event_free(c->timer);
 	evbuffer_free(c->request);
@@ -133,7 +135,7 @@ static void done(struct callback *c, const char *err)
 					  &r.answer) < 0)
 			r.err = "the app's answer is not the expected JSON";
 	}
-	if (r.err)
+	if (r.err && !c->no_fd) /* that one is logged by the budget, at most once a minute */
 		log_warn("callback: %s", r.err);
 	if (c->up && !err && c->ended) {
 		upstream_put(c->f->upstream, c->up, c->keep_alive);
@@ -211,7 +213,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 		return;
 	}
-	bufferevent_free(c->up);
+	upstream_close(c->f->upstream, c->up);
 	c->up = NULL;
 	if (c->reused && !c->retried) {
 		c->retried = 1; /* an idle connection the app had closed */
@@ -224,8 +226,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct callback *c = arg;
-	done(c, c->unreachable ? "the app is unreachable"
-			       : "the app did not answer in time (--upstream-timeout)");
+	done(c, c->no_fd	 ? "no descriptor free for a connection to the app"
+		: c->unreachable ? "the app is unreachable"
+				 : "the app did not answer in time (--upstream-timeout)");
 }
 
 static void send_now(struct callback *c)
@@ -233,6 +236,7 @@ static void send_now(struct callback *c)
 	c->up = upstream_get(c->f->upstream, 0, &c->reused);
 	if (!c->up) {
 		struct timeval zero = { 0, 0 };
+		c->no_fd = errno == EMFILE || errno == ENFILE;
 		c->unreachable = 1;
 		event_add(c->timer, &zero);
 		return;

@@ -2,17 +2,24 @@
  * live ones, with their count per address. Every connection that holds a
  * client socket is on it, whatever owns the socket now (httpconn, a
  * WebSocket, an SSE stream, a tunnel, a lingering close), so the drain
- * reaches all of them. */
+ * reaches all of them. It also keeps the descriptor budget (clients.h):
+ * what client sockets and connections to the app hold, against the
+ * open-files limit. */
 #include "clients.h"
 
 #include <event2/event.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "dict.h"
 #include "ferry.h"
+#include "log.h"
 #include "peer.h"
 #include "xmalloc.h"
+
+#define REFUSED_LOG_EVERY_S 60 /* a line about refused descriptors at most this often */
 
 struct ip_count {
 	char ip[64];
@@ -38,6 +45,74 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+int clients_fd_plan(long nofile, const struct config *cfg, int *budget)
+{
+	if (nofile < 0 || nofile > INT_MAX / 2)
+		nofile = INT_MAX / 2; /* RLIM_INFINITY, or past what an int counts */
+	long b = nofile - CLIENTS_FD_OVERHEAD - cfg->nlisten - cfg->ntls_listen;
+	if (b < 1)
+		b = 1;
+	long app = cfg->upstream_url ? b * cfg->app_descriptors / 100 : 0;
+	*budget = (int)b;
+	return b - app > 1 ? (int)(b - app) : 1;
+}
+
+static void fds_changed(struct ferry *f)
+{
+	struct clients *cl = f->clients;
+	f->metrics.descriptors[DESCRIPTORS_CLIENTS] = cl->n;
+	f->metrics.descriptors[DESCRIPTORS_APP] = cl->app_fds;
+	if (cl->on_fds)
+		cl->on_fds(cl->on_fds_arg);
+}
+
+int clients_accept_full(const struct clients *cl)
+{
+	return cl->n + cl->app_fds >= cl->fd_clients;
+}
+
+void clients_app_fd_refused(struct ferry *f, int err)
+{
+	struct clients *cl = f->clients;
+	struct timeval now;
+	f->metrics.limited[LIMIT_DESCRIPTORS]++;
+	cl->refused++;
+	event_base_gettimeofday_cached(f->base, &now);
+	if (cl->refused_log_sec && now.tv_sec - cl->refused_log_sec < REFUSED_LOG_EVERY_S)
+		return;
+	log_warn("no descriptor left for the app (%s): %d clients and %d connections to the app "
+		 "of %d; answering 503 (%lld refused since the last line)",
+		 err ? strerror(err) : "the budget is spent", cl->n, cl->app_fds, cl->fd_budget,
+		 cl->refused - cl->refused_logged);
+	cl->refused_logged = cl->refused;
+	cl->refused_log_sec = now.tv_sec ? now.tv_sec : 1;
+}
+
+int clients_app_full(const struct clients *cl)
+{
+	return cl->n + cl->app_fds >= cl->fd_budget;
+}
+
+int clients_app_fd_take(struct ferry *f)
+{
+	struct clients *cl = f->clients;
+	if (clients_app_full(cl)) {
+		clients_app_fd_refused(f, 0);
+		return -1;
+	}
+	cl->app_fds++;
+	fds_changed(f);
+	return 0;
+}
+
+void clients_app_fd_put(struct ferry *f)
+{
+	if (!f->clients)
+		return; /* at exit, after the clients: the upstream pool's last connections */
+	f->clients->app_fds--;
+	fds_changed(f);
+}
+
 struct clients *clients_new(struct ferry *f)
 {
 	struct clients *cl = xcalloc(1, sizeof(*cl));
@@ -45,6 +120,13 @@ struct clients *clients_new(struct ferry *f)
 	TAILQ_INIT(&cl->notified);
 	TAILQ_INIT(&cl->reap);
 	cl->reaper = event_new(f->base, -1, 0, reap_cb, f);
+	/* main() has raised the soft limit to the hard one already */
+	struct rlimit rl;
+	long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+			      ? (long)rl.rlim_cur
+			      : -1;
+	cl->fd_clients = clients_fd_plan(nofile, f->cfg, &cl->fd_budget);
+	f->metrics.descriptors[DESCRIPTORS_BUDGET] = cl->fd_budget;
 	return cl;
 }
 
@@ -137,6 +219,7 @@ void client_add(struct ferry *f, struct client *c, const struct client_ops *ops,
 	c->registered = 1;
 	TAILQ_INSERT_TAIL(&f->clients->live, c, entry);
 	f->clients->n++;
+	fds_changed(f);
 }
 
 void client_remove(struct ferry *f, struct client *c)
@@ -156,6 +239,7 @@ void client_remove(struct ferry *f, struct client *c)
 	TAILQ_REMOVE(c->notified ? &cl->notified : &cl->live, c, entry);
 	cl->n--;
 	ip_remove(cl, c);
+	fds_changed(f);
 }
 
 void client_leave(struct ferry *f, struct client *c)

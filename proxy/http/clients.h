@@ -1,6 +1,7 @@
 /* clients.h -- every client connection's lifecycle, and the registry of
  * live ones: what the drain walks, what --max-connections and
- * --max-connections-per-ip count, what /ferry/metrics reports.
+ * --max-connections-per-ip count, what /ferry/metrics reports; and the
+ * descriptor budget that client sockets and connections to the app share.
  *
  * A connection embeds a struct client. It is never freed inside someone
  * else's call (the hub's fan-out, a session, a timer of another object):
@@ -13,6 +14,7 @@
 
 #include <sys/queue.h>
 
+struct config;
 struct ferry;
 struct dict;
 struct event;
@@ -57,12 +59,22 @@ struct clients {
 	struct client_list notified; /* told to go, still closing */
 	struct client_list reap;     /* closed outside their own callbacks */
 	struct event *reaper;	     /* active while reap is not empty */
-	int n;
+	int n;			     /* registered: each holds one client socket */
+	int app_fds;	     /* connections to the app: in use, pooled, tunnels, callbacks */
+	int fd_budget;	     /* n + app_fds never passes this (clients_fd_plan) */
+	int fd_clients;	     /* accepting pauses when n + app_fds reaches this */
 	struct dict *per_ip; /* address -> open connections */
 	/* Called by clients_gone() when the last client has gone (the drain
 	 * sets it to end the loop); NULL when nobody waits for that. */
 	void (*on_empty)(void *arg);
 	void *on_empty_arg;
+	/* Called whenever n or app_fds changes (the listener: it pauses or
+	 * resumes accepting); NULL when nobody listens. */
+	void (*on_fds)(void *arg);
+	void *on_fds_arg;
+	long long refused;	  /* app descriptors refused, in all */
+	long long refused_logged; /* ...when the last line about them was logged */
+	long refused_log_sec;	  /* its time (loop clock, seconds) */
 };
 
 struct clients *clients_new(struct ferry *f);
@@ -101,5 +113,35 @@ void clients_gone(struct ferry *f);
 int clients_ip_full(struct ferry *f, const char *peer);
 /* Move a live client to the notified list and tell it to go. */
 void clients_notify(struct clients *cl, struct client *c, int retry_ms);
+
+/* ---- descriptors ----
+ * Every descriptor ferry opens for a client (a registered connection:
+ * n) or for the app (app_fds) counts against one budget: the open-files
+ * limit nofile less CLIENTS_FD_OVERHEAD and the listening sockets. With
+ * --upstream, --app-descriptors percent of it is kept for the app side:
+ * accepting pauses when n + app_fds reaches the rest (the clients' share),
+ * so a connection already open still gets a descriptor to the app, and one
+ * to the app is refused only at the whole budget. */
+
+/* stdio, the loop's own descriptors, the access log, Redis, a refused
+ * connection's 503: never counted, always left free */
+#define CLIENTS_FD_OVERHEAD 64
+
+/* The clients' share of the budget for nofile descriptors under cfg; the
+ * whole budget in *budget. Both at least 1. */
+int clients_fd_plan(long nofile, const struct config *cfg, int *budget);
+/* 1 when a new client would pass the clients' share: stop accepting. */
+int clients_accept_full(const struct clients *cl);
+/* 1 when the whole budget is in use: clients_app_fd_take() would refuse. */
+int clients_app_full(const struct clients *cl);
+/* Take a descriptor for a connection to the app: 0, or -1 when the budget
+ * has none left (counted in ferry_limited_total{limit="descriptors"} and
+ * logged at most once a minute; the caller answers 503). */
+int clients_app_fd_take(struct ferry *f);
+/* Give it back: the connection to the app is closed. */
+void clients_app_fd_put(struct ferry *f);
+/* The system refused a descriptor the budget allowed (err: EMFILE,
+ * ENFILE): counted and logged like a refusal of the budget's. */
+void clients_app_fd_refused(struct ferry *f, int err);
 
 #endif

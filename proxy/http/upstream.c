@@ -5,7 +5,9 @@
  * a body, of a method that may be repeated, can simply be sent again on a
  * new connection (revproxy.c does);
  * one with a body is streamed and cannot, so it only gets a connection that
- * was in use within the last BODY_REUSE_MS. */
+ * was in use within the last BODY_REUSE_MS.
+ * Every connection to the app holds a descriptor of the budget (clients.h)
+ * from upstream_connect() until upstream_close(). */
 #include "upstream.h"
 
 #include <event2/buffer.h>
@@ -21,6 +23,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "clients.h"
 #include "ferry.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -97,11 +100,17 @@ struct upstream *upstream_new(struct ferry *f, const char *url, char *err, size_
 	return u;
 }
 
+void upstream_close(struct upstream *u, struct bufferevent *bev)
+{
+	bufferevent_free(bev);
+	clients_app_fd_put(u->f);
+}
+
 static void idle_free(struct idle *i)
 {
 	TAILQ_REMOVE(&i->u->idle, i, entry);
 	i->u->nidle--;
-	bufferevent_free(i->bev);
+	upstream_close(i->u, i->bev);
 	free(i);
 }
 
@@ -121,14 +130,32 @@ const char *upstream_authority(const struct upstream *u)
 
 struct bufferevent *upstream_connect(struct upstream *u)
 {
-	struct bufferevent *bev = bufferevent_socket_new(u->f->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev)
+	/* an idle connection this one could not use gives its descriptor */
+	if (clients_app_full(u->f->clients) && u->nidle > 0)
+		idle_free(TAILQ_LAST(&u->idle, idle_list));
+	if (clients_app_fd_take(u->f) < 0) {
+		errno = EMFILE;
 		return NULL;
+	}
+	struct bufferevent *bev = bufferevent_socket_new(u->f->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		clients_app_fd_put(u->f);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* A refusal is reported later as an error event; only a failure to
 	 * even make a socket (out of descriptors) shows here. */
 	if (bufferevent_socket_connect(bev, (struct sockaddr *)&u->addr, u->addrlen) < 0) {
-		log_warn("upstream %s: cannot open a connection", u->authority);
+		int err = errno;
 		bufferevent_free(bev);
+		clients_app_fd_put(u->f);
+		if (err == EMFILE || err == ENFILE) {
+			clients_app_fd_refused(u->f, err); /* counted and logged there */
+		} else {
+			log_warn("upstream %s: cannot open a connection: %s", u->authority,
+				 strerror(err));
+		}
+		errno = err;
 		return NULL;
 	}
 	int fd = bufferevent_getfd(bev);
@@ -202,7 +229,7 @@ void upstream_put(struct upstream *u, struct bufferevent *bev, int reusable)
 {
 	if (!reusable || u->f->draining || evbuffer_get_length(bufferevent_get_input(bev)) ||
 	    evbuffer_get_length(bufferevent_get_output(bev))) {
-		bufferevent_free(bev);
+		upstream_close(u, bev);
 		return;
 	}
 	if (u->nidle == MAX_IDLE)

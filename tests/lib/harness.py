@@ -58,10 +58,12 @@ def wait_port(port, timeout=10.0, what="listener"):
 
 
 class Ferry:
-    """A ferryd process. Use as a context manager; .url, .ws_url, .port."""
+    """A ferryd process. Use as a context manager; .url, .ws_url, .port.
+    nofile=N starts it with an open-files limit of N (soft and hard)."""
 
-    def __init__(self, *args, env=None, startup_timeout=10.0):
+    def __init__(self, *args, env=None, startup_timeout=10.0, nofile=None):
         self.port = free_port()
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) for ferryd, or None: inherited
         self.args = list(args)
         self.env = dict(os.environ)
         self.env.update(env or {})
@@ -82,7 +84,13 @@ class Ferry:
             del _issued[key]  # issued by an earlier ferryd on this port
         wrapper = shlex.split(os.environ.get("FERRY_TEST_WRAPPER", ""))
         cmd = wrapper + [FERRYD, "--listen", "127.0.0.1:%d" % self.port] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        limit = None
+        if self.nofile:
+            import resource
+            n = self.nofile
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+                                     preexec_fn=limit)
         deadline = time.monotonic() + self.startup_timeout * (10 if wrapper else 1)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

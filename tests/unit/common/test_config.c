@@ -127,6 +127,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.idle_timeout_ms, 60000);
 	assert_int_equal(cfg.max_connections, 19000);
 	assert_int_equal(cfg.max_connections_per_ip, 0);
+	assert_int_equal(cfg.app_descriptors, 25);
 	assert_int_equal(cfg.rate_messages, 100);
 	assert_int_equal(cfg.publish_rate, 0);
 	assert_int_equal(cfg.ws_max_message, 1024 * 1024);
@@ -545,6 +546,7 @@ static const struct row {
 	{ "idle-timeout", K_DURATION, O(idle_timeout_ms), 0 },
 	{ "max-connections", K_INT, O(max_connections), 0 },
 	{ "max-connections-per-ip", K_INT, O(max_connections_per_ip), 0 },
+	{ "app-descriptors", K_INT, O(app_descriptors), 0 },
 	{ "rate-messages", K_INT, O(rate_messages), 0 },
 	{ "rate-messages-per-address", K_INT, O(rate_messages_per_address), 0 },
 	{ "publish-rate", K_INT, O(publish_rate), 0 },
