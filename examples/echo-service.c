@@ -10,13 +10,14 @@
  * the reply the way ferryd does, with the Redis function ferryd loads:
  *
  *   FCALL ferry_publish 2 ferry:{CH}:stream ferry:{CH}:epoch
- *         ferry:{CH}:pub MAXLEN TTL_MS FRESH_EPOCH EVENT DATA
+ *         ferry:{CH}:pub MAXLEN TTL_MS FRESH_EPOCH EVENT DATA "" "" "" AGE_MS CAP
  *
  * so the reply gets the channel's next id, is kept in its history and reaches
  * the subscribers of every ferryd instance. No SENDER argument: a reply is
  * not announced on ferry:in, so the service never hears itself.
  *
- * MAXLEN and TTL_MS must be ferryd's --history-size and --history-ttl: the
+ * MAXLEN and TTL_MS must be ferryd's --history-size and --history-ttl, and
+ * the trailing "" "" "" AGE_MS CAP its --history-age and --history-max: the
  * service reads them from the same environment variables as ferryd.
  *
  * Delivery on ferry:in is at most once (Redis pub/sub): what is announced
@@ -24,7 +25,8 @@
  *
  * Usage: echo-service [--redis URL] [--pattern GLOB] [--history-size N]
  *                     [--history-ttl TIME] [--prefix TEXT] [--event NAME]
- * Environment: FERRY_REDIS, FERRY_HISTORY_SIZE, FERRY_HISTORY_TTL.
+ * Environment: FERRY_REDIS, FERRY_HISTORY_SIZE, FERRY_HISTORY_TTL,
+ * FERRY_HISTORY_AGE, FERRY_HISTORY_MAX.
  * Stops on SIGTERM or SIGINT with exit code 0. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -51,6 +53,8 @@ struct options {
 	const char *pattern;
 	long history_size;
 	long ttl_ms;
+	long age_ms;	  /* ferryd's --history-age */
+	long history_max; /* ferryd's --history-max */
 	const char *prefix;
 	const char *event;
 };
@@ -164,6 +168,8 @@ static void usage(FILE *f)
 		"  --pattern GLOB       announcements to listen to [ferry:in:*]\n"
 		"  --history-size N     ferryd's --history-size [$FERRY_HISTORY_SIZE or 100]\n"
 		"  --history-ttl TIME   ferryd's --history-ttl [$FERRY_HISTORY_TTL or 300s]\n"
+		"  --history-age TIME   ferryd's --history-age [$FERRY_HISTORY_AGE or 30s]\n"
+		"  --history-max N      ferryd's --history-max [$FERRY_HISTORY_MAX or 1000]\n"
 		"  --prefix TEXT        put before the echoed data [\"echo: \"]\n"
 		"  --event NAME         event name of replies, empty for none [reply]\n"
 		"  -h, --help           print this help\n");
@@ -181,6 +187,10 @@ static int set_option(struct options *o, const char *name, const char *value)
 		return parse_count(value, &o->history_size);
 	if (strcmp(name, "history-ttl") == 0)
 		return parse_time_ms(value, &o->ttl_ms);
+	if (strcmp(name, "history-age") == 0)
+		return parse_time_ms(value, &o->age_ms);
+	if (strcmp(name, "history-max") == 0)
+		return parse_count(value, &o->history_max);
 	if (strcmp(name, "prefix") == 0) {
 		o->prefix = value;
 		return 0;
@@ -196,10 +206,14 @@ static int load_options(struct options *o, int argc, char **argv)
 {
 	static const char *const env[][2] = { { "FERRY_REDIS", "redis" },
 					      { "FERRY_HISTORY_SIZE", "history-size" },
-					      { "FERRY_HISTORY_TTL", "history-ttl" } };
+					      { "FERRY_HISTORY_TTL", "history-ttl" },
+					      { "FERRY_HISTORY_AGE", "history-age" },
+					      { "FERRY_HISTORY_MAX", "history-max" } };
 	*o = (struct options){ .pattern = IN_PREFIX "*",
 			       .history_size = 100,
 			       .ttl_ms = 300000,
+			       .age_ms = 30000,
+			       .history_max = 1000,
 			       .prefix = "echo: ",
 			       .event = "reply" };
 	parse_url(o, "redis://127.0.0.1:6379/0");
@@ -309,20 +323,24 @@ static int publish(redisContext *cmd, const struct options *o, const char *chann
 		   const char *data, size_t len)
 {
 	char stream[KEY_MAX], epoch_key[KEY_MAX], pubsub[KEY_MAX], maxlen[24], ttl[24], fresh[9];
+	char age[24], cap[24];
 	snprintf(stream, sizeof(stream), "ferry:{%s}:stream", channel);
 	snprintf(epoch_key, sizeof(epoch_key), "ferry:{%s}:epoch", channel);
 	snprintf(pubsub, sizeof(pubsub), "ferry:{%s}:pub", channel);
 	snprintf(maxlen, sizeof(maxlen), "%ld", o->history_size);
 	snprintf(ttl, sizeof(ttl), "%ld", o->ttl_ms > 0 ? o->ttl_ms : 1);
+	snprintf(age, sizeof(age), "%ld", o->age_ms);
+	snprintf(cap, sizeof(cap), "%ld", o->history_max);
 	fresh_epoch(fresh);
-	const char *argv[] = { "FCALL",	  "ferry_publish", "2",	   stream,
-			       epoch_key, pubsub,	   maxlen, ttl,
-			       fresh,	  o->event,	   data };
-	size_t lens[11];
-	for (int i = 0; i < 10; i++)
-		lens[i] = strlen(argv[i]);
-	lens[10] = len;
-	redisReply *r = redisCommandArgv(cmd, 11, argv, lens);
+	const char *argv[] = {
+		"FCALL", "ferry_publish", "2",	stream, epoch_key, pubsub, maxlen, ttl,
+		fresh,	 o->event,	  data, "",	"",	   "",	   age,	   cap
+	};
+	size_t lens[16];
+	for (int i = 0; i < 16; i++)
+		lens[i] = i == 10 ? len : strlen(argv[i]); /* data: len bytes */
+	/* no SENDER, INBOUND or SEQ: AGE and CAP keep history as ferryd does */
+	redisReply *r = redisCommandArgv(cmd, 16, argv, lens);
 	if (!r) {
 		logf_("warn", "publish on %s: %s", channel, cmd->errstr);
 		return -1;

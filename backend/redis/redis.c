@@ -212,6 +212,8 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	xsnprintf(rb->ttl, sizeof(rb->ttl), "%d",
 		  cfg->history_ttl_ms > 0 ? cfg->history_ttl_ms : 1);
 	xsnprintf(rb->maxlen, sizeof(rb->maxlen), "%d", cfg->history_size);
+	xsnprintf(rb->age, sizeof(rb->age), "%d", cfg->history_age_ms);
+	xsnprintf(rb->cap, sizeof(rb->cap), "%d", cfg->history_max);
 	rb->channels = dict_new();
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
 	for (int i = 0; i < 2; i++) {

@@ -5,7 +5,10 @@
  * Layout (docs/PROTOCOL.md has it for backend services). Every key of a
  * channel carries the channel as a Redis Cluster hash tag:
  *   ferry:{CH}:stream   capped stream, entry ids 0-1, 0-2, ... (contiguous,
- *                       so "messages were trimmed past your cursor" is exact)
+ *                       so "messages were trimmed past your cursor" is exact),
+ *                       fields e (event), d (data), t (ms, Redis's clock):
+ *                       --history-size entries, and those younger than
+ *                       --history-age, up to --history-max
  *   ferry:{CH}:epoch    names this history; both expire after --history-ttl idle
  *   ferry:{CH}:pub      pub/sub channel: "EPOCH:N\nEVENT\nDATA" per message
  *   ferry:in:CH         pub/sub: what clients publish, as JSON, for services
@@ -45,16 +48,52 @@ const char redis_channel_library[] =
 	"  return e\n"
 	"end\n"
 	"local function seq_of(id) return tonumber(string.match(id, '^0%-(%d+)$')) end\n"
+	"local function now_ms()\n"
+	"  local t = redis.call('TIME')\n"
+	"  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"end\n"
+	/* Past SIZE entries, those stored at BEFORE (ms) or earlier leave the
+	 * stream, oldest first, a few per read: each publish adds one entry, so
+	 * this removes about one per publish. An entry without a time (not
+	 * written by ferry) counts as old. */
+	"local function trim_old(key, size, before)\n"
+	"  local excess = redis.call('XLEN', key) - size\n"
+	"  while excess > 0 do\n"
+	"    local batch = redis.call('XRANGE', key, '-', '+', 'COUNT', math.min(excess, 16))\n"
+	"    local cut\n"
+	"    for _, en in ipairs(batch) do\n"
+	"      local t\n"
+	"      for i = 1, #en[2] - 1, 2 do\n"
+	"        if en[2][i] == 't' then t = tonumber(en[2][i + 1]) end\n"
+	"      end\n"
+	"      if t and t > before then break end\n"
+	"      cut = en[1]\n"
+	"      excess = excess - 1\n"
+	"    end\n"
+	"    if not cut then return end\n"
+	"    local ms, n = string.match(cut, '^(%d+)%-(%d+)$')\n"
+	"    redis.call('XTRIM', key, 'MINID', ms .. '-' .. (tonumber(n) + 1))\n"
+	"    if cut ~= batch[#batch][1] then return end\n"
+	"  end\n"
+	"end\n"
 	/* FCALL ferry_publish 2|3 STREAM EPOCH [SENT]  PUBSUB MAXLEN TTL FRESH EVENT DATA
-	 *       [SENDER INBOUND [SEQ]]: with SENT and SEQ, an operation SEQ of SENDER
-	 *       already stored on this channel answers "dup" and is not stored again */
+	 *       [SENDER INBOUND [SEQ [AGE CAP]]]: with SENT and SEQ, an operation SEQ of
+	 *       SENDER already stored on this channel answers "dup" and is not stored
+	 *       again. The stream keeps MAXLEN entries, and with AGE (ms) > 0 also
+	 *       every entry younger than AGE, up to CAP entries in all. */
 	"local function publish(keys, args)\n"
 	"  local seq = keys[3] and tonumber(args[9] or '')\n"
 	"  if seq and seq <= tonumber(redis.call('HGET', keys[3], args[7]) or '0') then\n"
 	"    return 'dup'\n"
 	"  end\n"
 	"  local e = epoch_of(keys, args[4], args[3])\n"
-	"  local id = redis.call('XADD', keys[1], 'MAXLEN', args[2], '0-*', 'e', args[5], 'd', args[6])\n"
+	"  local size, age = tonumber(args[2]), tonumber(args[10] or '') or 0\n"
+	"  local cap = size\n"
+	"  if age > 0 then cap = math.max(size, tonumber(args[11] or '') or size) end\n"
+	"  local now = now_ms()\n"
+	"  local id = redis.call('XADD', keys[1], 'MAXLEN', cap, '0-*', 'e', args[5], 'd', args[6],\n"
+	"    't', now)\n"
+	"  if cap > size then trim_old(keys[1], size, now - age) end\n"
 	"  redis.call('PEXPIRE', keys[1], args[3])\n"
 	"  redis.call('PEXPIRE', keys[2], args[3])\n"
 	"  local mid = e .. ':' .. seq_of(id)\n"
@@ -347,7 +386,7 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 		const redisReply *e = entries->element[i];
 		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
 		    e->element[0]->type != REDIS_REPLY_STRING ||
-		    e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 4)
+		    e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements < 4)
 			continue;
 		const redisReply *f = e->element[1];
 		const char *dash = strchr(e->element[0]->str, '-');
@@ -628,6 +667,7 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	xsnprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
 	xsnprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
+	/* SEQ is read only with SENT and a sender; AGE and CAP always */
 	const char *argv[] = { "FCALL",
 			       "ferry_publish",
 			       "3",
@@ -642,15 +682,17 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 			       data,
 			       from && from->sender ? from->sender : "",
 			       inbound,
-			       from && from->seq > 0 ? seq : "" };
-	size_t lens[15];
-	for (int i = 0; i < 15; i++)
+			       from && from->seq > 0 ? seq : "",
+			       rb->age,
+			       rb->cap };
+	size_t lens[17];
+	for (int i = 0; i < 17; i++)
 		lens[i] = strlen(argv[i]);
 	lens[11] = len;
 	struct publish_req *pr = xcalloc(1, sizeof(*pr));
 	pr->cb = cb;
 	pr->arg = arg;
-	if (conn_command(&rb->cmd, publish_reply, pr, 15, argv, lens) < 0) {
+	if (conn_command(&rb->cmd, publish_reply, pr, 17, argv, lens) < 0) {
 		free(pr);
 		if (cb)
 			cb(arg, NULL, "backend unavailable");

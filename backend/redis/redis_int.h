@@ -42,7 +42,7 @@ struct redis_backend {
 	struct dict *channels;		 /* name -> struct rchan, for watched channels */
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
 	struct event *watchdog;
-	char ttl[24], maxlen[24];
+	char ttl[24], maxlen[24], age[24], cap[24];
 	int closing;		 /* destroying: disconnects are expected */
 	unsigned logged_invalid; /* bit per kind of invalid input already logged */
 };

@@ -66,6 +66,8 @@ struct config {
 
 	int history_size;   /* messages kept per channel */
 	int history_ttl_ms; /* idle channel kept this long after its last message */
+	int history_age_ms; /* messages this young are kept beyond history_size; 0: count only */
+	int history_max;    /* ...but never more than max(history_size, this) per channel */
 	int max_channels;
 
 	const char *transports[CONFIG_MAX_LIST]; /* offered: websocket, sse, poll */

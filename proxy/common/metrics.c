@@ -91,6 +91,9 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 		out,
 		"# HELP ferry_channels Channels held by this instance.\n"
 		"# TYPE ferry_channels gauge\nferry_channels %ld\n"
+		"# HELP ferry_channels_unpublished Channels subscribed to that have no history yet "
+		"(not counted by --max-channels).\n"
+		"# TYPE ferry_channels_unpublished gauge\nferry_channels_unpublished %ld\n"
 		"# HELP ferry_messages_in_total Messages published into ferry.\n"
 		"# TYPE ferry_messages_in_total counter\nferry_messages_in_total %llu\n"
 		"# HELP ferry_messages_out_total Messages delivered to clients.\n"
@@ -102,7 +105,8 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 		"# HELP ferry_drops_total Clients closed for falling behind (they resume from their cursor).\n"
 		"# TYPE ferry_drops_total counter\nferry_drops_total %llu\n"
 		"# HELP ferry_errors_total Errors by kind.\n# TYPE ferry_errors_total counter\n",
-		channels, m->messages_in, m->messages_out, m->bytes_in, m->bytes_out, m->drops);
+		channels, m->channels_unpublished, m->messages_in, m->messages_out, m->bytes_in,
+		m->bytes_out, m->drops);
 	for (int e = 0; e < ERR_COUNT; e++)
 		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
 				    m->errors[e]);

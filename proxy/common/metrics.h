@@ -72,7 +72,8 @@ struct metrics {
 	unsigned long long messages_in;	 /* published into ferry */
 	unsigned long long messages_out; /* deliveries to clients */
 	unsigned long long bytes_in, bytes_out;
-	unsigned long long drops; /* clients dropped for falling behind */
+	unsigned long long drops;  /* clients dropped for falling behind */
+	long channels_unpublished; /* gauge: subscribed to, never published to (memory backend) */
 	unsigned long long errors[ERR_COUNT];
 	unsigned long long limited[LIMIT_COUNT];
 	unsigned long long fallbacks[8]; /* by reason, see metrics.c */

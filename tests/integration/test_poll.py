@@ -263,7 +263,7 @@ def test_newest_poll_wins():
 
 
 def test_reset_too_old():
-    with Ferry("--history-size", "5") as f:
+    with Ferry("--history-size", "5", "--history-age", "0") as f:
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(10)]
         a = poll(f.port, "ch=news," + ids[1])

@@ -336,7 +336,7 @@ def reset_stream(f, p, query, **kw):
 
 
 def test_reset_too_old():
-    with Ferry("--history-size", "5") as f:
+    with Ferry("--history-size", "5", "--history-age", "0") as f:
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(1, 11)]
         s = reset_stream(f, p, "ch=news," + ids[1])
@@ -357,7 +357,7 @@ def test_reset_too_old():
 
 def test_reset_header_one_channel():
     """Ferry-Reset header when the stream's (only) cursor was too old."""
-    with Ferry("--history-size", "5") as f:
+    with Ferry("--history-size", "5", "--history-age", "0") as f:
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(1, 11)]
         s = SSE(f.port, "/ferry/sse?ch=news," + ids[1])
@@ -369,7 +369,7 @@ def test_reset_header_one_channel():
 def test_reset_header_two_channels():
     """Ferry-Reset names every channel whose cursor was unusable, with the
     reason (the spec's example: "news=too_old, chat=epoch")."""
-    with Ferry("--history-size", "5") as f:
+    with Ferry("--history-size", "5", "--history-age", "0") as f:
         p = Publisher(f.port)
         ids = [p.publish("news", "h%d" % i) for i in range(1, 11)]
         chat = p.publish("chat", "c1")

@@ -303,7 +303,7 @@ def test_cursor_too_old():
                 m = await recv_json(ws)
                 assert m.get("type") == "message" and m["id"] == ids[i], (i, m)
             await expect_quiet(ws, 2)
-    with Ferry("--echo", "--client-publish", "--history-size", "5", *FAST_DRAIN) as f:
+    with Ferry("--echo", "--client-publish", "--history-size", "5", "--history-age", "0", *FAST_DRAIN) as f:
         arun(main(f))
 
 

@@ -56,8 +56,10 @@ static int setup_with(void **state, int argc, char **argv)
 
 static int setup(void **state)
 {
-	char *argv[] = { "ferryd", "--history-size", "3", "--max-channels", "4", NULL };
-	return setup_with(state, 5, argv);
+	/* by count only: --history-age 0 */
+	char *argv[] = { "ferryd", "--history-size", "3", "--max-channels",
+			 "4",	   "--history-age",  "0", NULL };
+	return setup_with(state, 7, argv);
 }
 
 static int teardown(void **state)
@@ -416,28 +418,93 @@ static void test_channel_count_and_limit(void **state)
 	publish(fx, "c1", "y");
 	assert_int_equal(fx->b->ops->channels(fx->b), 1);
 	publish(fx, "c2", "x");
-	fx->b->ops->watch(fx->b, "c3");
+	/* subscribing makes no channel that counts */
+	fx->b->ops->watch(fx->b, "w1");
 	struct hist h;
-	history(fx, "c4", NULL, &h);
+	history(fx, "w2", NULL, &h);
 	assert_string_equal(h.error, "");
-	assert_int_equal(fx->b->ops->channels(fx->b), 4);
+	assert_int_equal(fx->b->ops->channels(fx->b), 2);
 	/* unwatching a channel that does not exist does not make it */
 	fx->b->ops->unwatch(fx->b, "nope");
+	assert_int_equal(fx->b->ops->channels(fx->b), 2);
+	/* a publish to a watched channel makes it, and reaches its watcher */
+	struct ack a = publish(fx, "w1", "x");
+	assert_string_equal(a.err, "");
+	assert_int_equal(fx->ndelivered, 1);
+	publish(fx, "c3", "x");
 	assert_int_equal(fx->b->ops->channels(fx->b), 4);
 
-	/* full: a new channel is refused everywhere, old ones go on */
-	struct ack a = publish(fx, "c5", "x");
+	/* full: a new channel is refused to publishes, old ones go on */
+	a = publish(fx, "c5", "x");
 	assert_string_equal(a.id, "");
 	assert_string_equal(a.err, "too many channels");
-	history(fx, "c5", NULL, &h);
-	assert_string_equal(h.error, "too many channels");
-	assert_int_equal(h.nmsgs, 0);
-	fx->b->ops->watch(fx->b, "c5");
+	a = publish(fx, "w2", "x");
+	assert_string_equal(a.err, "too many channels");
+	/* subscribing still works, full or not */
+	for (int i = 0; i < 20; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "s%d", i);
+		fx->b->ops->watch(fx->b, name);
+		history(fx, name, NULL, &h);
+		assert_string_equal(h.error, "");
+		assert_int_equal(h.status, HISTORY_FRESH);
+		assert_id(h.cursor, NULL, 0);
+	}
 	assert_int_equal(fx->b->ops->channels(fx->b), 4);
 	a = publish(fx, "c1", "z");
 	assert_string_equal(a.err, "");
 	assert_id(a.id, NULL, 3);
-	assert_int_equal(fx->ndelivered, 0);
+	assert_int_equal(fx->ndelivered, 1);
+}
+
+/* A channel nobody published to, and nobody watches any more, keeps its
+ * epoch for the next poll; at most --max-channels of them are kept. */
+static void test_unpublished_channels(void **state)
+{
+	struct fixture *fx = *state; /* --max-channels 4 */
+	struct hist h;
+	history(fx, "quiet", NULL, &h);
+	char cursor[64];
+	snprintf(cursor, sizeof(cursor), "%s", h.cursor);
+	fx->b->ops->watch(fx->b, "quiet");
+	fx->b->ops->unwatch(fx->b, "quiet");
+	/* the next poll, with the cursor of the last: nothing to reset */
+	history(fx, "quiet", cursor, &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	assert_string_equal(h.cursor, cursor);
+	/* the first message continues that epoch */
+	struct ack a = publish(fx, "quiet", "x");
+	assert_id(a.id, cursor, 1);
+	history(fx, "quiet", cursor, &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	assert_int_equal(h.nmsgs, 1);
+	hist_release(&h);
+
+	/* many more unwatched ones than --max-channels: the oldest go */
+	history(fx, "first", NULL, &h);
+	snprintf(cursor, sizeof(cursor), "%s", h.cursor);
+	fx->b->ops->watch(fx->b, "held");
+	for (int i = 0; i < 50; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "u%d", i);
+		history(fx, name, NULL, &h);
+	}
+	history(fx, "first", cursor, &h);
+	assert_int_equal(h.status, HISTORY_RESET);
+	assert_string_equal(h.reason, "epoch");
+	assert_int_equal(h.nmsgs, 0);
+	/* a watched one is never forgotten */
+	history(fx, "held", NULL, &h);
+	snprintf(cursor, sizeof(cursor), "%s", h.cursor);
+	for (int i = 0; i < 50; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "v%d", i);
+		history(fx, name, NULL, &h);
+	}
+	history(fx, "held", cursor, &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	/* and none of them counted */
+	assert_int_equal(fx->b->ops->channels(fx->b), 1);
 }
 
 static int setup_big(void **state)
@@ -519,6 +586,63 @@ static void test_idle_channels_dropped(void **state)
 	assert_id(again.id, NULL, 2); /* kept its history */
 }
 
+static int setup_age(void **state)
+{
+	char *argv[] = { "ferryd", "--history-size",
+			 "3",	   "--history-age",
+			 "300ms",  "--history-max",
+			 "10",	   "--history-ttl",
+			 "10s",	   NULL };
+	return setup_with(state, 9, argv);
+}
+
+/* Kept: the newest --history-size, and everything younger than
+ * --history-age, up to --history-max. */
+static void test_history_by_age(void **state)
+{
+	struct fixture *fx = *state;
+	char ids[14][64];
+	for (int i = 1; i <= 8; i++)
+		snprintf(ids[i], sizeof(ids[i]), "%s", publish(fx, "news", "m").id);
+	char start[64];
+	snprintf(start, sizeof(start), "%.8s:0", ids[1]);
+	/* 8 young messages, more than --history-size 3: all kept */
+	struct hist h;
+	history(fx, "news", start, &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	assert_int_equal(h.nmsgs, 8);
+	assert_string_equal(h.msgs[0]->id, ids[1]);
+	hist_release(&h);
+
+	/* --history-max 10 holds however young they are */
+	for (int i = 9; i <= 13; i++)
+		snprintf(ids[i], sizeof(ids[i]), "%s", publish(fx, "news", "m").id);
+	history(fx, "news", start, &h);
+	assert_int_equal(h.status, HISTORY_RESET);
+	assert_string_equal(h.reason, "too_old");
+	assert_int_equal(h.nmsgs, 10);
+	assert_string_equal(h.msgs[0]->id, ids[4]);
+	hist_release(&h);
+	history(fx, "news", ids[3], &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	assert_int_equal(h.nmsgs, 10);
+	hist_release(&h);
+
+	/* once older than --history-age, only --history-size stay, even
+	 * with no publish to trim them (the sweep does) */
+	run_for_ms(fx, 600);
+	history(fx, "news", ids[9], &h);
+	assert_int_equal(h.status, HISTORY_RESET);
+	assert_string_equal(h.reason, "too_old");
+	assert_int_equal(h.nmsgs, 3);
+	assert_string_equal(h.msgs[0]->id, ids[11]);
+	hist_release(&h);
+	history(fx, "news", ids[10], &h);
+	assert_int_equal(h.status, HISTORY_CONTINUE);
+	assert_int_equal(h.nmsgs, 3);
+	hist_release(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -530,6 +654,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_watch_delivers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_from_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_channel_count_and_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unpublished_channels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_history_by_age, setup_age, teardown),
 		cmocka_unit_test_setup_teardown(test_long_replay, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_channels_dropped, setup_ttl, teardown),
 	};

@@ -137,6 +137,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.max_subscriptions, 64);
 	assert_int_equal(cfg.history_size, 100);
 	assert_int_equal(cfg.history_ttl_ms, 300000);
+	assert_int_equal(cfg.history_age_ms, 30000);
+	assert_int_equal(cfg.history_max, 1000);
 	assert_int_equal(cfg.max_channels, 100000);
 	assert_int_equal(cfg.ntransports, 3);
 	assert_string_equal(cfg.transports[0], "websocket");
@@ -557,6 +559,8 @@ static const struct row {
 	{ "max-subscriptions", K_INT, O(max_subscriptions), 0 },
 	{ "history-size", K_INT, O(history_size), 0 },
 	{ "history-ttl", K_DURATION, O(history_ttl_ms), 0 },
+	{ "history-age", K_DURATION, O(history_age_ms), 0 },
+	{ "history-max", K_INT, O(history_max), 0 },
 	{ "max-channels", K_INT, O(max_channels), 0 },
 	{ "transports", K_LIST, O(transports), O(ntransports) },
 	{ "heartbeat", K_DURATION, O(heartbeat_ms), 0 },

@@ -48,7 +48,7 @@ static int setup_with(void **state, int argc, char **argv)
 	fx->f.clients = clients_new(&fx->f);
 	flush_init(&fx->f, NULL, 0);
 	fx->f.hub = hub_new(&fx->f);
-	struct backend_events ev;
+	struct backend_events ev = { .metrics = &fx->f.metrics };
 	hub_events(fx->f.hub, &ev);
 	fx->f.backend = backend_memory_ops.create(fx->f.base, &fx->cfg, &ev);
 	for (int i = 0; i < NSESS; i++) {
@@ -61,9 +61,12 @@ static int setup_with(void **state, int argc, char **argv)
 
 static int setup(void **state)
 {
-	char *argv[] = { "ferryd", "--history-size",  "5",  "--max-subscriptions",
-			 "3",	   "--out-queue-max", "4K", NULL };
-	return setup_with(state, 7, argv);
+	char *argv[] = { "ferryd", "--history-size",
+			 "5",	   "--max-subscriptions",
+			 "3",	   "--out-queue-max",
+			 "4K",	   "--history-age",
+			 "0",	   NULL };
+	return setup_with(state, 9, argv);
 }
 
 static int setup_publish(void **state)
