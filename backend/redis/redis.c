@@ -8,8 +8,12 @@
  * is sent on it. Both reconnect with a jittered backoff.
  *
  * Debian 12's hiredis 0.14 has no timeouts in its async API: ferry's own
- * watchdog drops a connection that stops answering, which fails its pending
- * commands (each publish then gets an error, never silence). */
+ * watchdog (every quarter of --redis-timeout) frees a connection whose
+ * oldest outstanding command is older than --redis-timeout, which calls each
+ * pending callback once with a NULL reply (each publish then gets an error,
+ * never silence); an idle command connection is sent a PING so a frozen
+ * Redis is noticed with no traffic too, and a stalled command connection
+ * takes the subscriber one with it. Both reconnect with backoff. */
 #include <event2/event.h>
 #include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
@@ -23,6 +27,7 @@
 #include "config.h"
 #include "dict.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis_int.h"
 #include "xmalloc.h"
 
@@ -134,10 +139,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+/* The connection is gone (hiredis frees or has freed its context). */
+static void conn_lost(struct conn *c, const char *why)
 {
-	struct redis_backend *rb = ac->data;
-	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
+	struct redis_backend *rb = c->rb;
 	c->ac = NULL;
 	c->ready = 0;
 	c->inflight = 0;
@@ -147,9 +152,14 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		redis_channel_unsubscribed(rb);
 	if (rb->closing)
 		return;
-	log_warn("redis: %s connection lost%s%s", c->name, status == REDIS_OK ? "" : ": ",
-		 status == REDIS_OK ? "" : ac->errstr);
+	log_warn("redis: %s connection lost%s%s", c->name, why ? ": " : "", why ? why : "");
 	schedule_retry(c);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis_backend *rb = ac->data;
+	conn_lost(rb->cmd.ac == ac ? &rb->cmd : &rb->sub, status == REDIS_OK ? NULL : ac->errstr);
 }
 
 static void conn_start(struct conn *c)
@@ -174,17 +184,47 @@ static void conn_start(struct conn *c)
 	redisAsyncSetDisconnectCallback(c->ac, on_disconnect);
 }
 
-/* Drop a connection that stopped answering (or never finished connecting):
- * hiredis then fails every pending command, so callers hear about it. */
-static void check_stalled(struct conn *c, const struct timeval *now)
+/* Drop a connection now, pending commands or not (redisAsyncDisconnect would
+ * wait for their replies, which a frozen Redis never sends): hiredis calls
+ * every pending callback once with a NULL reply, then forgets them. Called
+ * from a timer only, never from inside a hiredis callback. */
+static void conn_drop(struct conn *c)
 {
-	int timeout = c->rb->cfg->redis_timeout_ms;
-	long idle = (now->tv_sec - c->progress.tv_sec) * 1000 +
-		    (now->tv_usec - c->progress.tv_usec) / 1000;
-	if (c->ac && (!c->ready || c->inflight > 0) && idle > timeout) {
-		log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
-		redisAsyncDisconnect(c->ac);
-	}
+	redisAsyncContext *ac = c->ac;
+	if (!ac)
+		return;
+	c->ready = 0; /* callbacks run now cannot send on it again */
+	redisAsyncFree(ac);
+	if (c->ac == ac) /* not connected yet: on_disconnect was not called */
+		conn_lost(c, "timed out connecting");
+}
+
+static long ms_since(const struct timeval *then, const struct timeval *now)
+{
+	return (now->tv_sec - then->tv_sec) * 1000 + (now->tv_usec - then->tv_usec) / 1000;
+}
+
+/* A connection that stopped answering (or never finished connecting) is
+ * dropped: the oldest outstanding command is older than --redis-timeout.
+ * Returns 1 if it was dropped. */
+static int check_stalled(struct conn *c, const struct timeval *now)
+{
+	long idle = ms_since(&c->progress, now);
+	if (!c->ac || (c->ready && c->inflight == 0) || idle <= c->rb->cfg->redis_timeout_ms)
+		return 0;
+	struct redis_backend *rb = c->rb;
+	if (rb->events.metrics)
+		rb->events.metrics->errors[ERR_REDIS_TIMEOUT]++;
+	log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
+	conn_drop(c);
+	return 1;
+}
+
+static void ping_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct redis_backend *rb = priv;
+	if (ac && r)
+		conn_replied(&rb->cmd);
 }
 
 static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
@@ -192,8 +232,22 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	struct redis_backend *rb = arg;
 	struct timeval now;
 	event_base_gettimeofday_cached(rb->evbase, &now);
-	check_stalled(&rb->cmd, &now);
+	if (check_stalled(&rb->cmd, &now)) {
+		/* the same Redis: the subscriber connection would not hear it
+		 * either, and what it misses meanwhile is read back on reconnect */
+		if (rb->sub.ac)
+			conn_drop(&rb->sub);
+		return;
+	}
 	check_stalled(&rb->sub, &now);
+	/* an idle command connection is asked a PING, so a freeze is seen
+	 * within --redis-timeout even with no traffic (and healthz says so) */
+	if (rb->cmd.ready && rb->cmd.inflight == 0 &&
+	    ms_since(&rb->cmd.progress, &now) >= rb->cfg->redis_timeout_ms / 2) {
+		const char *argv[] = { "PING" };
+		size_t lens[] = { 4 };
+		conn_command(&rb->cmd, ping_reply, rb, 1, argv, lens);
+	}
 }
 
 static struct backend *redis_create(struct event_base *base, const struct config *cfg,
@@ -224,8 +278,11 @@ static struct backend *redis_create(struct event_base *base, const struct config
 		conn_start(conns[i]);
 	}
 	rb->watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, rb);
-	struct timeval second = { 1, 0 };
-	event_add(rb->watchdog, &second);
+	/* a quarter of the deadline: a stall is seen within 1.25x --redis-timeout */
+	int tick = cfg->redis_timeout_ms / 4;
+	tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
+	struct timeval tv = { tick / 1000, (tick % 1000) * 1000 };
+	event_add(rb->watchdog, &tv);
 	return &rb->base;
 }
 

@@ -34,6 +34,7 @@ enum metric_error {
 	ERR_REDIS_BAD_ID,    /* read from Redis and dropped: an id or epoch not ours */
 	ERR_REDIS_BAD_EVENT, /* ...: an invalid or reserved event name */
 	ERR_REDIS_BAD_DATA,  /* ...: data that is not UTF-8, or a malformed frame */
+	ERR_REDIS_TIMEOUT,   /* a Redis connection missed --redis-timeout: dropped */
 	ERR_COUNT
 };
 
