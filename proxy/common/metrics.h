@@ -57,6 +57,14 @@ enum metric_transport {
 	TRANSPORT_COUNT
 };
 
+/* Where a publish came from (the publish rate limits count by path). */
+enum metric_publish_path {
+	PUBLISH_PATH_API,    /* POST PREFIX/publish/CHANNEL */
+	PUBLISH_PATH_CLIENT, /* a WebSocket (or other session) publish operation */
+	PUBLISH_PATH_SEND,   /* POST PREFIX/send */
+	PUBLISH_PATH_COUNT
+};
+
 struct metrics {
 	long connections[TRANSPORT_COUNT];
 	unsigned long long connections_total[TRANSPORT_COUNT];
@@ -67,6 +75,10 @@ struct metrics {
 	unsigned long long errors[ERR_COUNT];
 	unsigned long long limited[LIMIT_COUNT];
 	unsigned long long fallbacks[8]; /* by reason, see metrics.c */
+	/* --publish-rate-per-channel/-per-publisher refusals, by path and limit */
+	unsigned long long publish_refused[PUBLISH_PATH_COUNT][2];
+	unsigned long long deliveries_paced; /* made in a later turn (--delivery-budget) */
+	unsigned long long fan_out_pauses;   /* broadcasts stopped for the budget, to resume */
 };
 
 /* Count a client's fallback; unknown reasons are counted as "other". */
