@@ -22,6 +22,7 @@
 #include "log.h"
 #include "origin.h"
 #include "publish.h"
+#include "pubrate.h"
 #include "router.h"
 #include "tls.h"
 #include "upstream.h"
@@ -174,6 +175,7 @@ static const struct module {
 	{ longpoll_init, longpoll_free, 2 },
 	{ send_init, send_free, 2 },
 	{ publish_init, publish_free, 2 },
+	{ pubrate_init, pubrate_free, 2 },
 	{ auth_init, auth_free, 2 },
 	{ upstream_start, upstream_stop, 2 },
 	{ callback_init, callback_free_rules, 2 },

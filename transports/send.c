@@ -32,6 +32,7 @@
 #include "log.h"
 #include "origin.h"
 #include "peer.h"
+#include "pubrate.h"
 #include "protocol.h"
 #include "xmalloc.h"
 
@@ -397,6 +398,31 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 			f->metrics.limited[LIMIT_CLIENT_RATE]++;
 			log_info("send %s: client %s over --rate-messages", httpconn_peer(c),
 				 s->id);
+			proto_send_release(&batch);
+			httpconn_respond(c, 429, hdr, "application/json", body, strlen(body));
+			return;
+		}
+	}
+	{
+		/* --publish-rate-per-channel/-per-publisher, for each new op;
+		 * the publisher is the subject or the address, as on WebSocket */
+		char who[JWT_MAX_CLAIM + 8];
+		pubrate_publisher(subject, httpconn_peer(c), who, sizeof(who));
+		const char *limit = NULL;
+		double wait_s = 0;
+		for (size_t i = 0; i < batch.nops && wait_s <= 0; i++)
+			if (batch.ops[i].seq > s->seq)
+				wait_s = pubrate_take(f, PUBLISH_PATH_SEND, batch.ops[i].channel,
+						      who, &limit);
+		if (wait_s > 0) {
+			char body[128], cors[256], hdr[320];
+			httpconn_cors_headers(c, cors, sizeof(cors));
+			snprintf(body, sizeof(body),
+				 "{\"ack\":%lld,\"error\":\"rate_limited\",\"limit\":\"%s\"}",
+				 s->seq, limit);
+			snprintf(hdr, sizeof(hdr),
+				 "Retry-After: %d\r\nCache-Control: no-store\r\n%s",
+				 1 + (int)wait_s, cors);
 			proto_send_release(&batch);
 			httpconn_respond(c, 429, hdr, "application/json", body, strlen(body));
 			return;

@@ -133,10 +133,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		size_t lens[] = { 6, strlen(db) };
 		redisAsyncCommandArgv(c->ac, NULL, NULL, 2, argv, lens);
 	}
-	const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_channel_library };
-	size_t lens[] = { 8, 4, 7, redis_channel_library_len };
+	size_t len;
+	char *library = redis_channel_library_text(rb->cfg->publish_rate_per_channel, &len);
+	const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", library };
+	size_t lens[] = { 8, 4, 7, len };
 	c->inflight = 1;
-	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens);
+	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens); /* copies argv */
+	free(library);
 }
 
 /* The connection is gone (hiredis frees or has freed its context). */

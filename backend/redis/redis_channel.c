@@ -82,6 +82,16 @@ const char redis_channel_library[] =
 	 *       again. The stream keeps MAXLEN entries, and with AGE (ms) > 0 also
 	 *       every entry younger than AGE, up to CAP entries in all. */
 	"local function publish(keys, args)\n"
+	/* --publish-rate-per-channel (channel_rate, set before this text by
+	 * redis_channel_library_text): a counter per channel and second */
+	"  if channel_rate > 0 then\n"
+	"    local k = string.gsub(keys[1], ':stream$', ':rate')\n"
+	"    local n = redis.call('INCR', k)\n"
+	"    if n == 1 then redis.call('PEXPIRE', k, 1000) end\n"
+	"    if n > channel_rate then\n"
+	"      return redis.error_reply('RATE publish rate per channel exceeded')\n"
+	"    end\n"
+	"  end\n"
 	"  local seq = keys[3] and tonumber(args[9] or '')\n"
 	"  if seq and seq <= tonumber(redis.call('HGET', keys[3], args[7]) or '0') then\n"
 	"    return 'dup'\n"
@@ -130,6 +140,22 @@ const char redis_channel_library[] =
 	"redis.register_function('ferry_publish', publish)\n"
 	"redis.register_function('ferry_history', history)\n";
 const size_t redis_channel_library_len = sizeof(redis_channel_library) - 1;
+
+char *redis_channel_library_text(int channel_rate, size_t *len)
+{
+	const char *body = strchr(redis_channel_library, '\n') + 1; /* after "#!lua" */
+	size_t head = (size_t)(body - redis_channel_library);
+	char rate[48];
+	int n = snprintf(rate, sizeof(rate), "local channel_rate = %d\n", channel_rate);
+	if (n < 0 || (size_t)n >= sizeof(rate))
+		n = snprintf(rate, sizeof(rate), "local channel_rate = 0\n");
+	*len = redis_channel_library_len + (size_t)n;
+	char *text = xmalloc(*len + 1);
+	memcpy(text, redis_channel_library, head);
+	memcpy(text + head, rate, (size_t)n);
+	memcpy(text + head + n, body, redis_channel_library_len - head + 1);
+	return text;
+}
 
 struct history_req {
 	struct redis_backend *rb;
@@ -643,13 +669,16 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 		if (pr->cb) /* "dup": a retried operation, stored before */
 			pr->cb(pr->arg, strcmp(reply->str, "dup") == 0 ? NULL : reply->str, NULL);
 	} else {
-		if (reply && reply->type == REDIS_REPLY_ERROR)
+		int rate = reply && reply->type == REDIS_REPLY_ERROR &&
+			   strncmp(reply->str, "RATE ", 5) == 0;
+		if (reply && reply->type == REDIS_REPLY_ERROR && !rate)
 			log_warn("redis: publish: %s", reply->str);
 		/* a lost connection leaves the outcome unknown: Redis may have run it */
 		if (pr->cb)
 			pr->cb(pr->arg, NULL,
-			       reply ? "backend error"
-				     : "backend connection lost, outcome unknown");
+			       rate    ? reply->str + 5
+			       : reply ? "backend error"
+				       : "backend connection lost, outcome unknown");
 	}
 	free(pr);
 }

@@ -80,6 +80,9 @@ static inline void conn_replied(struct conn *c)
  * every connect of the command connection: redis_channel_library_len bytes. */
 extern const char redis_channel_library[];
 extern const size_t redis_channel_library_len;
+/* The text to load: the library with --publish-rate-per-channel set in
+ * it (channel_rate; 0: none). Malloc'd, *len bytes and a NUL. */
+char *redis_channel_library_text(int channel_rate, size_t *len);
 
 /* The backend_ops entries that work on channels (see backend.h). */
 void redis_channel_publish(struct backend *b, const char *channel, const char *event,

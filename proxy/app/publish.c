@@ -21,6 +21,7 @@
 #include "log.h"
 #include "origin.h"
 #include "protocol.h"
+#include "pubrate.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
@@ -48,8 +49,10 @@ static int method_is(const struct http_request *req, const char *m)
 /* The publish key travels as "Authorization: Bearer KEY" or "X-Ferry-Key:
  * KEY"; instead of the key, a token (auth.h) whose "publish" claim names
  * the channel will do. */
-static int publish_authorized(struct ferry *f, const struct http_request *req, const char *channel)
+static int publish_authorized(struct ferry *f, const struct http_request *req, const char *channel,
+			      char subject[JWT_MAX_CLAIM + 1])
 {
+	subject[0] = '\0';
 	const struct config *cfg = f->cfg;
 	if (!cfg->publish_key)
 		return 1;
@@ -65,6 +68,8 @@ static int publish_authorized(struct ferry *f, const struct http_request *req, c
 	const char *err;
 	int ok = auth_token(f, key, strlen(key), &id, &err) == 0 &&
 		 glob_match_any(id.claims.publish, id.claims.npublish, channel);
+	if (ok)
+		snprintf(subject, JWT_MAX_CLAIM + 1, "%s", id.name);
 	identity_clear(&id);
 	return ok;
 }
@@ -90,11 +95,32 @@ static int publish_rate_ok(struct httpconn *c)
 	return 0;
 }
 
+/* --publish-rate-per-channel and -per-publisher; the publisher is the
+ * token's subject, or the address (the publish key is everyone's). */
+static int publish_limits_ok(struct httpconn *c, const char *channel, const char *subject)
+{
+	struct ferry *f = httpconn_ferry(c);
+	char who[JWT_MAX_CLAIM + 8];
+	pubrate_publisher(subject, httpconn_peer(c), who, sizeof(who));
+	const char *limit;
+	double wait_s = pubrate_take(f, PUBLISH_PATH_API, channel, who, &limit);
+	if (wait_s <= 0)
+		return 1;
+	char hdr[40], body[64];
+	snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + (int)wait_s);
+	snprintf(body, sizeof(body), "publish rate per %s exceeded\n", limit);
+	httpconn_text(c, 429, hdr, body);
+	return 0;
+}
+
 static void publish_done(void *arg, const char *id, const char *err)
 {
 	struct httpconn *c = arg;
 	if (!httpconn_gone(c)) {
-		if (err) {
+		if (err && strncmp(err, "publish rate", 12) == 0) {
+			/* Redis's count, over every instance and backend service */
+			httpconn_text(c, 429, "Retry-After: 1\r\n", err);
+		} else if (err) {
 			httpconn_ferry(c)->metrics.errors[ERR_PUBLISH]++;
 			httpconn_error(c, 503, err);
 		} else {
@@ -127,7 +153,8 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 			       "(--publish-open)");
 		return;
 	}
-	if (!publish_authorized(f, req, channel)) {
+	char subject[JWT_MAX_CLAIM + 1];
+	if (!publish_authorized(f, req, channel, subject)) {
 		httpconn_error(c,
 			       f->cfg->publish_key && (http_request_header(req, "X-Ferry-Key") ||
 						       http_request_header(req, "Authorization"))
@@ -140,7 +167,7 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 		httpconn_error(c, 400, "invalid channel name");
 		return;
 	}
-	if (!publish_rate_ok(c))
+	if (!publish_rate_ok(c) || !publish_limits_ok(c, channel, subject))
 		return;
 	char event[PROTO_MAX_EVENT + 2];
 	size_t pos = 0;

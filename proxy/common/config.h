@@ -57,6 +57,10 @@ struct config {
 	int rate_messages_per_address; /* per address per second, all its clients; 0: no limit */
 	const char *client_id_secret;  /* signs client ids; NULL: from --jwt-secret, or random */
 	int publish_rate;	       /* publish API per second; 0: no limit */
+	/* per second, on every publish path; 0: no limit */
+	int publish_rate_per_channel;
+	int publish_rate_per_publisher; /* an address or a token subject */
+	int delivery_budget;		/* deliveries per second; 0: unpaced */
 
 	size_t ws_max_message;
 	int ws_ping_ms;

@@ -17,6 +17,7 @@ struct flush;
 struct longpoll;
 struct send;
 struct publish;
+struct pubrate;
 struct tls;
 struct accesslog;
 struct upstream;
@@ -39,6 +40,7 @@ struct ferry {
 	struct longpoll *longpoll;	  /* held long-polls by client id */
 	struct send *send;		  /* POST send: newest seq per client id */
 	struct publish *publish;	  /* the publish API's rate bucket */
+	struct pubrate *pubrate;	  /* per-channel and per-publisher publish buckets */
 	struct metrics metrics;
 	unsigned char client_id_key[32]; /* signs the client ids negotiate issues (auth.c) */
 

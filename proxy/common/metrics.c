@@ -21,6 +21,8 @@ static const char *const limit_names[LIMIT_COUNT] = {
 static const char *const descriptor_names[DESCRIPTORS_COUNT] = { "clients", "app", "budget" };
 static const char *const pause_names[ACCEPT_PAUSE_COUNT] = { "descriptors", "emfile" };
 
+static const char *const publish_path_names[PUBLISH_PATH_COUNT] = { "api", "client", "send" };
+
 static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket", "sse",
 							      "poll", "tunnel",	   "grip" };
 
@@ -117,6 +119,22 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 	for (int i = 0; i < LIMIT_COUNT; i++)
 		evbuffer_add_printf(out, "ferry_limited_total{limit=\"%s\"} %llu\n", limit_names[i],
 				    m->limited[i]);
+	evbuffer_add_printf(out, "# HELP ferry_publish_refused_total Publishes refused by "
+				 "--publish-rate-per-channel or -per-publisher, by path.\n"
+				 "# TYPE ferry_publish_refused_total counter\n");
+	for (int p = 0; p < PUBLISH_PATH_COUNT; p++)
+		for (int k = 0; k < 2; k++)
+			evbuffer_add_printf(
+				out, "ferry_publish_refused_total{path=\"%s\",limit=\"%s\"} %llu\n",
+				publish_path_names[p], k ? "publisher" : "channel",
+				m->publish_refused[p][k]);
+	evbuffer_add_printf(
+		out,
+		"# HELP ferry_deliveries_paced_total Deliveries --delivery-budget moved to a later loop turn.\n"
+		"# TYPE ferry_deliveries_paced_total counter\nferry_deliveries_paced_total %llu\n"
+		"# HELP ferry_fan_out_pauses_total Broadcasts stopped at --delivery-budget, to resume.\n"
+		"# TYPE ferry_fan_out_pauses_total counter\nferry_fan_out_pauses_total %llu\n",
+		m->deliveries_paced, m->fan_out_pauses);
 	evbuffer_add_printf(
 		out,
 		"# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"

@@ -67,6 +67,14 @@ enum metric_descriptors {
 };
 enum metric_accept_pause { ACCEPT_PAUSE_BUDGET, ACCEPT_PAUSE_EMFILE, ACCEPT_PAUSE_COUNT };
 
+/* Where a publish came from (the publish rate limits count by path). */
+enum metric_publish_path {
+	PUBLISH_PATH_API,    /* POST PREFIX/publish/CHANNEL */
+	PUBLISH_PATH_CLIENT, /* a WebSocket (or other session) publish operation */
+	PUBLISH_PATH_SEND,   /* POST PREFIX/send */
+	PUBLISH_PATH_COUNT
+};
+
 struct metrics {
 	long connections[TRANSPORT_COUNT];
 	unsigned long long connections_total[TRANSPORT_COUNT];
@@ -82,6 +90,11 @@ struct metrics {
 	 * budget, and the times accepting paused at the budget / on EMFILE */
 	long descriptors[DESCRIPTORS_COUNT];
 	unsigned long long accept_paused[ACCEPT_PAUSE_COUNT];
+
+	/* --publish-rate-per-channel/-per-publisher refusals, by path and limit */
+	unsigned long long publish_refused[PUBLISH_PATH_COUNT][2];
+	unsigned long long deliveries_paced; /* made in a later turn (--delivery-budget) */
+	unsigned long long fan_out_pauses;   /* broadcasts stopped for the budget, to resume */
 };
 
 /* Count a client's fallback; unknown reasons are counted as "other". */

@@ -10,7 +10,15 @@
  * subscriber as it was visited was slower at 10,000 subscribers x 2 msg/s),
  * and marking all 10,000 before the first write delayed every delivery by
  * the whole pass. Order within a channel is kept; a client on several
- * channels may see one turn's messages grouped by channel. */
+ * channels may see one turn's messages grouped by channel.
+ *
+ * With --delivery-budget a pass stops when the budget's tokens run out and
+ * resumes at the same subscriber on a later tick (every PACE_TICK_MS): the
+ * channel goes to the back of the waiting list, so other channels, pings
+ * and heartbeats are served in between. A paced channel finishes its batch
+ * before it starts the next one, so each subscriber still sees the
+ * channel's messages once and in order. Without a budget none of this
+ * runs: the pass is the unpaced loop of before. */
 #include "hub.h"
 
 #include <event2/event.h>
@@ -26,6 +34,9 @@
  * write waits for no more than these, and their state is still in cache. */
 #define FAN_OUT_CHUNK 128
 
+/* --delivery-budget: tokens come every tick, up to two ticks' worth saved */
+#define PACE_TICK_MS 10
+
 struct hub_channel {
 	char *name;
 	LIST_HEAD(, sub) subs;
@@ -36,6 +47,11 @@ struct hub_channel {
 	int waiting; /* on the hub's waiting list */
 	int fanning; /* in fan_out_channel: emptied, it is freed there */
 	TAILQ_ENTRY(hub_channel) in_waiting;
+	/* --delivery-budget: the batch being fanned out, and who is next */
+	struct message **batch;
+	size_t nbatch, batch_cap;
+	struct sub *resume; /* next subscriber of the batch (NULL: the end) */
+	int paused;	    /* the batch stopped once: what follows is paced */
 };
 
 struct hub {
@@ -43,6 +59,9 @@ struct hub {
 	struct dict *channels;
 	TAILQ_HEAD(, hub_channel) waiting;
 	struct event *fan_out;
+	struct event *pace; /* the next tick of a paced fan-out */
+	double tokens;	    /* deliveries --delivery-budget allows now (< 0: in debt) */
+	struct timeval refilled;
 };
 
 static void fan_out_cb(evutil_socket_t fd, short what, void *arg);
@@ -54,6 +73,7 @@ struct hub *hub_new(struct ferry *f)
 	h->channels = dict_new();
 	TAILQ_INIT(&h->waiting);
 	h->fan_out = event_new(f->base, -1, 0, fan_out_cb, h);
+	h->pace = evtimer_new(f->base, fan_out_cb, h);
 	return h;
 }
 
@@ -64,6 +84,7 @@ void hub_free(struct hub *h)
 	/* Sessions unsubscribe before the hub goes; what is left is empty. */
 	dict_free(h->channels);
 	event_free(h->fan_out);
+	event_free(h->pace);
 	free(h);
 }
 
@@ -74,6 +95,9 @@ static void channel_free(struct hub *h, struct hub_channel *ch)
 	for (size_t i = 0; i < ch->nturn; i++)
 		message_unref(ch->turn[i]);
 	free(ch->turn);
+	for (size_t i = 0; i < ch->nbatch; i++)
+		message_unref(ch->batch[i]);
+	free(ch->batch);
 	dict_del(h->channels, ch->name);
 	free(ch->name);
 	free(ch);
@@ -134,6 +158,8 @@ void hub_unsubscribe(struct hub *h, struct sub *sub)
 {
 	struct hub_channel *ch = sub->channel;
 	sub->gone = 1;
+	if (ch->resume == sub) /* a paced batch resumes with the one after */
+		ch->resume = LIST_NEXT(sub, in_channel);
 	LIST_REMOVE(sub, in_channel);
 	if (--ch->nsubs == 0) {
 		h->f->backend->ops->unwatch(h->f->backend, ch->name);
@@ -190,14 +216,125 @@ static void fan_out_channel(struct hub *h, struct hub_channel *ch)
 	}
 }
 
+/* The budget's tokens now: budget a second, at most two ticks' worth. */
+static void pace_refill(struct hub *h, int budget)
+{
+	struct timeval now;
+	event_base_gettimeofday_cached(h->f->base, &now);
+	double burst = budget * (2 * PACE_TICK_MS / 1000.0);
+	if (burst < 1)
+		burst = 1;
+	if (!h->refilled.tv_sec) {
+		h->tokens = burst;
+	} else {
+		double dt = (double)(now.tv_sec - h->refilled.tv_sec) +
+			    (now.tv_usec - h->refilled.tv_usec) / 1e6;
+		if (dt > 0)
+			h->tokens += dt * budget;
+		if (h->tokens > burst)
+			h->tokens = burst;
+	}
+	h->refilled = now;
+}
+
+/* Fan ch's batches out while the budget lasts: 1 when it stopped with work
+ * left (ch is kept), 0 when it is done (ch may have been freed). A visit
+ * costs one token per message of the batch; the last visit may go into
+ * debt, which the next ticks pay back, so the rate is the budget's. */
+static int fan_out_paced(struct hub *h, struct hub_channel *ch)
+{
+	ch->fanning = 1;
+	int more = 0;
+	for (;;) {
+		if (!ch->nbatch) {
+			if (!ch->nturn)
+				break;
+			if (h->tokens <= 0) {
+				more = 1;
+				break;
+			}
+			/* the turn becomes the batch; its array the next turn's */
+			struct message **spare = ch->batch;
+			size_t spare_cap = ch->batch_cap;
+			ch->batch = ch->turn;
+			ch->nbatch = ch->nturn;
+			ch->batch_cap = ch->turn_cap;
+			ch->turn = spare;
+			ch->turn_cap = spare_cap;
+			ch->nturn = 0;
+			ch->resume = LIST_FIRST(&ch->subs);
+			ch->paused = 0;
+		}
+		struct message **msgs = ch->batch;
+		size_t n = ch->nbatch;
+		struct sub *sub = ch->resume, *next;
+		unsigned visited = 0;
+		unsigned long long made = 0;
+		for (; sub && h->tokens > 0; sub = next) {
+			next = LIST_NEXT(sub, in_channel);
+			if (++visited % FAN_OUT_CHUNK == 0)
+				flush_run(h->f);
+			if (sub->live) {
+				for (size_t i = 0; i < n; i++)
+					sub->ops->deliver(sub, msgs[i]);
+			} else {
+				sub->pending = xrealloc(
+					sub->pending, (sub->npending + n) * sizeof(*sub->pending));
+				for (size_t i = 0; i < n; i++)
+					sub->pending[sub->npending++] = message_ref(msgs[i]);
+			}
+			h->tokens -= (double)n;
+			made += n;
+		}
+		ch->resume = sub;
+		if (ch->paused)
+			h->f->metrics.deliveries_paced += made;
+		if (sub) {
+			if (!ch->paused)
+				h->f->metrics.fan_out_pauses++;
+			ch->paused = 1;
+			more = 1;
+			break;
+		}
+		for (size_t i = 0; i < n; i++)
+			message_unref(msgs[i]);
+		ch->nbatch = 0;
+		ch->paused = 0;
+	}
+	ch->fanning = 0;
+	if (ch->nsubs == 0) {
+		channel_free(h, ch);
+		return 0;
+	}
+	return more;
+}
+
 static void fan_out_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hub *h = arg;
 	struct hub_channel *ch;
-	while ((ch = TAILQ_FIRST(&h->waiting)) != NULL) {
+	int budget = h->f->cfg->delivery_budget;
+	if (!budget) {
+		while ((ch = TAILQ_FIRST(&h->waiting)) != NULL) {
+			TAILQ_REMOVE(&h->waiting, ch, in_waiting);
+			ch->waiting = 0;
+			fan_out_channel(h, ch);
+		}
+		return;
+	}
+	pace_refill(h, budget);
+	/* each channel in turn; one that stops goes to the back of the line */
+	while (h->tokens > 0 && (ch = TAILQ_FIRST(&h->waiting)) != NULL) {
 		TAILQ_REMOVE(&h->waiting, ch, in_waiting);
 		ch->waiting = 0;
-		fan_out_channel(h, ch);
+		if (fan_out_paced(h, ch) && !ch->waiting) {
+			ch->waiting = 1;
+			TAILQ_INSERT_TAIL(&h->waiting, ch, in_waiting);
+		}
+	}
+	if (!TAILQ_EMPTY(&h->waiting) && !evtimer_pending(h->pace, NULL)) {
+		struct timeval tick = { 0, PACE_TICK_MS * 1000 };
+		evtimer_add(h->pace, &tick);
 	}
 }
 

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "message.h"
 #include "protocol.h"
+#include "pubrate.h"
 #include "xmalloc.h"
 
 /* One channel of a session: the hub's membership, and the client's cursor
@@ -630,6 +631,20 @@ static void publish(struct session *s, const struct proto_op *op)
 	if (why) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		send_error(s, ref, "forbidden", why);
+		return;
+	}
+	/* keyed by the identity or the address, not the session: a client
+	 * reconnecting, or opening more, gets no fresh bucket */
+	char publisher[JWT_MAX_CLAIM + 8];
+	pubrate_publisher(s->x ? s->x->identity.name : NULL, s->x ? s->x->peer : NULL, publisher,
+			  sizeof(publisher));
+	const char *limit;
+	double wait_s = pubrate_take(s->f, PUBLISH_PATH_CLIENT, op->channel, publisher, &limit);
+	if (wait_s > 0) {
+		char msg[80];
+		snprintf(msg, sizeof(msg), "publish rate per %s exceeded, retry after %d s", limit,
+			 1 + (int)wait_s);
+		send_error(s, ref, "rate_limited", msg);
 		return;
 	}
 	if (path) {

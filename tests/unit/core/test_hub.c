@@ -336,6 +336,78 @@ static void test_client_publish_acked_and_delivered(void **state)
 	assert_string_equal(frame_str(&fx->rec[0], 0, "id"), fx->rec[1].msgs[0]->id);
 }
 
+static int setup_paced(void **state)
+{
+	/* 100 deliveries a second: two saved up, one more every 10 ms tick */
+	char *argv[] = { "ferryd", "--delivery-budget", "100", NULL };
+	return setup_with(state, 3, argv);
+}
+
+static int delivered(struct fixture *fx)
+{
+	return fx->rec[0].nmsgs + fx->rec[1].nmsgs + fx->rec[2].nmsgs;
+}
+
+/* Run the loop (its pace ticks) 20 ms at a time until n deliveries, for
+ * at most tries times. */
+static void run_until(struct fixture *fx, int n, int tries)
+{
+	for (int i = 0; i < tries && delivered(fx) < n; i++) {
+		struct timeval tv = { 0, 20000 };
+		event_base_loopexit(fx->f.base, &tv);
+		event_base_loop(fx->f.base, 0);
+	}
+}
+
+static void test_budget_paces_in_order(void **state)
+{
+	struct fixture *fx = *state;
+	for (int i = 0; i < 3; i++)
+		session_subscribe(fx->s[i], "news", NULL, NULL);
+	end_turn(fx);
+	publish(fx, "news", "a");
+	/* the budget's two tokens: two of three subscribers this turn */
+	assert_int_equal(delivered(fx), 2);
+	assert_int_equal(fx->f.metrics.fan_out_pauses, 1);
+	/* b waits for a to reach everyone */
+	publish(fx, "news", "b");
+	assert_int_equal(delivered(fx), 2);
+	run_until(fx, 6, 100);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(fx->rec[i].nmsgs, 2);
+		assert_string_equal(fx->rec[i].msgs[0]->data, "a");
+		assert_string_equal(fx->rec[i].msgs[1]->data, "b");
+	}
+	assert_true(fx->f.metrics.deliveries_paced >= 1);
+	assert_int_equal(fx->f.metrics.messages_out, 6);
+}
+
+static void test_budget_resume_survives_unsubscribe(void **state)
+{
+	struct fixture *fx = *state;
+	for (int i = 0; i < 3; i++)
+		session_subscribe(fx->s[i], "news", NULL, NULL);
+	session_subscribe(fx->s[1], "other", NULL, NULL);
+	end_turn(fx);
+	publish(fx, "news", "a");
+	assert_int_equal(delivered(fx), 2);
+	/* the one still waiting (subscribed first: last in the channel's list)
+	 * leaves; the paced pass must neither touch it nor stop */
+	int waiting = fx->rec[0].nmsgs == 0 ? 0 : fx->rec[1].nmsgs == 0 ? 1 : 2;
+	const char *op = "{\"type\":\"unsubscribe\",\"channel\":\"news\"}";
+	session_handle(fx->s[waiting], op, strlen(op));
+	/* another channel is served while news is paced */
+	publish(fx, "other", "o");
+	run_until(fx, 3, 100);
+	assert_int_equal(fx->rec[waiting].nmsgs, 0);
+	assert_int_equal(fx->rec[1].nmsgs, waiting == 1 ? 0 : 2);
+	/* and the last of news's subscribers leaving frees a paused channel */
+	publish(fx, "news", "b");
+	for (int i = 0; i < 3; i++)
+		session_handle(fx->s[i], op, strlen(op));
+	run_until(fx, 100, 5); /* the paused channel is gone: its tick finds nothing */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +424,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_publish_needs_flag, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_publish_acked_and_delivered,
 						setup_publish, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_paces_in_order, setup_paced, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_resume_survives_unsubscribe,
+						setup_paced, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
