@@ -1,24 +1,27 @@
 /* redis.c -- the Redis backend: many ferry instances share channels, ids and
- * history through one Redis. This file has the backend's ops and its two
- * connections; redis_channel.c what goes over them. With it (and
- * redis_int.h), the only place that knows hiredis.
+ * history through one Redis. This file has the backend's ops, its URL and
+ * its two connections; redis_channel.c what goes over them, redis_conn.c
+ * the connections themselves (ferry's bufferevents, TLS, hiredis for RESP).
  *
- * Connections: one for commands, one for SUBSCRIBE. The command connection
+ * Connections: one for commands, one for SUBSCRIBE. Each starts with AUTH
+ * (when a password is set); the command connection then SELECTs the DB and
  * loads ferry's Redis functions (redis_channel_library) before anything else
  * is sent on it. Both reconnect with a jittered backoff.
  *
- * Debian 12's hiredis 0.14 has no timeouts in its async API: ferry's own
- * watchdog (every quarter of --redis-timeout) frees a connection whose
- * oldest outstanding command is older than --redis-timeout, which calls each
- * pending callback once with a NULL reply (each publish then gets an error,
- * never silence); an idle command connection is sent a PING so a frozen
- * Redis is noticed with no traffic too, and a stalled command connection
- * takes the subscriber one with it. Both reconnect with backoff. */
+ * Deadlines: ferry's own watchdog (every quarter of --redis-timeout) frees a
+ * connection that is still connecting, or whose oldest outstanding command
+ * is older than --redis-timeout, which calls each pending callback once with
+ * a NULL reply (each publish then gets an error, never silence); an idle
+ * command connection is sent a PING so a frozen Redis is noticed with no
+ * traffic too, and a stalled command connection takes the subscriber one
+ * with it. Both reconnect with backoff. */
+#include <ctype.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,33 +36,189 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* a password (URL, variable or file) longer than this is refused */
+#define PASSWORD_MAX 4096
 
 static void conn_start(struct conn *c);
 
-/* Parse redis://HOST[:PORT][/DB]. */
-static int parse_url(struct redis_backend *rb, const char *url)
+/* ---- the URL ---- */
+
+static int hexval(int ch)
 {
-	if (strncmp(url, "redis://", 8) != 0)
+	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
+}
+
+/* Percent-decode s[0..len) into a new string; NULL if malformed. */
+static char *url_decode(const char *s, size_t len)
+{
+	char *out = xmalloc(len + 1), *o = out;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != '%') {
+			*o++ = s[i];
+			continue;
+		}
+		int hi = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
+		int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
+		if (hi < 0 || lo < 0) {
+			free(out);
+			return NULL;
+		}
+		*o++ = (char)(hi * 16 + lo);
+		i += 2;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Parse redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may be [IPv6]).
+ * Sets *tls for rediss://. */
+static int parse_url(struct redis_backend *rb, const char *url, int *tls)
+{
+	const char *h;
+	if (strncmp(url, "redis://", 8) == 0) {
+		h = url + 8;
+		*tls = 0;
+	} else if (strncmp(url, "rediss://", 9) == 0) {
+		h = url + 9;
+		*tls = 1;
+	} else {
 		return -1;
-	const char *h = url + 8, *end = h + strcspn(h, ":/");
-	if (end == h || (size_t)(end - h) >= sizeof(rb->host))
-		return -1;
-	memcpy(rb->host, h, (size_t)(end - h));
-	rb->host[end - h] = '\0';
+	}
+	/* userinfo: up to the last '@' before the path */
+	const char *path = h + strcspn(h, "/");
+	const char *at = NULL;
+	for (const char *p = h; p < path; p++)
+		if (*p == '@')
+			at = p;
+	if (at) {
+		const char *colon = memchr(h, ':', (size_t)(at - h));
+		if (colon) {
+			if (colon > h)
+				rb->user = url_decode(h, (size_t)(colon - h));
+			rb->password = url_decode(colon + 1, (size_t)(at - colon - 1));
+		} else {
+			rb->password = url_decode(h, (size_t)(at - h)); /* redis://PASSWORD@ */
+		}
+		if ((colon && colon > h && !rb->user) || !rb->password)
+			return -1;
+		h = at + 1;
+	}
+	const char *end;
+	if (*h == '[') {
+		end = strchr(h, ']');
+		if (!end || (size_t)(end - h - 1) >= sizeof(rb->host) || end == h + 1)
+			return -1;
+		memcpy(rb->host, h + 1, (size_t)(end - h - 1));
+		rb->host[end - h - 1] = '\0';
+		end++;
+	} else {
+		end = h + strcspn(h, ":/");
+		if (end == h || (size_t)(end - h) >= sizeof(rb->host))
+			return -1;
+		memcpy(rb->host, h, (size_t)(end - h));
+		rb->host[end - h] = '\0';
+	}
 	rb->port = 6379;
 	rb->db = 0;
 	char *rest;
 	if (*end == ':') {
+		if (!isdigit((unsigned char)end[1]))
+			return -1;
 		rb->port = (int)strtol(end + 1, &rest, 10);
 		end = rest;
 	}
 	if (*end == '/' && end[1]) {
+		if (!isdigit((unsigned char)end[1]))
+			return -1;
 		rb->db = (int)strtol(end + 1, &rest, 10);
 		end = rest;
 	}
 	if (*end == '/')
 		end++;
 	return (*end || rb->port <= 0 || rb->port > 65535 || rb->db < 0) ? -1 : 0;
+}
+
+/* The URL as it may be logged: the password replaced by "***". */
+static void url_redacted(const char *url, char *out, size_t outsz)
+{
+	const char *scheme = strstr(url, "://");
+	const char *h = scheme ? scheme + 3 : url;
+	const char *path = h + strcspn(h, "/");
+	const char *at = NULL;
+	for (const char *p = h; p < path; p++)
+		if (*p == '@')
+			at = p;
+	if (!at) {
+		xsnprintf(out, outsz, "%s", url);
+		return;
+	}
+	const char *colon = memchr(h, ':', (size_t)(at - h));
+	xsnprintf(out, outsz, "%.*s%.*s***%s", (int)(h - url), url,
+		  colon ? (int)(colon - h + 1) : 0, h, at);
+}
+
+/* The first line of path, as the password. -1 (logged) on failure. */
+static int read_password_file(struct redis_backend *rb, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		log_error("--redis-password-file: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	char *buf = xmalloc(PASSWORD_MAX + 2);
+	size_t n = fread(buf, 1, PASSWORD_MAX + 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (n > PASSWORD_MAX || !buf[0]) {
+		log_error("--redis-password-file: %s: %s", path,
+			  buf[0] ? "longer than 4096 bytes" : "empty");
+		free(buf);
+		return -1;
+	}
+	rb->password = buf;
+	return 0;
+}
+
+/* The TLS client context for rediss://: peer verification always on. */
+static SSL_CTX *tls_client_new(const struct config *cfg)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	const char *what = NULL, *file = NULL;
+	if (cfg->redis_tls_ca ? SSL_CTX_load_verify_locations(ctx, cfg->redis_tls_ca, NULL) != 1
+			      : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		what = "--redis-tls-ca", file = cfg->redis_tls_ca ? cfg->redis_tls_ca : "(system)";
+		goto fail;
+	}
+	if (!cfg->redis_tls_cert != !cfg->redis_tls_key) {
+		log_error("--redis-tls-cert and --redis-tls-key go together");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (cfg->redis_tls_cert) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, cfg->redis_tls_cert) != 1) {
+			what = "--redis-tls-cert", file = cfg->redis_tls_cert;
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, cfg->redis_tls_key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			what = "--redis-tls-key", file = cfg->redis_tls_key;
+			goto fail;
+		}
+	}
+	return ctx;
+fail: {
+	char err[200];
+	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+	log_error("%s: cannot load %s: %s", what, file, err);
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
 }
 
 /* ---- connections ---- */
@@ -81,125 +240,178 @@ static void schedule_retry(struct conn *c)
 	event_add(c->retry, &tv);
 }
 
+/* Log why c is down, once per distinct reason (a Redis away for an hour
+ * is one line, not one per retry). */
+static void conn_log_down(struct conn *c, const char *what, const char *why)
+{
+	char line[sizeof(c->last_error)];
+	xsnprintf(line, sizeof(line), "%s: %s", what, why ? why : "closed");
+	if (strcmp(line, c->last_error) == 0)
+		return;
+	xsnprintf(c->last_error, sizeof(c->last_error), "%s", line);
+	log_warn("redis: %s connection to %s:%d: %s (retrying)", c->name, c->rb->host,
+		 c->rb->port, line);
+}
+
 static void set_ready(struct conn *c)
 {
 	struct redis_backend *rb = c->rb;
 	c->ready = 1;
 	c->backoff_ms = 0;
+	c->last_error[0] = '\0';
 	log_info("redis: %s connection to %s:%d ready", c->name, rb->host, rb->port);
-	if (c->is_sub)
+	if (c->is_sub) {
+		rconn_push_mode(c->rc);
 		redis_channel_resubscribe(rb);
-	else
+	} else {
 		redis_channel_send_waiting(rb);
+	}
 }
 
-static void setup_reply(redisAsyncContext *ac, void *r, void *priv)
+static void conn_lost(struct conn *c, const char *why);
+
+/* A setup step failed: say why, close, and try again later. */
+static void setup_failed(struct conn *c, const char *what, const char *why)
+{
+	conn_log_down(c, what, why);
+	struct rconn *rc = c->rc;
+	c->rc = NULL;
+	rconn_free(rc); /* safe inside its callback */
+	conn_lost(c, NULL);
+}
+
+static void auth_reply(struct rconn *rc, const redisReply *reply, void *priv)
 {
 	struct conn *c = priv;
-	const redisReply *reply = r;
-	c->inflight = 0;
+	if (!reply)
+		return; /* the connection went: lost() says so */
 	conn_touch(c);
-	if (!reply || reply->type == REDIS_REPLY_ERROR) {
-		log_error("redis: cannot load ferry's functions: %s",
-			  reply ? reply->str : "connection lost");
-		if (c->ac)
-			redisAsyncDisconnect(c->ac);
+	if (reply->type == REDIS_REPLY_ERROR)
+		/* the server's words (WRONGPASS ...) never echo the password */
+		setup_failed(c, "authentication failed", reply->str);
+}
+
+static void select_reply(struct rconn *rc, const redisReply *reply, void *priv)
+{
+	struct conn *c = priv;
+	if (reply && reply->type == REDIS_REPLY_ERROR && c->rc == rc)
+		setup_failed(c, "SELECT failed", reply->str);
+}
+
+static void setup_reply(struct rconn *rc, const redisReply *reply, void *priv)
+{
+	struct conn *c = priv;
+	if (!reply || c->rc != rc)
+		return;
+	conn_touch(c);
+	if (reply->type == REDIS_REPLY_ERROR) {
+		setup_failed(c, c->is_sub ? "PING failed" : "cannot load ferry's functions",
+			     reply->str);
 		return;
 	}
 	set_ready(c);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void on_connected(struct rconn *rc, void *arg)
 {
-	struct redis_backend *rb = ac->data;
-	struct conn *c = rb->cmd.ac == ac ? &rb->cmd : &rb->sub;
-	if (status != REDIS_OK) {
-		log_warn("redis: %s connection to %s:%d failed: %s", c->name, c->rb->host,
-			 c->rb->port, ac->errstr);
-		c->ac = NULL; /* hiredis frees it */
-		schedule_retry(c);
-		return;
-	}
+	struct conn *c = arg;
+	struct redis_backend *rb = c->rb;
 	conn_touch(c);
+	/* AUTH, SELECT, FUNCTION LOAD are pipelined: each refuses what follows
+	 * if it fails, and the first error closes the connection */
+	if (rb->password) {
+		const char *argv[] = { "AUTH", rb->user ? rb->user : rb->password, rb->password };
+		int argc = rb->user ? 3 : 2;
+		size_t lens[] = { 4, strlen(argv[1]), strlen(rb->password) };
+		rconn_command(rc, auth_reply, c, argc, argv, lens);
+	}
 	if (c->is_sub) {
-		set_ready(c);
+		/* a PING answered proves the AUTH (and the server) before any SUBSCRIBE */
+		const char *argv[] = { "PING" };
+		size_t lens[] = { 4 };
+		rconn_command(rc, setup_reply, c, 1, argv, lens);
 		return;
 	}
-	/* SELECT (if any), then FUNCTION LOAD: both before anything else */
 	if (rb->db) {
 		char db[16];
 		xsnprintf(db, sizeof(db), "%d", rb->db);
 		const char *argv[] = { "SELECT", db };
 		size_t lens[] = { 6, strlen(db) };
-		redisAsyncCommandArgv(c->ac, NULL, NULL, 2, argv, lens);
+		rconn_command(rc, select_reply, c, 2, argv, lens);
 	}
 	size_t len;
 	char *library = redis_channel_library_text(rb->cfg->publish_rate_per_channel, &len);
 	const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", library };
 	size_t lens[] = { 8, 4, 7, len };
-	c->inflight = 1;
-	redisAsyncCommandArgv(c->ac, setup_reply, c, 4, argv, lens); /* copies argv */
+	rconn_command(rc, setup_reply, c, 4, argv, lens); /* copies argv */
 	free(library);
 }
 
-/* The connection is gone (hiredis frees or has freed its context). */
+/* The connection is gone (c->rc is already freed or being freed). */
 static void conn_lost(struct conn *c, const char *why)
 {
 	struct redis_backend *rb = c->rb;
-	c->ac = NULL;
+	int was_ready = c->ready;
+	c->rc = NULL;
 	c->ready = 0;
-	c->inflight = 0;
 	/* from now until SUBSCRIBE is confirmed again, history waits (see
 	 * redis_channel_history): an answer read now could skip what we are missing */
 	if (c->is_sub)
 		redis_channel_unsubscribed(rb);
 	if (rb->closing)
 		return;
-	log_warn("redis: %s connection lost%s%s", c->name, why ? ": " : "", why ? why : "");
+	if (why)
+		conn_log_down(c, was_ready ? "connection lost" : "cannot connect", why);
 	schedule_retry(c);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+static void on_lost(struct rconn *rc, const char *why, void *arg)
 {
-	struct redis_backend *rb = ac->data;
-	conn_lost(rb->cmd.ac == ac ? &rb->cmd : &rb->sub, status == REDIS_OK ? NULL : ac->errstr);
+	struct conn *c = arg;
+	if (c->rc == rc)
+		conn_lost(c, why);
 }
+
+static void on_push(struct rconn *rc, const redisReply *reply, void *arg)
+{
+	struct conn *c = arg;
+	conn_touch(c);
+	if (c->is_sub && c->ready)
+		redis_channel_push(c->rb, reply);
+}
+
+static const struct rconn_events conn_events = {
+	.connected = on_connected,
+	.push = on_push,
+	.lost = on_lost,
+};
 
 static void conn_start(struct conn *c)
 {
 	struct redis_backend *rb = c->rb;
 	if (c->is_sub)
 		redis_channel_unsubscribed(rb);
-	c->ac = redisAsyncConnect(rb->host, rb->port);
-	if (!c->ac || c->ac->err) {
-		log_warn("redis: cannot connect to %s:%d: %s", rb->host, rb->port,
-			 c->ac ? c->ac->errstr : "out of memory");
-		if (c->ac)
-			redisAsyncFree(c->ac);
-		c->ac = NULL;
-		schedule_retry(c);
-		return;
-	}
-	c->ac->data = rb;
+	const char *err = NULL;
 	conn_touch(c);
-	redisLibeventAttach(c->ac, rb->evbase);
-	redisAsyncSetConnectCallback(c->ac, on_connect);
-	redisAsyncSetDisconnectCallback(c->ac, on_disconnect);
+	c->rc = rconn_connect(rb->evbase, rb->host, rb->port, rb->tls,
+			      rb->cfg->redis_tls_server_name, &conn_events, c, &err);
+	if (!c->rc) {
+		conn_log_down(c, "cannot connect", err);
+		schedule_retry(c);
+	}
 }
 
-/* Drop a connection now, pending commands or not (redisAsyncDisconnect would
- * wait for their replies, which a frozen Redis never sends): hiredis calls
- * every pending callback once with a NULL reply, then forgets them. Called
- * from a timer only, never from inside a hiredis callback. */
-static void conn_drop(struct conn *c)
+/* Drop a connection now, pending commands or not: each pending callback
+ * is called once with a NULL reply. */
+static void conn_drop(struct conn *c, const char *why)
 {
-	redisAsyncContext *ac = c->ac;
-	if (!ac)
+	struct rconn *rc = c->rc;
+	if (!rc)
 		return;
 	c->ready = 0; /* callbacks run now cannot send on it again */
-	redisAsyncFree(ac);
-	if (c->ac == ac) /* not connected yet: on_disconnect was not called */
-		conn_lost(c, "timed out connecting");
+	c->rc = NULL;
+	rconn_free(rc);
+	conn_lost(c, why);
 }
 
 static long ms_since(const struct timeval *then, const struct timeval *now)
@@ -213,20 +425,25 @@ static long ms_since(const struct timeval *then, const struct timeval *now)
 static int check_stalled(struct conn *c, const struct timeval *now)
 {
 	long idle = ms_since(&c->progress, now);
-	if (!c->ac || (c->ready && c->inflight == 0) || idle <= c->rb->cfg->redis_timeout_ms)
+	if (!c->rc || (c->ready && rconn_pending(c->rc) == 0) ||
+	    idle <= c->rb->cfg->redis_timeout_ms)
 		return 0;
 	struct redis_backend *rb = c->rb;
 	if (rb->events.metrics)
 		rb->events.metrics->errors[ERR_REDIS_TIMEOUT]++;
-	log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
-	conn_drop(c);
+	char why[64];
+	xsnprintf(why, sizeof(why), "silent for %ld ms", idle);
+	if (c->ready)
+		log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
+	conn_drop(c, c->ready ? NULL : rconn_is_connected(c->rc) ? "setup timed out"
+								    : "timed out connecting");
 	return 1;
 }
 
-static void ping_reply(redisAsyncContext *ac, void *r, void *priv)
+static void ping_reply(struct rconn *rc, const redisReply *reply, void *priv)
 {
 	struct redis_backend *rb = priv;
-	if (ac && r)
+	if (reply)
 		conn_replied(&rb->cmd);
 }
 
@@ -238,19 +455,30 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	if (check_stalled(&rb->cmd, &now)) {
 		/* the same Redis: the subscriber connection would not hear it
 		 * either, and what it misses meanwhile is read back on reconnect */
-		if (rb->sub.ac)
-			conn_drop(&rb->sub);
+		if (rb->sub.rc)
+			conn_drop(&rb->sub, "its command connection timed out");
 		return;
 	}
 	check_stalled(&rb->sub, &now);
 	/* an idle command connection is asked a PING, so a freeze is seen
 	 * within --redis-timeout even with no traffic (and healthz says so) */
-	if (rb->cmd.ready && rb->cmd.inflight == 0 &&
+	if (rb->cmd.ready && rconn_pending(rb->cmd.rc) == 0 &&
 	    ms_since(&rb->cmd.progress, &now) >= rb->cfg->redis_timeout_ms / 2) {
 		const char *argv[] = { "PING" };
 		size_t lens[] = { 4 };
 		conn_command(&rb->cmd, ping_reply, rb, 1, argv, lens);
 	}
+}
+
+static void backend_free(struct redis_backend *rb)
+{
+	if (rb->password) /* leave no copy of it in freed memory */
+		OPENSSL_cleanse(rb->password, strlen(rb->password));
+	free(rb->password);
+	free(rb->user);
+	if (rb->tls)
+		SSL_CTX_free(rb->tls);
+	free(rb);
 }
 
 static struct backend *redis_create(struct event_base *base, const struct config *cfg,
@@ -261,9 +489,31 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	rb->cfg = cfg;
 	rb->evbase = base;
 	rb->events = *events;
-	if (parse_url(rb, cfg->redis_url) < 0) {
-		log_error("--redis: '%s' is not redis://HOST[:PORT][/DB]", cfg->redis_url);
-		free(rb);
+	int tls = 0;
+	if (parse_url(rb, cfg->redis_url, &tls) < 0) {
+		char shown[512];
+		url_redacted(cfg->redis_url, shown, sizeof(shown));
+		log_error("--redis: '%s' is not redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB]", shown);
+		backend_free(rb);
+		return NULL;
+	}
+	if (!rb->password && cfg->redis_password && cfg->redis_password[0])
+		rb->password = xstrdup(cfg->redis_password);
+	if (!rb->password && cfg->redis_password_file &&
+	    read_password_file(rb, cfg->redis_password_file) < 0) {
+		backend_free(rb);
+		return NULL;
+	}
+	if (rb->password && strlen(rb->password) > PASSWORD_MAX) {
+		log_error("--redis: the password is longer than 4096 bytes");
+		backend_free(rb);
+		return NULL;
+	}
+	if (!tls && (cfg->redis_tls_ca || cfg->redis_tls_cert || cfg->redis_tls_key ||
+		     cfg->redis_tls_server_name))
+		log_warn("--redis-tls-*: ignored: the URL is redis://, not rediss://");
+	if (tls && !(rb->tls = tls_client_new(cfg))) {
+		backend_free(rb);
 		return NULL;
 	}
 	xsnprintf(rb->ttl, sizeof(rb->ttl), "%d",
@@ -295,14 +545,16 @@ static void redis_destroy(struct backend *b)
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
 	rb->closing = 1;
 	for (int i = 0; i < 2; i++) {
-		if (conns[i]->ac)
-			redisAsyncFree(conns[i]->ac); /* pending callbacks hear of it */
+		struct rconn *rc = conns[i]->rc;
+		conns[i]->rc = NULL;
+		conns[i]->ready = 0;
+		rconn_free(rc); /* pending callbacks hear of it */
 		event_free(conns[i]->retry);
 	}
 	event_free(rb->watchdog);
 	redis_channel_free_all(rb);
 	dict_free(rb->channels);
-	free(rb);
+	backend_free(rb);
 }
 
 static int redis_healthy(struct backend *b)

@@ -24,7 +24,6 @@
  * its stream. */
 #include <ctype.h>
 #include <event2/util.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,7 +318,7 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 
 /* ---- history ---- */
 
-static void history_reply(redisAsyncContext *ac, void *r, void *priv);
+static void history_reply(struct rconn *rc, const redisReply *reply, void *priv);
 
 static void history_send(struct history_req *hr)
 {
@@ -365,13 +364,12 @@ static const char *str_at(const redisReply *r, size_t i)
 									      : NULL;
 }
 
-static void history_reply(redisAsyncContext *ac, void *r, void *priv)
+static void history_reply(struct rconn *rc, const redisReply *reply, void *priv)
 {
 	struct history_req *hr = priv;
 	struct redis_backend *rb = hr->rb;
-	const redisReply *reply = r;
 	struct history_result res = { 0 };
-	if (ac)
+	if (reply)
 		conn_replied(&rb->cmd);
 	const char *status = reply && reply->type == REDIS_REPLY_ARRAY ? str_at(reply, 0) : NULL;
 	const char *epoch = status ? str_at(reply, 2) : NULL;
@@ -502,10 +500,8 @@ static void gap_replayed(void *arg, const struct history_result *res)
 	rchan_maybe_free(rb, ch);
 }
 
-static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
+void redis_channel_push(struct redis_backend *rb, const redisReply *reply)
 {
-	struct redis_backend *rb = ac->data;
-	const redisReply *reply = r;
 	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
 		return;
 	const char *kind = str_at(reply, 0), *pubsub = str_at(reply, 1);
@@ -519,7 +515,6 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 	memcpy(name, pubsub + 7, plen - 12);
 	name[plen - 12] = '\0';
 	struct rchan *ch = dict_get(rb->channels, name);
-	conn_touch(&rb->sub);
 	if (!ch)
 		return;
 	if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
@@ -550,15 +545,15 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
 	}
 }
 
-/* SUBSCRIBE / UNSUBSCRIBE: their callback stays registered for the
- * channel's messages, so they are not counted as pending replies. */
+/* SUBSCRIBE / UNSUBSCRIBE: their confirmations come back as pushes
+ * (redis_channel_push), so they are not counted as pending replies. */
 static void sub_command(struct redis_backend *rb, const char *verb, struct rchan *ch)
 {
-	if (!rb->sub.ac || !rb->sub.ready)
+	if (!rb->sub.rc || !rb->sub.ready)
 		return; /* redis_channel_resubscribe() does it once the connection is up */
 	const char *argv[] = { verb, ch->pubsub };
 	size_t lens[] = { strlen(verb), strlen(ch->pubsub) };
-	redisAsyncCommandArgv(rb->sub.ac, sub_reply, NULL, 2, argv, lens);
+	rconn_send_no_reply(rb->sub.rc, 2, argv, lens);
 }
 
 static void subscribe(struct redis_backend *rb, struct rchan *ch)
@@ -656,15 +651,16 @@ void redis_channel_free_all(struct redis_backend *rb)
 /* ---- publishing ---- */
 
 struct publish_req {
+	struct redis_backend *rb;
 	backend_publish_cb cb;
 	void *arg;
 };
 
-static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
+static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 {
 	struct publish_req *pr = priv;
-	const redisReply *reply = r;
-	conn_replied(&((struct redis_backend *)ac->data)->cmd);
+	if (reply)
+		conn_replied(&pr->rb->cmd);
 	if (reply && reply->type == REDIS_REPLY_STRING) {
 		if (pr->cb) /* "dup": a retried operation, stored before */
 			pr->cb(pr->arg, strcmp(reply->str, "dup") == 0 ? NULL : reply->str, NULL);
@@ -719,6 +715,7 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 		lens[i] = strlen(argv[i]);
 	lens[11] = len;
 	struct publish_req *pr = xcalloc(1, sizeof(*pr));
+	pr->rb = rb;
 	pr->cb = cb;
 	pr->arg = arg;
 	if (conn_command(&rb->cmd, publish_reply, pr, 17, argv, lens) < 0) {

@@ -1,17 +1,17 @@
 /* redis_int.h -- what the Redis backend's two files share: the backend and
  * its connections (redis.c runs them), the command helpers both send with,
  * and the channels' entry points (redis_channel.c). Private to backend/redis/:
- * with its two .c files, the only place that includes hiredis. */
+ * with its .c files, the only place that includes hiredis. */
 #ifndef FERRY_REDIS_INT_H
 #define FERRY_REDIS_INT_H
 
 #include <event2/event.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 #include <sys/time.h>
 
 #include "backend.h"
+#include "redis_conn.h"
 
 struct config;
 struct dict;
@@ -21,14 +21,14 @@ struct history_req;
 
 struct conn {
 	struct redis_backend *rb;
-	redisAsyncContext *ac;
-	int ready; /* connected and set up */
+	struct rconn *rc; /* NULL while waiting to reconnect */
+	int ready;	  /* connected and set up (AUTH, SELECT, functions) */
 	int is_sub;
 	int backoff_ms;
-	long inflight;		 /* commands without a reply yet */
-	struct timeval progress; /* last connect or reply */
+	struct timeval progress; /* last connect, reply, or first command after idle */
 	struct event *retry;
 	const char *name;
+	char last_error[160]; /* why it is down, for the log once per change */
 };
 
 struct redis_backend {
@@ -38,6 +38,8 @@ struct redis_backend {
 	struct backend_events events;
 	char host[256];
 	int port, db;
+	char *user, *password; /* AUTH (NULL: none); never logged */
+	SSL_CTX *tls;	       /* rediss://, else NULL */
 	struct conn cmd, sub;
 	struct dict *channels;		 /* name -> struct rchan, for watched channels */
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
@@ -52,25 +54,24 @@ static inline void conn_touch(struct conn *c)
 	event_base_gettimeofday_cached(c->rb->evbase, &c->progress);
 }
 
-/* Send a command; returns -1 (and the callback is not called) when the
- * connection is not up. */
-static inline int conn_command(struct conn *c, redisCallbackFn *fn, void *priv, int argc,
+/* Send a command; returns -1 (and fn is not called) when the connection is
+ * not up. fn gets the reply, or NULL if the connection went first. */
+static inline int conn_command(struct conn *c, rconn_reply_fn *fn, void *priv, int argc,
 			       const char **argv, const size_t *lens)
 {
-	if (!c->ac || !c->ready)
+	if (!c->rc || !c->ready)
 		return -1;
-	if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+	long before = rconn_pending(c->rc);
+	if (rconn_command(c->rc, fn, priv, argc, argv, lens) < 0)
 		return -1;
-	if (c->inflight++ == 0)
+	if (before == 0) /* the deadline runs from the oldest unanswered command */
 		conn_touch(c);
 	return 0;
 }
 
-/* A reply to a command sent with conn_command() arrived. */
+/* A reply arrived on c. */
 static inline void conn_replied(struct conn *c)
 {
-	if (c->inflight > 0)
-		c->inflight--;
 	conn_touch(c);
 }
 
@@ -93,6 +94,8 @@ void redis_channel_history(struct backend *b, const char *channel, const char *c
 void redis_channel_watch(struct backend *b, const char *channel);
 void redis_channel_unwatch(struct backend *b, const char *channel);
 
+/* A push on the subscriber connection (message, subscribe, ...). */
+void redis_channel_push(struct redis_backend *rb, const redisReply *reply);
 /* The subscriber connection is ready: SUBSCRIBE every watched channel again. */
 void redis_channel_resubscribe(struct redis_backend *rb);
 /* The subscriber connection is down or connecting again: no channel is

@@ -28,6 +28,12 @@ struct config {
 	int ntrusted_proxy;
 	const char *redis_url;			/* NULL: embedded memory backend */
 	int redis_timeout_ms;			/* a Redis connection silent this long is dropped */
+	const char *redis_password;		/* AUTH when the URL has none, or NULL */
+	const char *redis_password_file;	/* first line is the AUTH password */
+	const char *redis_tls_ca;		/* rediss://: CA file (NULL: system store) */
+	const char *redis_tls_cert;		/* rediss://: client certificate */
+	const char *redis_tls_key;		/* rediss://: client key */
+	const char *redis_tls_server_name;	/* rediss://: name to verify (NULL: host) */
 	const char *upstream_url;		/* the app behind ferry, or NULL */
 	int upstream_timeout_ms;		/* to the start of its answer */
 	const char *grip_key;			/* Grip-Sig signing key, or NULL */
