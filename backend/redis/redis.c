@@ -70,20 +70,67 @@ static char *url_decode(const char *s, size_t len)
 	return out;
 }
 
-/* Parse redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may be [IPv6]).
- * Sets *tls for rediss://. */
-static int parse_url(struct redis_backend *rb, const char *url, int *tls)
+/* HOST[:PORT] or [IPv6][:PORT] in s[0..len). */
+static int parse_hostport(const char *s, size_t len, char *host, size_t hostsz, int *port,
+			  int default_port)
 {
-	const char *h;
-	if (strncmp(url, "redis://", 8) == 0) {
-		h = url + 8;
-		*tls = 0;
-	} else if (strncmp(url, "rediss://", 9) == 0) {
-		h = url + 9;
-		*tls = 1;
+	const char *end = s + len, *h = s, *hend;
+	if (len && *s == '[') {
+		hend = memchr(s, ']', len);
+		if (!hend || hend == s + 1)
+			return -1;
+		h = s + 1;
 	} else {
-		return -1;
+		hend = memchr(s, ':', len);
+		if (!hend)
+			hend = end;
 	}
+	if (hend == h || (size_t)(hend - h) >= hostsz)
+		return -1;
+	memcpy(host, h, (size_t)(hend - h));
+	host[hend - h] = '\0';
+	const char *p = hend + (*s == '[');
+	*port = default_port;
+	if (p < end) {
+		if (*p != ':' || p + 1 == end)
+			return -1;
+		long v = 0;
+		for (p++; p < end; p++) {
+			if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535)
+				return -1;
+		}
+		*port = (int)v;
+	}
+	return *port > 0 ? 0 : -1;
+}
+
+/* Parse redis[s]://[USER@ | [USER]:PASSWORD@]HOST[:PORT][/DB], or
+ * redis[s]+sentinel://[...@]H1[:P1],H2[:P2],.../MASTER[/DB] (sentinel ports
+ * default to 26379). Hosts may be [IPv6]; USER and PASSWORD percent-encoded.
+ * Sets *tls for rediss; with Sentinel, fills addrs (*naddrs) and master. */
+static int parse_url(struct redis_backend *rb, const char *url, int *tls,
+		     struct sentinel_addr *addrs, int *naddrs, char *master)
+{
+	static const struct {
+		const char *scheme;
+		int tls, sentinel;
+	} schemes[] = { { "redis://", 0, 0 },
+			{ "rediss://", 1, 0 },
+			{ "redis+sentinel://", 0, 1 },
+			{ "rediss+sentinel://", 1, 1 } };
+	const char *h = NULL;
+	int sentinel = 0;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t n = strlen(schemes[i].scheme);
+		if (strncmp(url, schemes[i].scheme, n) == 0) {
+			h = url + n;
+			*tls = schemes[i].tls;
+			sentinel = schemes[i].sentinel;
+		}
+	}
+	*naddrs = 0;
+	if (!h)
+		return -1;
 	/* userinfo: up to the last '@' before the path */
 	const char *path = h + strcspn(h, "/");
 	const char *at = NULL;
@@ -97,45 +144,55 @@ static int parse_url(struct redis_backend *rb, const char *url, int *tls)
 				rb->user = url_decode(h, (size_t)(colon - h));
 			rb->password = url_decode(colon + 1, (size_t)(at - colon - 1));
 		} else {
-			rb->password = url_decode(h, (size_t)(at - h)); /* redis://PASSWORD@ */
+			/* redis://USER@: the password from the variable or the file */
+			rb->user = url_decode(h, (size_t)(at - h));
 		}
-		if ((colon && colon > h && !rb->user) || !rb->password)
+		if ((colon && !rb->password) || (at > h && (!colon || colon > h) && !rb->user))
 			return -1;
 		h = at + 1;
 	}
-	const char *end;
-	if (*h == '[') {
-		end = strchr(h, ']');
-		if (!end || (size_t)(end - h - 1) >= sizeof(rb->host) || end == h + 1)
-			return -1;
-		memcpy(rb->host, h + 1, (size_t)(end - h - 1));
-		rb->host[end - h - 1] = '\0';
-		end++;
-	} else {
-		end = h + strcspn(h, ":/");
-		if (end == h || (size_t)(end - h) >= sizeof(rb->host))
-			return -1;
-		memcpy(rb->host, h, (size_t)(end - h));
-		rb->host[end - h] = '\0';
-	}
-	rb->port = 6379;
 	rb->db = 0;
-	char *rest;
-	if (*end == ':') {
-		if (!isdigit((unsigned char)end[1]))
+	const char *rest = path;
+	if (sentinel) {
+		for (const char *p = h; p < path;) {
+			const char *comma = memchr(p, ',', (size_t)(path - p));
+			if (!comma)
+				comma = path;
+			if (*naddrs == SENTINEL_MAX ||
+			    parse_hostport(p, (size_t)(comma - p), addrs[*naddrs].host,
+					   sizeof(addrs[*naddrs].host), &addrs[*naddrs].port,
+					   26379) < 0)
+				return -1;
+			(*naddrs)++;
+			p = comma < path ? comma + 1 : path;
+		}
+		if (*naddrs == 0 || *path != '/')
 			return -1;
-		rb->port = (int)strtol(end + 1, &rest, 10);
-		end = rest;
-	}
-	if (*end == '/' && end[1]) {
-		if (!isdigit((unsigned char)end[1]))
+		size_t n = strcspn(path + 1, "/");
+		if (n == 0 || n > SENTINEL_NAME_MAX)
 			return -1;
-		rb->db = (int)strtol(end + 1, &rest, 10);
-		end = rest;
+		memcpy(master, path + 1, n);
+		master[n] = '\0';
+		rest = path + 1 + n;
+		xsnprintf(rb->host, sizeof(rb->host), "(master %s)", master);
+		rb->port = 0;
+	} else if (parse_hostport(h, (size_t)(path - h), rb->host, sizeof(rb->host), &rb->port,
+				  6379) < 0) {
+		return -1;
 	}
-	if (*end == '/')
-		end++;
-	return (*end || rb->port <= 0 || rb->port > 65535 || rb->db < 0) ? -1 : 0;
+	if (*rest == '/' && rest[1]) {
+		char *end;
+		if (!isdigit((unsigned char)rest[1]))
+			return -1;
+		long db = strtol(rest + 1, &end, 10);
+		if (db > 1000000)
+			return -1;
+		rb->db = (int)db;
+		rest = end;
+	}
+	if (*rest == '/')
+		rest++;
+	return *rest ? -1 : 0;
 }
 
 /* The URL as it may be logged: the password replaced by "***". */
@@ -312,6 +369,19 @@ static void setup_reply(struct rconn *rc, const redisReply *reply, void *priv)
 	set_ready(c);
 }
 
+/* Sentinel: the address it gave must be the master's (it may be stale). */
+static void role_reply(struct rconn *rc, const redisReply *reply, void *priv)
+{
+	struct conn *c = priv;
+	if (!reply || c->rc != rc)
+		return;
+	const char *role = redis_role_of(reply);
+	if (role && strcmp(role, "master") == 0)
+		return;
+	c->rb->resolved = 0;
+	setup_failed(c, "ROLE is not master", role ? role : reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+}
+
 static void on_connected(struct rconn *rc, void *arg)
 {
 	struct conn *c = arg;
@@ -324,6 +394,11 @@ static void on_connected(struct rconn *rc, void *arg)
 		int argc = rb->user ? 3 : 2;
 		size_t lens[] = { 4, strlen(argv[1]), strlen(rb->password) };
 		rconn_command(rc, auth_reply, c, argc, argv, lens);
+	}
+	if (rb->sentinel) {
+		const char *argv[] = { "ROLE" };
+		size_t lens[] = { 4 };
+		rconn_command(rc, role_reply, c, 1, argv, lens);
 	}
 	if (c->is_sub) {
 		/* a PING answered proves the AUTH (and the server) before any SUBSCRIBE */
@@ -360,6 +435,10 @@ static void conn_lost(struct conn *c, const char *why)
 		redis_channel_unsubscribed(rb);
 	if (rb->closing)
 		return;
+	if (rb->sentinel) /* where the master is, asked again before reconnecting */
+		rb->resolved = 0;
+	if (rb->events.metrics)
+		rb->events.metrics->errors[ERR_REDIS_RECONNECT]++;
 	if (why)
 		conn_log_down(c, was_ready ? "connection lost" : "cannot connect", why);
 	schedule_retry(c);
@@ -391,6 +470,12 @@ static void conn_start(struct conn *c)
 	struct redis_backend *rb = c->rb;
 	if (c->is_sub)
 		redis_channel_unsubscribed(rb);
+	if (rb->sentinel && !rb->resolved) {
+		/* asked again on every (re)connect, never just the last address */
+		c->wants_master = 1;
+		sentinel_resolve(rb->sentinel);
+		return;
+	}
 	const char *err = NULL;
 	conn_touch(c);
 	c->rc = rconn_connect(rb->evbase, rb->host, rb->port, rb->tls,
@@ -412,6 +497,44 @@ static void conn_drop(struct conn *c, const char *why)
 	c->rc = NULL;
 	rconn_free(rc);
 	conn_lost(c, why);
+}
+
+void redis_master_resolved(struct redis_backend *rb)
+{
+	rb->resolved = 1;
+	struct conn *conns[] = { &rb->cmd, &rb->sub };
+	for (int i = 0; i < 2; i++) {
+		if (conns[i]->wants_master && !conns[i]->rc) {
+			conns[i]->wants_master = 0;
+			conn_start(conns[i]);
+		}
+	}
+}
+
+void redis_master_lost(struct redis_backend *rb, const char *why, int at_once)
+{
+	if (!rb->sentinel || rb->closing)
+		return;
+	rb->resolved = 0;
+	struct conn *conns[] = { &rb->cmd, &rb->sub };
+	for (int i = 0; i < 2; i++) {
+		struct conn *c = conns[i];
+		if (c->rc)
+			conn_drop(c, why);
+		if (at_once && !c->wants_master) {
+			event_del(c->retry);
+			c->backoff_ms = 0;
+			conn_start(c);
+		}
+	}
+}
+
+const char *redis_role_of(const redisReply *r)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return NULL;
+	return r->element[0]->str;
 }
 
 static long ms_since(const struct timeval *then, const struct timeval *now)
@@ -489,11 +612,16 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	rb->cfg = cfg;
 	rb->evbase = base;
 	rb->events = *events;
-	int tls = 0;
-	if (parse_url(rb, cfg->redis_url, &tls) < 0) {
+	int tls = 0, naddrs = 0;
+	struct sentinel_addr addrs[SENTINEL_MAX];
+	char master[SENTINEL_NAME_MAX + 1] = "";
+	if (parse_url(rb, cfg->redis_url, &tls, addrs, &naddrs, master) < 0) {
 		char shown[512];
 		url_redacted(cfg->redis_url, shown, sizeof(shown));
-		log_error("--redis: '%s' is not redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB]", shown);
+		log_error("--redis: '%s' is neither redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB] nor "
+			  "redis[s]+sentinel://[USER:PASSWORD@]H1:P1,H2:P2/MASTER[/DB] (at most 16 "
+			  "sentinels)",
+			  shown);
 		backend_free(rb);
 		return NULL;
 	}
@@ -522,6 +650,8 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	xsnprintf(rb->age, sizeof(rb->age), "%d", cfg->history_age_ms);
 	xsnprintf(rb->cap, sizeof(rb->cap), "%d", cfg->history_max);
 	rb->channels = dict_new();
+	if (naddrs)
+		rb->sentinel = sentinel_new(rb, addrs, naddrs, master);
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
 	for (int i = 0; i < 2; i++) {
 		conns[i]->rb = rb;
@@ -552,6 +682,7 @@ static void redis_destroy(struct backend *b)
 		event_free(conns[i]->retry);
 	}
 	event_free(rb->watchdog);
+	sentinel_free(rb->sentinel);
 	redis_channel_free_all(rb);
 	dict_free(rb->channels);
 	backend_free(rb);

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "config.h"
 #include "dict.h"
 #include "log.h"
 #include "message.h"
@@ -654,7 +655,29 @@ struct publish_req {
 	struct redis_backend *rb;
 	backend_publish_cb cb;
 	void *arg;
+	int waiting; /* --redis-wait-replicas: a WAIT follows; its reply answers */
+	int answered;
+	char *id;
 };
+
+/* The WAIT after a publish: the id goes to the publisher only once enough
+ * replicas have it; short of that the outcome is unknown (the master has
+ * it, and delivers it, unless it fails before a replica copies it). */
+static void wait_reply(struct rconn *rc, const redisReply *reply, void *priv)
+{
+	struct publish_req *pr = priv;
+	if (reply)
+		conn_replied(&pr->rb->cmd);
+	if (!pr->answered && pr->cb) {
+		long long need = pr->rb->cfg->redis_wait_replicas;
+		if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= need)
+			pr->cb(pr->arg, pr->id, NULL);
+		else
+			pr->cb(pr->arg, NULL, "not confirmed by enough Redis replicas, outcome unknown");
+	}
+	free(pr->id);
+	free(pr);
+}
 
 static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 {
@@ -662,11 +685,19 @@ static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 	if (reply)
 		conn_replied(&pr->rb->cmd);
 	if (reply && reply->type == REDIS_REPLY_STRING) {
+		if (pr->waiting && strcmp(reply->str, "dup") != 0) {
+			pr->id = xstrdup(reply->str);
+			return; /* wait_reply answers */
+		}
 		if (pr->cb) /* "dup": a retried operation, stored before */
 			pr->cb(pr->arg, strcmp(reply->str, "dup") == 0 ? NULL : reply->str, NULL);
 	} else {
 		int rate = reply && reply->type == REDIS_REPLY_ERROR &&
 			   strncmp(reply->str, "RATE ", 5) == 0;
+		/* Sentinel: we write to a replica now; find the master again */
+		if (reply && reply->type == REDIS_REPLY_ERROR &&
+		    strncmp(reply->str, "READONLY", 8) == 0)
+			redis_master_lost(pr->rb, "-READONLY from a replica", 1);
 		if (reply && reply->type == REDIS_REPLY_ERROR && !rate)
 			log_warn("redis: publish: %s", reply->str);
 		/* a lost connection leaves the outcome unknown: Redis may have run it */
@@ -675,6 +706,10 @@ static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 			       rate    ? reply->str + 5
 			       : reply ? "backend error"
 				       : "backend connection lost, outcome unknown");
+	}
+	if (pr->waiting) {
+		pr->answered = 1; /* wait_reply (pending too, even if lost) frees it */
+		return;
 	}
 	free(pr);
 }
@@ -718,9 +753,21 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	pr->rb = rb;
 	pr->cb = cb;
 	pr->arg = arg;
+	pr->waiting = rb->cfg->redis_wait_replicas > 0;
 	if (conn_command(&rb->cmd, publish_reply, pr, 17, argv, lens) < 0) {
 		free(pr);
 		if (cb)
 			cb(arg, NULL, "backend unavailable");
+		return;
+	}
+	if (pr->waiting) {
+		char n[16], ms[24];
+		xsnprintf(n, sizeof(n), "%d", rb->cfg->redis_wait_replicas);
+		xsnprintf(ms, sizeof(ms), "%d", rb->cfg->redis_timeout_ms / 2);
+		const char *wargv[] = { "WAIT", n, ms };
+		size_t wlens[] = { 4, strlen(n), strlen(ms) };
+		/* pipelined behind the FCALL on the same connection: cannot fail
+		 * where the FCALL did not */
+		conn_command(&rb->cmd, wait_reply, pr, 3, wargv, wlens);
 	}
 }

@@ -18,12 +18,22 @@ struct dict;
 struct history_req;
 
 #define KEY_MAX 200
+/* redis+sentinel://: at most this many sentinels, a master name this long */
+#define SENTINEL_MAX	  16
+#define SENTINEL_NAME_MAX 127
+
+struct sentinel;
+struct sentinel_addr {
+	char host[256];
+	int port;
+};
 
 struct conn {
 	struct redis_backend *rb;
 	struct rconn *rc; /* NULL while waiting to reconnect */
 	int ready;	  /* connected and set up (AUTH, SELECT, functions) */
 	int is_sub;
+	int wants_master; /* Sentinel: waiting for the master's address */
 	int backoff_ms;
 	struct timeval progress; /* last connect, reply, or first command after idle */
 	struct event *retry;
@@ -40,6 +50,8 @@ struct redis_backend {
 	int port, db;
 	char *user, *password; /* AUTH (NULL: none); never logged */
 	SSL_CTX *tls;	       /* rediss://, else NULL */
+	struct sentinel *sentinel; /* redis+sentinel://, else NULL */
+	int resolved;		   /* Sentinel: host:port is the master's, as last asked */
 	struct conn cmd, sub;
 	struct dict *channels;		 /* name -> struct rchan, for watched channels */
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
@@ -74,6 +86,27 @@ static inline void conn_replied(struct conn *c)
 {
 	conn_touch(c);
 }
+
+/* ---- redis.c, for redis_sentinel.c ---- */
+
+/* Sentinel answered: rb->host:port is the master; connections waiting start. */
+void redis_master_resolved(struct redis_backend *rb);
+/* The master is not where we thought (a +switch-master, a replica's ROLE,
+ * -READONLY): both data connections are dropped and resolve again (now,
+ * when at_once, else after their backoff). Safe inside their callbacks.
+ * No-op without Sentinel. */
+void redis_master_lost(struct redis_backend *rb, const char *why, int at_once);
+/* "master", "slave", "sentinel" from a ROLE reply, or NULL. */
+const char *redis_role_of(const redisReply *r);
+
+/* ---- redis_sentinel.c ---- */
+
+struct sentinel *sentinel_new(struct redis_backend *rb, const struct sentinel_addr *addrs,
+			      int naddrs, const char *master);
+void sentinel_free(struct sentinel *s);
+/* Ask the sentinels for the master (unless already asking); calls
+ * redis_master_resolved() when one answers, retrying until one does. */
+void sentinel_resolve(struct sentinel *s);
 
 /* ---- redis_channel.c ---- */
 

@@ -47,6 +47,8 @@ static const struct opt opts[] = {
 	  "Redis AUTH password when the URL has none (better: FERRY_REDIS_PASSWORD)", NO_RANGE },
 	{ "redis-password-file", OPT_STR, F(redis_password_file), 0, NULL, "FILE",
 	  "read the Redis AUTH password from FILE (its first line)", NO_RANGE },
+	{ "redis-wait-replicas", OPT_INT, F(redis_wait_replicas), 0, "0", "N",
+	  "a publish is acknowledged only once N replicas have it (WAIT; 0: at once)", "0", "16" },
 	{ "redis-tls-ca", OPT_STR, F(redis_tls_ca), 0, NULL, "FILE",
 	  "rediss://: trust these CA certificates, PEM (default: the system's)", NO_RANGE },
 	{ "redis-tls-cert", OPT_STR, F(redis_tls_cert), 0, NULL, "FILE",

@@ -30,6 +30,7 @@ struct config {
 	int redis_timeout_ms;			/* a Redis connection silent this long is dropped */
 	const char *redis_password;		/* AUTH when the URL has none, or NULL */
 	const char *redis_password_file;	/* first line is the AUTH password */
+	int redis_wait_replicas;		/* WAIT for this many replicas after a publish */
 	const char *redis_tls_ca;		/* rediss://: CA file (NULL: system store) */
 	const char *redis_tls_cert;		/* rediss://: client certificate */
 	const char *redis_tls_key;		/* rediss://: client key */

@@ -11,6 +11,7 @@ static const char *const error_names[ERR_COUNT] = {
 	"ws_protocol",	   "ws_bad_utf8",    "ws_too_big",     "ws_refused_op", "ws_ping_timeout",
 	"slow_consumer",   "conn_refused",   "publish_failed", "forbidden",	"redis_bad_id",
 	"redis_bad_event", "redis_bad_data", "redis_timeout",
+	"redis_reconnect", "redis_failover",
 };
 
 static const char *const limit_names[LIMIT_COUNT] = {

@@ -35,6 +35,8 @@ enum metric_error {
 	ERR_REDIS_BAD_EVENT, /* ...: an invalid or reserved event name */
 	ERR_REDIS_BAD_DATA,  /* ...: data that is not UTF-8, or a malformed frame */
 	ERR_REDIS_TIMEOUT,   /* a Redis connection missed --redis-timeout: dropped */
+	ERR_REDIS_RECONNECT, /* a Redis connection lost (or refused) and tried again */
+	ERR_REDIS_FAILOVER,  /* Sentinel: the master switched, or ours stopped being it */
 	ERR_COUNT
 };
 

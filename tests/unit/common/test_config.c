@@ -518,6 +518,7 @@ static const struct row {
 	{ "redis-timeout", K_DURATION, O(redis_timeout_ms), 0 },
 	{ "redis-password", K_STR, O(redis_password), 0 },
 	{ "redis-password-file", K_STR, O(redis_password_file), 0 },
+	{ "redis-wait-replicas", K_INT, O(redis_wait_replicas), 0 },
 	{ "redis-tls-ca", K_STR, O(redis_tls_ca), 0 },
 	{ "redis-tls-cert", K_STR, O(redis_tls_cert), 0 },
 	{ "redis-tls-key", K_STR, O(redis_tls_key), 0 },
