@@ -413,7 +413,7 @@ struct bufferevent *httpconn_detach(struct httpconn *c)
 	client_remove(c->f, &c->client);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_setwatermark(bev, EV_READ, 0, 0); /* the new owner's to set */
-	client_close(c->f, &c->client); /* process() holds c; freed when it returns */
+	client_close(c->f, &c->client);		      /* process() holds c; freed when it returns */
 	return bev;
 }
 
