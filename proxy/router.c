@@ -121,7 +121,7 @@ static int negotiate_refused(struct httpconn *c, const struct http_request *req)
 				 "application/json", origin_body, sizeof(origin_body) - 1);
 		return 1;
 	}
-	struct identity id;
+	struct identity id = { 0 };
 	const char *err = NULL;
 	int bad = auth_request(f, req, &id, &err) < 0;
 	int missing = !bad && !id.authenticated && auth_required(f);
@@ -229,6 +229,7 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 	}
 	const char *route = path + plen;
 	if (strcmp(route, "ws") == 0) {
+		count_fallback(f, req);
 		if (offered(c, "websocket"))
 			websocket_upgrade(c, req, WS_MODE_FERRY);
 	} else if (strcmp(route, "sse") == 0) {
