@@ -1267,4 +1267,6 @@
 	SseConn.prototype.send = PollConn.prototype.send;
 
 	root.Ferry = Ferry;
-})(this);
+	/* for bundlers (npm install): the same class as the module */
+	if (typeof module === 'object' && module && module.exports) module.exports = Ferry;
+})(typeof window !== 'undefined' ? window : this);
