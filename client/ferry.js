@@ -54,6 +54,11 @@
 	/* sharing: the leader's heartbeat, how long followers wait for one
 	 * before asking, and the election's windows */
 	var HB_MS = 1000, LEASE_MS = 3000, JOIN_MS = 300, CLAIM_MS = 150, SUBS_MS = 150;
+	/* a follower repeats its channels this often; a leader forgets a tab
+	 * (crashed, killed) not heard from for FORGET_MS: long, since a hidden
+	 * tab's timers may run once a minute, and a forgotten tab's channels
+	 * would stop */
+	var ANNOUNCE_MS = 30000, FORGET_MS = 300000;
 
 	function now() { return new Date().getTime(); }
 
@@ -263,7 +268,7 @@
 		for (ch in this.subs) if (this.subs.hasOwnProperty(ch)) want[ch] = this.subs[ch].cursor || null;
 		for (tab in this.remote) {
 			if (!this.remote.hasOwnProperty(tab)) continue;
-			var r = this.remote[tab];
+			var r = this.remote[tab].subs;
 			for (ch in r) {
 				if (r.hasOwnProperty(ch)) want[ch] = want.hasOwnProperty(ch) ? older(want[ch], r[ch]) : r[ch];
 			}
@@ -823,9 +828,20 @@
 	 * once more (a hidden tab's timers are slowed, not its answers) and then
 	 * claims. */
 	Share.prototype.tick = function () {
-		var self = this;
-		if (this.role === 'leader') return this.beat();
-		if (this.role === 'follower' && now() - this.lastHb > LEASE_MS && !this.asking) this.check();
+		var f = this.ferry, t = now(), gone = false;
+		if (this.role === 'leader') {
+			for (var tab in f.remote) {
+				if (f.remote.hasOwnProperty(tab) && t - f.remote[tab].at > FORGET_MS) {
+					delete f.remote[tab];
+					gone = true;
+				}
+			}
+			if (gone) f.syncWire();
+			return this.beat();
+		}
+		if (this.role !== 'follower') return;
+		if (t - this.lastHb > LEASE_MS && !this.asking) this.check();
+		else if (this.leader && t - (this.announced || 0) > ANNOUNCE_MS) this.announce();
 	};
 
 	Share.prototype.check = function () {
@@ -938,7 +954,7 @@
 			break;
 		case 'subs':
 			if (this.role === 'leader') {
-				f.remote[msg.from] = msg.subs;
+				f.remote[msg.from] = { subs: msg.subs, at: now() };
 				f.syncWire();
 			}
 			break;
@@ -983,6 +999,7 @@
 	Share.prototype.announce = function () {
 		var f = this.ferry, subs = {};
 		for (var ch in f.subs) if (f.subs.hasOwnProperty(ch)) subs[ch] = f.subs[ch].cursor || null;
+		this.announced = now();
 		this.post({ t: 'subs', subs: subs });
 	};
 
