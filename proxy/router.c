@@ -117,7 +117,8 @@ static int negotiate_refused(struct httpconn *c, const struct http_request *req)
 		"{\"error\":\"origin_not_allowed\",\"message\":\"this page's origin may not use "
 		"ferry (--allow-origin)\"}\n";
 	if (!origin_request_allowed(f->cfg, req, httpconn_socket_peer(c), 0)) {
-		httpconn_respond(c, 403, "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n",
+		httpconn_respond(c, 403,
+				 "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n",
 				 "application/json", origin_body, sizeof(origin_body) - 1);
 		return 1;
 	}
@@ -131,11 +132,11 @@ static int negotiate_refused(struct httpconn *c, const struct http_request *req)
 	/* err is one of auth's constant reasons: no quotes to escape */
 	char body[160], cors[256], headers[320];
 	xsnprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s%s\"}\n",
-		  bad ? "invalid_token" : "token_required", bad ? "invalid token: " : "a token is required",
-		  bad && err ? err : "");
+		  bad ? "invalid_token" : "token_required",
+		  bad ? "invalid token: " : "a token is required", bad && err ? err : "");
 	httpconn_cors_headers(c, cors, sizeof(cors));
-	xsnprintf(headers, sizeof(headers), "Cache-Control: no-store\r\nWWW-Authenticate: Bearer\r\n%s",
-		  cors);
+	xsnprintf(headers, sizeof(headers),
+		  "Cache-Control: no-store\r\nWWW-Authenticate: Bearer\r\n%s", cors);
 	httpconn_respond(c, 401, headers, "application/json", body, strlen(body));
 	return 1;
 }

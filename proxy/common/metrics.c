@@ -28,8 +28,8 @@ static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket
 
 /* Why ferry.js left a transport; the last entry catches the rest. */
 static const char *const fallback_reasons[METRICS_FALLBACK_REASONS] = {
-	"ws_unsupported", "ws_failed",	 "ws_no_data", "sse_unsupported", "sse_failed",
-	"sse_no_data",	  "sse_silent",	 "poll_failed", "forced",	  "other",
+	"ws_unsupported", "ws_failed",	"ws_no_data",  "sse_unsupported", "sse_failed",
+	"sse_no_data",	  "sse_silent", "poll_failed", "forced",	  "other",
 };
 
 void metrics_fallback(struct metrics *m, const char *reason)
