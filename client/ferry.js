@@ -293,6 +293,16 @@
 		if (this.conn && (added.length || removed.length)) this.conn.update(added, removed);
 	};
 
+	/* A tab is behind the connection on a channel (a leader that stepped
+	 * down, a late announcement): resume the channel from its cursor. The
+	 * replay reaches every tab, and each drops what it has seen. */
+	P.rewind = function (ch, cursor) {
+		var w = this.wire[ch];
+		if (!this.wire.hasOwnProperty(ch) || !cursor || !w || epochOf(w) !== epochOf(cursor) || !after(w, cursor)) return;
+		this.wire[ch] = cursor;
+		if (this.conn) this.conn.rewind(ch, cursor);
+	};
+
 	/* ---- which transports, in which order ---- */
 
 	P.supported = function (name) {
@@ -368,6 +378,9 @@
 				else if (status === 503 || status === 429) self.fail('unavailable', text, status);
 				else self.fail('bad_answer', 'negotiate answered ' + status, status);
 				return self.retry(ra);
+			}
+			if (info.require_token && !self.url('', []).match(/[?&]token=/)) {
+				return self.fail('token_required', 'ferry needs a token (--require-token)', 0, true);
 			}
 			self.rtt = now() - t0;
 			self.offered = info.transports;
@@ -902,7 +915,7 @@
 			f.shared = 'follower';
 			f.emit('shared', 'follower');
 		}
-		this.announce();
+		this.announce(true);
 		this.publishVia(true);
 	};
 
@@ -956,6 +969,8 @@
 			if (this.role === 'leader') {
 				f.remote[msg.from] = { subs: msg.subs, at: now() };
 				f.syncWire();
+				/* a tab that just started to follow says where it is */
+				if (msg.resume) for (var ch in msg.subs) if (msg.subs.hasOwnProperty(ch)) f.rewind(ch, msg.subs[ch]);
 			}
 			break;
 		case 'pub':
@@ -996,11 +1011,11 @@
 	};
 
 	/* A follower's channels and cursors: what a new leader resumes from. */
-	Share.prototype.announce = function () {
+	Share.prototype.announce = function (resume) {
 		var f = this.ferry, subs = {};
 		for (var ch in f.subs) if (f.subs.hasOwnProperty(ch)) subs[ch] = f.subs[ch].cursor || null;
 		this.announced = now();
-		this.post({ t: 'subs', subs: subs });
+		this.post({ t: 'subs', subs: subs, resume: !!resume });
 	};
 
 	/* A follower's publishes go to the leader; a new leader gets the ones
@@ -1109,6 +1124,10 @@
 		for (i = 0; i < added.length; i++) this.subscribe(added[i], this.ferry.wire[added[i]]);
 		for (i = 0; i < removed.length; i++) this.send({ type: 'unsubscribe', channel: removed[i] });
 	};
+	WsConn.prototype.rewind = function (ch, cursor) {
+		this.send({ type: 'unsubscribe', channel: ch });
+		this.subscribe(ch, cursor);
+	};
 	WsConn.prototype.close = function () {
 		this.closing = true;
 		clearInterval(this.pinger);
@@ -1175,7 +1194,7 @@
 		this.es = this.stream = null;
 	};
 	SseConn.prototype.restart = function () { this.stop(); this.start(); };
-	SseConn.prototype.update = function () { this.restart(); };
+	SseConn.prototype.update = SseConn.prototype.rewind = function () { this.restart(); };
 	SseConn.prototype.close = function () { this.closing = true; this.stop(); };
 
 	/* The event-stream format over XHR (readyState 3) or XDomainRequest
@@ -1275,6 +1294,7 @@
 		clearTimeout(this.timer);
 		this.poll();
 	};
+	PollConn.prototype.rewind = PollConn.prototype.update;
 	PollConn.prototype.send = function () { return false; };
 	PollConn.prototype.close = function () {
 		this.closing = true;

@@ -124,16 +124,18 @@ static int negotiate_refused(struct httpconn *c, const struct http_request *req)
 	}
 	struct identity id = { 0 };
 	const char *err = NULL;
+	/* a token that does not verify is refused here; none at all is not (an
+	 * id from negotiate is how a client is named, token or not), and the
+	 * answer's "require_token" tells ferry.js it needs one */
 	int bad = auth_request(f, req, &id, &err) < 0;
-	int missing = !bad && !id.authenticated && auth_required(f);
 	identity_clear(&id);
-	if (!bad && !missing)
+	if (!bad)
 		return 0;
 	/* err is one of auth's constant reasons: no quotes to escape */
 	char body[160], cors[256], headers[320];
-	xsnprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s%s\"}\n",
-		  bad ? "invalid_token" : "token_required",
-		  bad ? "invalid token: " : "a token is required", bad && err ? err : "");
+	xsnprintf(body, sizeof(body),
+		  "{\"error\":\"invalid_token\",\"message\":\"invalid token: %s\"}\n",
+		  err ? err : "");
 	httpconn_cors_headers(c, cors, sizeof(cors));
 	xsnprintf(headers, sizeof(headers),
 		  "Cache-Control: no-store\r\nWWW-Authenticate: Bearer\r\n%s", cors);
@@ -158,9 +160,10 @@ static void negotiate(struct httpconn *c, const struct http_request *req)
 	evbuffer_add_printf(body,
 			    "],\"client\":\"%s\",\"ws_ping\":%d,\"heartbeat\":%d,"
 			    "\"poll_timeout\":%d,\"sse_recycle_bytes\":%zu,\"client_publish\":%s,"
-			    "\"time\":%lld}\n",
+			    "\"require_token\":%s,\"time\":%lld}\n",
 			    client, cfg->ws_ping_ms, cfg->heartbeat_ms, cfg->poll_timeout_ms,
 			    cfg->sse_recycle_bytes, cfg->client_publish ? "true" : "false",
+			    auth_required(f) ? "true" : "false",
 			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
 	char cors[256], headers[300];
 	httpconn_cors_headers(c, cors, sizeof(cors));
