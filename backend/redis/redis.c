@@ -41,179 +41,6 @@
 
 static void conn_start(struct conn *c);
 
-/* ---- the URL ---- */
-
-static int hexval(int ch)
-{
-	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
-}
-
-/* Percent-decode s[0..len) into a new string; NULL if malformed. */
-static char *url_decode(const char *s, size_t len)
-{
-	char *out = xmalloc(len + 1), *o = out;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		int hi = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
-		int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
-		if (hi < 0 || lo < 0) {
-			free(out);
-			return NULL;
-		}
-		*o++ = (char)(hi * 16 + lo);
-		i += 2;
-	}
-	*o = '\0';
-	return out;
-}
-
-/* HOST[:PORT] or [IPv6][:PORT] in s[0..len). */
-static int parse_hostport(const char *s, size_t len, char *host, size_t hostsz, int *port,
-			  int default_port)
-{
-	const char *end = s + len, *h = s, *hend;
-	if (len && *s == '[') {
-		hend = memchr(s, ']', len);
-		if (!hend || hend == s + 1)
-			return -1;
-		h = s + 1;
-	} else {
-		hend = memchr(s, ':', len);
-		if (!hend)
-			hend = end;
-	}
-	if (hend == h || (size_t)(hend - h) >= hostsz)
-		return -1;
-	memcpy(host, h, (size_t)(hend - h));
-	host[hend - h] = '\0';
-	const char *p = hend + (*s == '[');
-	*port = default_port;
-	if (p < end) {
-		if (*p != ':' || p + 1 == end)
-			return -1;
-		long v = 0;
-		for (p++; p < end; p++) {
-			if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535)
-				return -1;
-		}
-		*port = (int)v;
-	}
-	return *port > 0 ? 0 : -1;
-}
-
-/* Parse redis[s]://[USER@ | [USER]:PASSWORD@]HOST[:PORT][/DB], or
- * redis[s]+sentinel://[...@]H1[:P1],H2[:P2],.../MASTER[/DB] (sentinel ports
- * default to 26379). Hosts may be [IPv6]; USER and PASSWORD percent-encoded.
- * Sets *tls for rediss; with Sentinel, fills addrs (*naddrs) and master. */
-static int parse_url(struct redis_backend *rb, const char *url, int *tls,
-		     struct sentinel_addr *addrs, int *naddrs, char *master)
-{
-	static const struct {
-		const char *scheme;
-		int tls, sentinel;
-	} schemes[] = { { "redis://", 0, 0 },
-			{ "rediss://", 1, 0 },
-			{ "redis+sentinel://", 0, 1 },
-			{ "rediss+sentinel://", 1, 1 } };
-	const char *h = NULL;
-	int sentinel = 0;
-	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
-		size_t n = strlen(schemes[i].scheme);
-		if (strncmp(url, schemes[i].scheme, n) == 0) {
-			h = url + n;
-			*tls = schemes[i].tls;
-			sentinel = schemes[i].sentinel;
-		}
-	}
-	*naddrs = 0;
-	if (!h)
-		return -1;
-	/* userinfo: up to the last '@' before the path */
-	const char *path = h + strcspn(h, "/");
-	const char *at = NULL;
-	for (const char *p = h; p < path; p++)
-		if (*p == '@')
-			at = p;
-	if (at) {
-		const char *colon = memchr(h, ':', (size_t)(at - h));
-		if (colon) {
-			if (colon > h)
-				rb->user = url_decode(h, (size_t)(colon - h));
-			rb->password = url_decode(colon + 1, (size_t)(at - colon - 1));
-		} else {
-			/* redis://USER@: the password from the variable or the file */
-			rb->user = url_decode(h, (size_t)(at - h));
-		}
-		if ((colon && !rb->password) || (at > h && (!colon || colon > h) && !rb->user))
-			return -1;
-		h = at + 1;
-	}
-	rb->db = 0;
-	const char *rest = path;
-	if (sentinel) {
-		for (const char *p = h; p < path;) {
-			const char *comma = memchr(p, ',', (size_t)(path - p));
-			if (!comma)
-				comma = path;
-			if (*naddrs == SENTINEL_MAX ||
-			    parse_hostport(p, (size_t)(comma - p), addrs[*naddrs].host,
-					   sizeof(addrs[*naddrs].host), &addrs[*naddrs].port,
-					   26379) < 0)
-				return -1;
-			(*naddrs)++;
-			p = comma < path ? comma + 1 : path;
-		}
-		if (*naddrs == 0 || *path != '/')
-			return -1;
-		size_t n = strcspn(path + 1, "/");
-		if (n == 0 || n > SENTINEL_NAME_MAX)
-			return -1;
-		memcpy(master, path + 1, n);
-		master[n] = '\0';
-		rest = path + 1 + n;
-		xsnprintf(rb->host, sizeof(rb->host), "(master %s)", master);
-		rb->port = 0;
-	} else if (parse_hostport(h, (size_t)(path - h), rb->host, sizeof(rb->host), &rb->port,
-				  6379) < 0) {
-		return -1;
-	}
-	if (*rest == '/' && rest[1]) {
-		char *end;
-		if (!isdigit((unsigned char)rest[1]))
-			return -1;
-		long db = strtol(rest + 1, &end, 10);
-		if (db > 1000000)
-			return -1;
-		rb->db = (int)db;
-		rest = end;
-	}
-	if (*rest == '/')
-		rest++;
-	return *rest ? -1 : 0;
-}
-
-/* The URL as it may be logged: the password replaced by "***". */
-static void url_redacted(const char *url, char *out, size_t outsz)
-{
-	const char *scheme = strstr(url, "://");
-	const char *h = scheme ? scheme + 3 : url;
-	const char *path = h + strcspn(h, "/");
-	const char *at = NULL;
-	for (const char *p = h; p < path; p++)
-		if (*p == '@')
-			at = p;
-	if (!at) {
-		xsnprintf(out, outsz, "%s", url);
-		return;
-	}
-	const char *colon = memchr(h, ':', (size_t)(at - h));
-	xsnprintf(out, outsz, "%.*s%.*s***%s", (int)(h - url), url,
-		  colon ? (int)(colon - h + 1) : 0, h, at);
-}
-
 /* The first line of path, as the password. -1 (logged) on failure. */
 static int read_password_file(struct redis_backend *rb, const char *path)
 {
@@ -612,12 +439,10 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	rb->cfg = cfg;
 	rb->evbase = base;
 	rb->events = *events;
-	int tls = 0, naddrs = 0;
-	struct sentinel_addr addrs[SENTINEL_MAX];
-	char master[SENTINEL_NAME_MAX + 1] = "";
-	if (parse_url(rb, cfg->redis_url, &tls, addrs, &naddrs, master) < 0) {
+	struct redis_url u;
+	if (redis_url_parse(cfg->redis_url, &u) < 0) {
 		char shown[512];
-		url_redacted(cfg->redis_url, shown, sizeof(shown));
+		redis_url_redact(cfg->redis_url, shown, sizeof(shown));
 		log_error("--redis: '%s' is neither redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB] nor "
 			  "redis[s]+sentinel://[USER:PASSWORD@]H1:P1,H2:P2/MASTER[/DB] (at most 16 "
 			  "sentinels)",
@@ -625,6 +450,12 @@ static struct backend *redis_create(struct event_base *base, const struct config
 		backend_free(rb);
 		return NULL;
 	}
+	int tls = u.tls;
+	xsnprintf(rb->host, sizeof(rb->host), "%s", u.host);
+	rb->port = u.port;
+	rb->db = u.db;
+	rb->user = u.user; /* the backend owns them now */
+	rb->password = u.password;
 	if (!rb->password && cfg->redis_password && cfg->redis_password[0])
 		rb->password = xstrdup(cfg->redis_password);
 	if (!rb->password && cfg->redis_password_file &&
@@ -650,8 +481,8 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	xsnprintf(rb->age, sizeof(rb->age), "%d", cfg->history_age_ms);
 	xsnprintf(rb->cap, sizeof(rb->cap), "%d", cfg->history_max);
 	rb->channels = dict_new();
-	if (naddrs)
-		rb->sentinel = sentinel_new(rb, addrs, naddrs, master);
+	if (u.naddrs)
+		rb->sentinel = sentinel_new(rb, u.addrs, u.naddrs, u.master);
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
 	for (int i = 0; i < 2; i++) {
 		conns[i]->rb = rb;

@@ -12,21 +12,14 @@
 
 #include "backend.h"
 #include "redis_conn.h"
+#include "redis_url.h"
 
 struct config;
 struct dict;
 struct history_req;
 
 #define KEY_MAX 200
-/* redis+sentinel://: at most this many sentinels, a master name this long */
-#define SENTINEL_MAX	  16
-#define SENTINEL_NAME_MAX 127
-
 struct sentinel;
-struct sentinel_addr {
-	char host[256];
-	int port;
-};
 
 struct conn {
 	struct redis_backend *rb;
