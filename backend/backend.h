@@ -72,6 +72,11 @@ struct backend_ops {
 	void (*unwatch)(struct backend *b, const char *channel);
 	int (*healthy)(struct backend *b);
 	long (*channels)(struct backend *b);
+	/* Optional (NULL: none): while not healthy, what is wrong, in a few
+	 * words an operator can act on ("command connection to HOST:PORT:
+	 * cannot connect: ..."); NULL when nothing is. Owned by the backend,
+	 * valid until its next event. Never a secret. */
+	const char *(*problem)(struct backend *b);
 };
 
 /* Every implementation's struct starts with this. */

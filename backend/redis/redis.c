@@ -525,6 +525,24 @@ static int redis_healthy(struct backend *b)
 	return rb->cmd.ready && rb->sub.ready;
 }
 
+static const char *redis_problem(struct backend *b)
+{
+	struct redis_backend *rb = (struct redis_backend *)b;
+	const struct conn *c = !rb->cmd.ready ? &rb->cmd : !rb->sub.ready ? &rb->sub : NULL;
+	if (!c)
+		return NULL;
+	const char *sentinel = rb->sentinel ? sentinel_problem(rb->sentinel) : NULL;
+	if (sentinel)
+		xsnprintf(rb->problem, sizeof(rb->problem), "%s", sentinel);
+	else if (c->last_error[0])
+		xsnprintf(rb->problem, sizeof(rb->problem), "%s connection to %s:%d: %s", c->name,
+			  rb->host, rb->port, c->last_error);
+	else
+		xsnprintf(rb->problem, sizeof(rb->problem), "%s connection to %s:%d: not set up yet",
+			  c->name, rb->host, rb->port);
+	return rb->problem;
+}
+
 static long redis_channels(struct backend *b)
 {
 	return (long)dict_count(((struct redis_backend *)b)->channels);
@@ -539,5 +557,6 @@ const struct backend_ops backend_redis_ops = {
 	.watch = redis_channel_watch,
 	.unwatch = redis_channel_unwatch,
 	.healthy = redis_healthy,
+	.problem = redis_problem,
 	.channels = redis_channels,
 };

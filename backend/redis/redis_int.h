@@ -51,6 +51,7 @@ struct redis_backend {
 	struct event *watchdog;
 	char ttl[24], maxlen[24], age[24], cap[24];
 	int closing;		 /* destroying: disconnects are expected */
+	char problem[400];	 /* what redis_problem() answers */
 	unsigned logged_invalid; /* bit per kind of invalid input already logged */
 };
 
@@ -100,6 +101,8 @@ void sentinel_free(struct sentinel *s);
 /* Ask the sentinels for the master (unless already asking); calls
  * redis_master_resolved() when one answers, retrying until one does. */
 void sentinel_resolve(struct sentinel *s);
+/* While no sentinel has answered: why (the last failure), else NULL. */
+const char *sentinel_problem(const struct sentinel *s);
 
 /* ---- redis_channel.c ---- */
 

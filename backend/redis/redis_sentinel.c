@@ -293,6 +293,11 @@ static void recheck_cb(evutil_socket_t fd, short what, void *arg)
 	conn_command(&s->rb->cmd, recheck_reply, s, 1, argv, lens);
 }
 
+const char *sentinel_problem(const struct sentinel *s)
+{
+	return s->resolving && s->last_error[0] ? s->last_error : NULL;
+}
+
 /* ---- life ---- */
 
 struct sentinel *sentinel_new(struct redis_backend *rb, const struct sentinel_addr *addrs,

@@ -78,6 +78,10 @@ async def pubsub_works(f, channel="c"):
 async def refused_quickly(f, what):
     """healthz 503 and a publish answered 503 at once (never a hang)."""
     await wait_healthz([f.port], 503, 5, what)
+    # healthz names the Redis node it cannot use
+    status, _, body = await http(f.port, "GET", "/ferry/healthz")
+    h = json.loads(body)
+    assert status == 503 and "connection to 127.0.0.1:" in h["backend_problem"], (status, h)
     t0 = time.monotonic()
     status, _ = await api_publish(f.port, "c", "x", timeout=10)
     assert status == 503 and time.monotonic() - t0 < 2, (status, time.monotonic() - t0)

@@ -4,7 +4,8 @@
 
 - discovery: ferryd with redis+sentinel://S1,S2,S3/mymaster finds the master
   (also when the first sentinel listed is down), and says so when no
-  sentinel knows the name or none answers;
+  sentinel knows the name or none answers; --redis-wait-replicas 2 acknowledges,
+  16 (its maximum, more than there are) answers 503 after the WAIT;
 - failover: three ferryd, WebSocket, SSE and long-poll subscribers on each, a
   publisher at ~100 msg/s round-robin; the master is SIGKILLed mid-stream.
   Every acknowledged publish reaches every subscriber exactly once, in
@@ -14,6 +15,7 @@
   counts it); no ferryd aborts or hangs.
 """
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -24,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))  # this folder: test_redis.py
-from harness import Ferry, free_port, run, TEST_CLIENT_ID_SECRET  # noqa: E402
+from harness import FERRYD, Ferry, free_port, run, TEST_CLIENT_ID_SECRET  # noqa: E402
 from test_redis import (REDIS_SERVER, SUBS, Published, RedisServer, api_publish, check_stream,  # noqa: E402
                         http, require, resp_command, split_id, wait_healthz, wait_until)
 
@@ -133,11 +135,33 @@ def test_discovery():
                 assert t.master.command("XLEN", "ferry:{s}:stream") == 1
             asyncio.run(main())
             assert "127.0.0.1:%d" % t.master.port in ferry_log(f), ferry_log(f)
+        # --redis-wait-replicas: 2 (both replicas) acknowledges; at its maximum, 16, more
+        # replicas than there are: 503 after the WAIT (half of --redis-timeout), outcome unknown
+        with Ferry("--redis", t.url(), "--redis-wait-replicas", "2") as f:
+            async def main():
+                await wait_healthz([f.port], 200, 10, "with --redis-wait-replicas 2")
+                assert (await api_publish(f.port, "w", "two"))[0] == 200
+            asyncio.run(main())
+        with Ferry("--redis", t.url(), "--redis-wait-replicas", "16", "--redis-timeout", "1s") as f:
+            async def main():
+                await wait_healthz([f.port], 200, 10, "with --redis-wait-replicas 16")
+                t0 = time.monotonic()
+                status, _ = await api_publish(f.port, "w", "sixteen")
+                took = time.monotonic() - t0
+                assert status == 503 and 0.4 < took < 2, (status, took)
+                # the master has it (that is what "outcome unknown" means)
+                assert t.master.command("XLEN", "ferry:{w}:stream") == 2
+            asyncio.run(main())
+        p = subprocess.run([FERRYD, "--redis", t.url(), "--redis-wait-replicas", "17"],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode != 0 and "redis-wait-replicas" in p.stderr + p.stdout, p
         # a name no sentinel knows; no sentinel at all: 503, and the log says which
         with Ferry("--redis", t.url().replace("mymaster", "nosuch")) as f:
             asyncio.run(wait_healthz([f.port], 503, 5, "for an unknown master name"))
             wait_until("ferryd says no sentinel knows the name",
                        lambda: "no sentinel knows master 'nosuch'" in ferry_log(f), 5)
+            status, _, body = asyncio.run(http(f.port, "GET", "/ferry/healthz"))
+            assert "no sentinel knows master 'nosuch'" in json.loads(body)["backend_problem"], body
         with Ferry("--redis", "redis+sentinel://127.0.0.1:%d/mymaster" % dead) as f:
             asyncio.run(wait_healthz([f.port], 503, 5, "with no sentinel"))
             wait_until("ferryd says no sentinel is reachable",
