@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(u.host[0]);
 		assert(u.naddrs ? u.port == 0 && u.master[0] : u.port > 0 && u.port <= 65535);
 		for (int i = 0; i < u.naddrs; i++)
-			assert(u.addrs[i].host[0] && u.addrs[i].port > 0 && u.addrs[i].port <= 65535);
+			assert(u.addrs[i].host[0] && u.addrs[i].port > 0 &&
+			       u.addrs[i].port <= 65535);
 		assert(u.db >= 0);
 		/* redacted, the userinfo is gone: "***" stands where it was */
 		char shown[512];

@@ -61,22 +61,23 @@ static void healthz(struct httpconn *c)
 	/* what the backend says is wrong (which Redis node, and why), as a
 	 * JSON string: quotes, backslashes and controls become '?' */
 	char problem[256] = "";
-	const char *p = !healthy && f->backend->ops->problem ? f->backend->ops->problem(f->backend)
-							    : NULL;
+	const char *p =
+		!healthy && f->backend->ops->problem ? f->backend->ops->problem(f->backend) : NULL;
 	if (p) {
 		size_t i = 0;
 		for (; p[i] && i < sizeof(problem) - 1; i++)
-			problem[i] = (p[i] == '"' || p[i] == '\\' || (unsigned char)p[i] < 0x20) ? '?'
-												 : p[i];
+			problem[i] = (p[i] == '"' || p[i] == '\\' || (unsigned char)p[i] < 0x20)
+					     ? '?'
+					     : p[i];
 		problem[i] = '\0';
 	}
 	char body[512];
 	int n = snprintf(body, sizeof(body),
 			 "{\"status\":\"%s\",\"backend\":\"%s\",\"backend_healthy\":%s,"
 			 "\"draining\":%s%s%s%s}\n",
-			 ok ? "ok" : "unavailable", f->backend->ops->name, healthy ? "true" : "false",
-			 f->draining ? "true" : "false", p ? ",\"backend_problem\":\"" : "", problem,
-			 p ? "\"" : "");
+			 ok ? "ok" : "unavailable", f->backend->ops->name,
+			 healthy ? "true" : "false", f->draining ? "true" : "false",
+			 p ? ",\"backend_problem\":\"" : "", problem, p ? "\"" : "");
 	httpconn_respond(c, ok ? 200 : 503, "Cache-Control: no-store\r\n", "application/json", body,
 			 (size_t)n);
 }

@@ -95,7 +95,7 @@ static SSL_CTX *tls_client_new(const struct config *cfg)
 		}
 	}
 	return ctx;
-fail: {
+fail : {
 	char err[200];
 	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
 	log_error("%s: cannot load %s: %s", what, file, err);
@@ -133,8 +133,8 @@ static void conn_log_down(struct conn *c, const char *what, const char *why)
 	if (strcmp(line, c->last_error) == 0)
 		return;
 	xsnprintf(c->last_error, sizeof(c->last_error), "%s", line);
-	log_warn("redis: %s connection to %s:%d: %s (retrying)", c->name, c->rb->host,
-		 c->rb->port, line);
+	log_warn("redis: %s connection to %s:%d: %s (retrying)", c->name, c->rb->host, c->rb->port,
+		 line);
 }
 
 static void set_ready(struct conn *c)
@@ -206,7 +206,10 @@ static void role_reply(struct rconn *rc, const redisReply *reply, void *priv)
 	if (role && strcmp(role, "master") == 0)
 		return;
 	c->rb->resolved = 0;
-	setup_failed(c, "ROLE is not master", role ? role : reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
+	setup_failed(c, "ROLE is not master",
+		     role				? role
+		     : reply->type == REDIS_REPLY_ERROR ? reply->str
+							: "?");
 }
 
 static void on_connected(struct rconn *rc, void *arg)
@@ -385,8 +388,9 @@ static int check_stalled(struct conn *c, const struct timeval *now)
 	xsnprintf(why, sizeof(why), "silent for %ld ms", idle);
 	if (c->ready)
 		log_warn("redis: %s connection silent for %ld ms, reconnecting", c->name, idle);
-	conn_drop(c, c->ready ? NULL : rconn_is_connected(c->rc) ? "setup timed out"
-								    : "timed out connecting");
+	conn_drop(c, c->ready			 ? NULL
+		     : rconn_is_connected(c->rc) ? "setup timed out"
+						 : "timed out connecting");
 	return 1;
 }
 
@@ -443,10 +447,11 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	if (redis_url_parse(cfg->redis_url, &u) < 0) {
 		char shown[512];
 		redis_url_redact(cfg->redis_url, shown, sizeof(shown));
-		log_error("--redis: '%s' is neither redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB] nor "
-			  "redis[s]+sentinel://[USER:PASSWORD@]H1:P1,H2:P2/MASTER[/DB] (at most 16 "
-			  "sentinels)",
-			  shown);
+		log_error(
+			"--redis: '%s' is neither redis[s]://[USER:PASSWORD@]HOST[:PORT][/DB] nor "
+			"redis[s]+sentinel://[USER:PASSWORD@]H1:P1,H2:P2/MASTER[/DB] (at most 16 "
+			"sentinels)",
+			shown);
 		backend_free(rb);
 		return NULL;
 	}
@@ -538,8 +543,8 @@ static const char *redis_problem(struct backend *b)
 		xsnprintf(rb->problem, sizeof(rb->problem), "%s connection to %s:%d: %s", c->name,
 			  rb->host, rb->port, c->last_error);
 	else
-		xsnprintf(rb->problem, sizeof(rb->problem), "%s connection to %s:%d: not set up yet",
-			  c->name, rb->host, rb->port);
+		xsnprintf(rb->problem, sizeof(rb->problem),
+			  "%s connection to %s:%d: not set up yet", c->name, rb->host, rb->port);
 	return rb->problem;
 }
 

@@ -673,7 +673,8 @@ static void wait_reply(struct rconn *rc, const redisReply *reply, void *priv)
 		if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= need)
 			pr->cb(pr->arg, pr->id, NULL);
 		else
-			pr->cb(pr->arg, NULL, "not confirmed by enough Redis replicas, outcome unknown");
+			pr->cb(pr->arg, NULL,
+			       "not confirmed by enough Redis replicas, outcome unknown");
 	}
 	free(pr->id);
 	free(pr);

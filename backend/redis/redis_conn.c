@@ -285,8 +285,8 @@ fail:
 	return NULL;
 }
 
-static int send_command(struct rconn *rc, int want_reply, rconn_reply_fn *fn, void *priv,
-			int argc, const char **argv, const size_t *lens)
+static int send_command(struct rconn *rc, int want_reply, rconn_reply_fn *fn, void *priv, int argc,
+			const char **argv, const size_t *lens)
 {
 	if (!rc || rc->dead)
 		return -1;

@@ -41,8 +41,8 @@ struct redis_backend {
 	struct backend_events events;
 	char host[256];
 	int port, db;
-	char *user, *password; /* AUTH (NULL: none); never logged */
-	SSL_CTX *tls;	       /* rediss://, else NULL */
+	char *user, *password;	   /* AUTH (NULL: none); never logged */
+	SSL_CTX *tls;		   /* rediss://, else NULL */
 	struct sentinel *sentinel; /* redis+sentinel://, else NULL */
 	int resolved;		   /* Sentinel: host:port is the master's, as last asked */
 	struct conn cmd, sub;

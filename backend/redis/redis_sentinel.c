@@ -32,10 +32,10 @@ struct sentinel {
 	struct sentinel_addr addrs[SENTINEL_MAX];
 	int naddrs;
 	char master[SENTINEL_NAME_MAX + 1];
-	int resolving;	    /* a round over the sentinels is running */
-	int current;	    /* the sentinel asked now */
-	int nknown_not;	    /* this round: sentinels that answered "no such master" */
-	struct rconn *ask;  /* the question to sentinel `current` */
+	int resolving;	     /* a round over the sentinels is running */
+	int current;	     /* the sentinel asked now */
+	int nknown_not;	     /* this round: sentinels that answered "no such master" */
+	struct rconn *ask;   /* the question to sentinel `current` */
 	struct rconn *watch; /* SUBSCRIBE +switch-master on sentinel watch_index */
 	int watch_index;
 	struct event *deadline; /* of the current question, or the pause between rounds */
@@ -83,8 +83,8 @@ static void answer(struct rconn *rc, const redisReply *r, void *priv)
 		return; /* lost: ask_lost() moves on */
 	const struct sentinel_addr *a = &s->addrs[s->current];
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
-	    r->element[0]->len < sizeof(s->rb->host)) {
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len < sizeof(s->rb->host)) {
 		int port = atoi(r->element[1]->str);
 		if (port > 0 && port < 65536) {
 			struct redis_backend *rb = s->rb;
@@ -168,7 +168,8 @@ static void ask_next(struct sentinel *s)
 		s->ask = rconn_connect(rb->evbase, a->host, a->port, rb->tls,
 				       rb->cfg->redis_tls_server_name, &ask_events, s, &err);
 		if (s->ask) {
-			int ms = rb->cfg->redis_timeout_ms < 1000 ? rb->cfg->redis_timeout_ms : 1000;
+			int ms =
+				rb->cfg->redis_timeout_ms < 1000 ? rb->cfg->redis_timeout_ms : 1000;
 			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 			event_add(s->deadline, &tv);
 			return;
@@ -205,8 +206,7 @@ static void watch_push(struct rconn *rc, const redisReply *r, void *arg)
 	struct sentinel *s = arg;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[2]->type != REDIS_REPLY_STRING ||
-	    r->element[0]->type != REDIS_REPLY_STRING ||
-	    strcmp(r->element[0]->str, "message") != 0)
+	    r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0)
 		return;
 	/* "<name> <old-ip> <old-port> <new-ip> <new-port>" */
 	const char *p = r->element[2]->str;

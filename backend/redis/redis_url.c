@@ -10,7 +10,6 @@
 
 #include "xmalloc.h"
 
-
 static int hexval(int ch)
 {
 	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
@@ -188,10 +187,9 @@ void redis_url_redact(const char *url, char *out, size_t outsz)
 		return;
 	}
 	const char *colon = memchr(h, ':', (size_t)(at - h));
-	snprintf(out, outsz, "%.*s%.*s***%s", (int)(h - url), url,
-		  colon ? (int)(colon - h + 1) : 0, h, at);
+	snprintf(out, outsz, "%.*s%.*s***%s", (int)(h - url), url, colon ? (int)(colon - h + 1) : 0,
+		 h, at);
 }
-
 
 int redis_url_parse(const char *url, struct redis_url *u)
 {

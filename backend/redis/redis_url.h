@@ -18,9 +18,9 @@ struct sentinel_addr {
 };
 
 struct redis_url {
-	int tls;	      /* rediss */
-	char host[256];	      /* with Sentinel: "(master NAME)" until resolved */
-	int port, db;	      /* port 0 with Sentinel */
+	int tls;	       /* rediss */
+	char host[256];	       /* with Sentinel: "(master NAME)" until resolved */
+	int port, db;	       /* port 0 with Sentinel */
 	char *user, *password; /* malloc'd, decoded, or NULL */
 	struct sentinel_addr addrs[SENTINEL_MAX];
 	int naddrs; /* > 0: Sentinel */

@@ -95,11 +95,28 @@ static void test_sentinel(void **state)
 static void test_refused(void **state)
 {
 	static const char *const bad[] = {
-		"", "http://h", "redis://", "redis://:1", "redis://h:", "redis://h:0", "redis://h:65536",
-		"redis://h:12x", "redis://h/x", "redis://h/-1", "redis://h/1/2", "redis://[::1",
-		"redis://[]:1", "redis://:%zz@h", "redis://:%0@h", "redis://:a%00b@h",
-		"redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel:///m", "redis+sentinel://a,,b/m",
-		"redis+sentinel://a:99999/m", "redis://h/99999999",
+		"",
+		"http://h",
+		"redis://",
+		"redis://:1",
+		"redis://h:",
+		"redis://h:0",
+		"redis://h:65536",
+		"redis://h:12x",
+		"redis://h/x",
+		"redis://h/-1",
+		"redis://h/1/2",
+		"redis://[::1",
+		"redis://[]:1",
+		"redis://:%zz@h",
+		"redis://:%0@h",
+		"redis://:a%00b@h",
+		"redis+sentinel://h",
+		"redis+sentinel://h/",
+		"redis+sentinel:///m",
+		"redis+sentinel://a,,b/m",
+		"redis+sentinel://a:99999/m",
+		"redis://h/99999999",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct redis_url u;
@@ -132,7 +149,7 @@ static void test_redact(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain),    cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_plain),	 cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_sentinel), cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_redact),
 	};
