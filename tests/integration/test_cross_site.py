@@ -109,6 +109,14 @@ def test_allowed_origin_may_read_retry_after():
         assert status == 200, status
         assert hdrs.get("access-control-allow-origin") == EVIL, hdrs
         assert "retry-after" in hdrs.get("access-control-expose-headers", "").lower(), hdrs
+    # the longest origin a browser sends: a 253-byte host name and a port
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    longest = "https://%s:65535" % host
+    with Ferry("--allow-origin", longest) as f:
+        for path in ("/ferry/poll?ch=news", "/ferry/negotiate"):
+            status, hdrs, _ = raw_http(f.port, "GET", path, {"Origin": longest})
+            assert status == 200, (path, status)
+            assert hdrs.get("access-control-allow-origin") == longest, (path, hdrs)
 
 
 def test_publish_without_key_is_loopback_only():
