@@ -146,7 +146,7 @@ static int negotiate_refused(struct httpconn *c, const struct http_request *req)
 	if (!bad)
 		return 0;
 	/* err is one of auth's constant reasons: no quotes to escape */
-	char body[160], cors[256], headers[320];
+	char body[160], cors[HTTPCONN_CORS_MAX], headers[HTTPCONN_CORS_HEADERS_MAX];
 	xsnprintf(body, sizeof(body),
 		  "{\"error\":\"invalid_token\",\"message\":\"invalid token: %s\"}\n",
 		  err ? err : "");
@@ -179,7 +179,7 @@ static void negotiate(struct httpconn *c, const struct http_request *req)
 			    cfg->sse_recycle_bytes, cfg->client_publish ? "true" : "false",
 			    auth_required(f) ? "true" : "false",
 			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
-	char cors[256], headers[300];
+	char cors[HTTPCONN_CORS_MAX], headers[HTTPCONN_CORS_HEADERS_MAX];
 	httpconn_cors_headers(c, cors, sizeof(cors));
 	xsnprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond_buffer(c, 200, headers, "application/json", body);

@@ -11,6 +11,7 @@
 #include "ferry.h"
 #include "http.h"
 #include "httpconn.h"
+#include "log.h"
 #include "origin.h"
 #include "protocol.h"
 #include "xmalloc.h"
@@ -20,6 +21,17 @@ void admission_retry_later(struct httpconn *c, int retry_ms)
 	char hdr[48];
 	xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
 	httpconn_text(c, 503, hdr, "server is restarting\n");
+}
+
+/* The app did not answer: come back after --reconnect-delay, as ferry.js
+ * does on its own (Retry-After: the long-poll loop and plain clients). */
+static void unavailable(struct httpconn *c)
+{
+	char hdr[48];
+	int retry_ms = httpconn_ferry(c)->cfg->reconnect_delay_ms;
+	xsnprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", 1 + retry_ms / 1000);
+	log_info("http %s: 503 the app could not say whether it may subscribe", httpconn_peer(c));
+	httpconn_text(c, 503, hdr, "the app could not say whether you may subscribe\n");
 }
 
 int admission_jsonp(const struct http_request *req)
@@ -180,7 +192,7 @@ static void check_answered(void *arg, const struct callback_result *r)
 			start(c, httpconn_request(
 					 c)); /* still the current request: nothing answered it */
 		else if (verdict == CALLBACK_UNAVAILABLE)
-			httpconn_error(c, 503, "the app could not say whether you may subscribe");
+			unavailable(c);
 		else
 			httpconn_error(c, 403, "the app refused this subscription");
 	}

@@ -58,7 +58,7 @@ struct poll_req {
 	struct event *timer;
 	char client[PROTO_MAX_CLIENT_ID + 1];
 	char callback[65];
-	char cors[256]; /* the CORS header lines, or "" */
+	char cors[HTTPCONN_CORS_MAX]; /* the CORS header lines, or "" */
 	int done;
 };
 

@@ -302,7 +302,7 @@ static double take_rate(struct ferry *f, struct sender *s, const struct proto_se
 
 static void respond_json(struct httpconn *c, int status, const char *body)
 {
-	char cors[256], headers[300];
+	char cors[HTTPCONN_CORS_MAX], headers[HTTPCONN_CORS_HEADERS_MAX];
 	httpconn_cors_headers(c, cors, sizeof(cors));
 	xsnprintf(headers, sizeof(headers), "Cache-Control: no-store\r\n%s", cors);
 	httpconn_respond(c, status, headers, "application/json", body, strlen(body));
@@ -388,7 +388,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 		 * published and the client is told when to send again */
 		double wait_s = take_rate(f, s, &batch, httpconn_peer(c), subject);
 		if (wait_s > 0) {
-			char body[96], cors[256], hdr[320];
+			char body[96], cors[HTTPCONN_CORS_MAX], hdr[HTTPCONN_CORS_HEADERS_MAX];
 			httpconn_cors_headers(c, cors, sizeof(cors));
 			xsnprintf(body, sizeof(body), "{\"ack\":%lld,\"error\":\"rate_limited\"}",
 				  s->seq);
@@ -415,7 +415,7 @@ void send_handle(struct httpconn *c, const struct http_request *req)
 				wait_s = pubrate_take(f, PUBLISH_PATH_SEND, batch.ops[i].channel,
 						      who, &limit);
 		if (wait_s > 0) {
-			char body[128], cors[256], hdr[320];
+			char body[128], cors[HTTPCONN_CORS_MAX], hdr[HTTPCONN_CORS_HEADERS_MAX];
 			httpconn_cors_headers(c, cors, sizeof(cors));
 			snprintf(body, sizeof(body),
 				 "{\"ack\":%lld,\"error\":\"rate_limited\",\"limit\":\"%s\"}",

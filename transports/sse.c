@@ -55,8 +55,8 @@ struct sse_conn {
 	int padded;		/* an XHR reader: recycle after a byte budget */
 	int json;		/* format=json: data is the protocol envelope */
 	size_t sent;
-	struct evbuffer *resets; /* the Ferry-Reset header's value, until it is written */
-	char cors[256];		 /* the CORS header lines, or "" */
+	struct evbuffer *resets;      /* the Ferry-Reset header's value, until it is written */
+	char cors[HTTPCONN_CORS_MAX]; /* the CORS header lines, or "" */
 	struct cursor *cursors;
 	int ncursors;
 	struct event *start_ev; /* writes the headers once every channel answered */

@@ -185,7 +185,11 @@ static const char *cors_origin(const struct httpconn *c)
 size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz)
 {
 	const char *origin = cors_origin(c);
-	int n = origin ? snprintf(out, outsz, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+	/* Retry-After is not a CORS-safelisted header: without the expose,
+	 * ferry.js on another origin could not honour a 503's or 429's. */
+	int n = origin ? snprintf(out, outsz,
+				  "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+				  "Access-Control-Expose-Headers: Retry-After\r\n",
 				  origin)
 		       : -1;
 	if (n < 0 || (size_t)n >= outsz) {

@@ -68,9 +68,14 @@ struct httpconn_waiter_ops {
 void httpconn_wait(struct httpconn *c, const struct httpconn_waiter_ops *ops, void *arg);
 
 /* The CORS header lines for the request's Origin, when it is allowed and
- * not the request's own host ("Access-Control-Allow-Origin: X"
- * and "Vary: Origin", each ending in CRLF) into out, or "" when there is
- * none or they do not fit in outsz. Returns their length. */
+ * not the request's own host ("Access-Control-Allow-Origin: X",
+ * "Vary: Origin" and the exposed headers, each ending in CRLF) into out, or
+ * "" when there is none or they do not fit in outsz. Returns their length.
+ * HTTPCONN_CORS_MAX holds them for the longest origin a browser sends (a
+ * scheme, a 253-byte host name and a port). */
+#define HTTPCONN_CORS_MAX 512
+/* Room for the CORS lines and a few short ones of a response's own. */
+#define HTTPCONN_CORS_HEADERS_MAX (HTTPCONN_CORS_MAX + 128)
 size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz);
 
 /* Leave HTTP (a protocol upgrade): returns the bufferevent, whose input still

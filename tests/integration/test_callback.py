@@ -44,7 +44,7 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))  # tests/lib
-from harness import client_id, Ferry, free_port, run, SSEStream  # noqa: E402
+from harness import client_id, Ferry, free_port, raw_http, run, SSEStream  # noqa: E402
 import wsclient  # noqa: E402
 from wsclient import OPEN  # noqa: E402
 
@@ -695,6 +695,9 @@ def test_app_down_unavailable():
             r.close()
         st, _, body = poll(f, "ch=" + ch, cookie="session=alice")
         assert st == 503, (st, body)
+        # and says when to come back, as a drain does
+        st, hdrs, _ = raw_http(f.port, "GET", "/ferry/poll?ch=" + ch, {"Cookie": "session=alice"})
+        assert st == 503 and int(hdrs.get("retry-after", "0")) >= 1, (st, hdrs)
         st, r = send(f, "down-1", [op(1, chat, "pub:x")])
         assert st == 503, (st, r)
         assert history(f, chat, cursor_of(f, chat)) == []

@@ -101,6 +101,24 @@ def test_publish_refuses_cross_site_pages():
         assert publish(f, {"Origin": EVIL}) == 200
 
 
+def test_allowed_origin_may_read_retry_after():
+    """ferry.js honours Retry-After (a 503, a 429); on another origin the
+    browser shows it only when the answer exposes it."""
+    with Ferry("--allow-origin", EVIL) as f:
+        status, hdrs, _ = raw_http(f.port, "GET", "/ferry/poll?ch=news", {"Origin": EVIL})
+        assert status == 200, status
+        assert hdrs.get("access-control-allow-origin") == EVIL, hdrs
+        assert "retry-after" in hdrs.get("access-control-expose-headers", "").lower(), hdrs
+    # the longest origin a browser sends: a 253-byte host name and a port
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    longest = "https://%s:65535" % host
+    with Ferry("--allow-origin", longest) as f:
+        for path in ("/ferry/poll?ch=news", "/ferry/negotiate"):
+            status, hdrs, _ = raw_http(f.port, "GET", path, {"Origin": longest})
+            assert status == 200, (path, status)
+            assert hdrs.get("access-control-allow-origin") == longest, (path, hdrs)
+
+
 def test_publish_without_key_is_loopback_only():
     # a request a proxy forwarded (X-Forwarded-For from an untrusted peer)
     # is not a local one, though the proxy is on loopback
@@ -346,7 +364,7 @@ def test_bad_settings_refused():
 
 
 if __name__ == "__main__":
-    run([
+    run([test_allowed_origin_may_read_retry_after,
         test_publish_refuses_cross_site_pages,
         test_publish_without_key_is_loopback_only,
         test_send_refuses_cross_site_pages,
