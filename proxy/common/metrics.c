@@ -5,13 +5,12 @@
 #include <string.h>
 
 static const char *const error_names[ERR_COUNT] = {
-	"http_400",	   "http_401",	     "http_403",       "http_404",	"http_405",
-	"http_408",	   "http_413",	     "http_414",       "http_426",	"http_429",
-	"http_431",	   "http_502",	     "http_503",       "http_504",	"http_other",
-	"ws_protocol",	   "ws_bad_utf8",    "ws_too_big",     "ws_refused_op", "ws_ping_timeout",
-	"slow_consumer",   "conn_refused",   "publish_failed", "forbidden",	"redis_bad_id",
-	"redis_bad_event", "redis_bad_data", "redis_timeout",
-	"redis_reconnect", "redis_failover",
+	"http_400",	   "http_401",	     "http_403",       "http_404",	  "http_405",
+	"http_408",	   "http_413",	     "http_414",       "http_426",	  "http_429",
+	"http_431",	   "http_502",	     "http_503",       "http_504",	  "http_other",
+	"ws_protocol",	   "ws_bad_utf8",    "ws_too_big",     "ws_refused_op",	  "ws_ping_timeout",
+	"slow_consumer",   "conn_refused",   "publish_failed", "forbidden",	  "redis_bad_id",
+	"redis_bad_event", "redis_bad_data", "redis_timeout",  "redis_reconnect", "redis_failover",
 };
 
 static const char *const limit_names[LIMIT_COUNT] = {
