@@ -329,7 +329,7 @@ static void conn_drop(struct conn *c, const char *why)
 	conn_lost(c, why);
 }
 
-void redis_master_resolved(struct redis_backend *rb)
+static void master_resolved(struct redis_backend *rb)
 {
 	rb->resolved = 1;
 	struct conn *conns[] = { &rb->cmd, &rb->sub };
@@ -341,7 +341,7 @@ void redis_master_resolved(struct redis_backend *rb)
 	}
 }
 
-void redis_master_lost(struct redis_backend *rb, const char *why, int at_once)
+static void master_lost(struct redis_backend *rb, const char *why, int at_once)
 {
 	if (!rb->sentinel || rb->closing)
 		return;
@@ -357,14 +357,6 @@ void redis_master_lost(struct redis_backend *rb, const char *why, int at_once)
 			conn_start(c);
 		}
 	}
-}
-
-const char *redis_role_of(const redisReply *r)
-{
-	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-	    r->element[0]->type != REDIS_REPLY_STRING)
-		return NULL;
-	return r->element[0]->str;
 }
 
 static long ms_since(const struct timeval *then, const struct timeval *now)
@@ -435,6 +427,11 @@ static void backend_free(struct redis_backend *rb)
 	free(rb);
 }
 
+static const struct redis_hooks hooks = {
+	.master_resolved = master_resolved,
+	.master_lost = master_lost,
+};
+
 static struct backend *redis_create(struct event_base *base, const struct config *cfg,
 				    const struct backend_events *events)
 {
@@ -443,6 +440,7 @@ static struct backend *redis_create(struct event_base *base, const struct config
 	rb->cfg = cfg;
 	rb->evbase = base;
 	rb->events = *events;
+	rb->hooks = &hooks;
 	struct redis_url u;
 	if (redis_url_parse(cfg->redis_url, &u) < 0) {
 		char shown[512];

@@ -698,7 +698,7 @@ static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 		/* Sentinel: we write to a replica now; find the master again */
 		if (reply && reply->type == REDIS_REPLY_ERROR &&
 		    strncmp(reply->str, "READONLY", 8) == 0)
-			redis_master_lost(pr->rb, "-READONLY from a replica", 1);
+			pr->rb->hooks->master_lost(pr->rb, "-READONLY from a replica", 1);
 		if (reply && reply->type == REDIS_REPLY_ERROR && !rate)
 			log_warn("redis: publish: %s", reply->str);
 		/* a lost connection leaves the outcome unknown: Redis may have run it */

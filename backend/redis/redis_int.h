@@ -50,8 +50,9 @@ struct redis_backend {
 	struct history_req *cmd_waiting; /* history asked while the command connection is down */
 	struct event *watchdog;
 	char ttl[24], maxlen[24], age[24], cap[24];
-	int closing;		 /* destroying: disconnects are expected */
-	char problem[400];	 /* what redis_problem() answers */
+	int closing;	   /* destroying: disconnects are expected */
+	char problem[400]; /* what redis_problem() answers */
+	const struct redis_hooks *hooks;
 	unsigned logged_invalid; /* bit per kind of invalid input already logged */
 };
 
@@ -81,17 +82,18 @@ static inline void conn_replied(struct conn *c)
 	conn_touch(c);
 }
 
-/* ---- redis.c, for redis_sentinel.c ---- */
-
-/* Sentinel answered: rb->host:port is the master; connections waiting start. */
-void redis_master_resolved(struct redis_backend *rb);
-/* The master is not where we thought (a +switch-master, a replica's ROLE,
- * -READONLY): both data connections are dropped and resolve again (now,
- * when at_once, else after their backoff). Safe inside their callbacks.
- * No-op without Sentinel. */
-void redis_master_lost(struct redis_backend *rb, const char *why, int at_once);
-/* "master", "slave", "sentinel" from a ROLE reply, or NULL. */
-const char *redis_role_of(const redisReply *r);
+/* ---- redis.c's hooks, for redis_sentinel.c and redis_channel.c ----
+ * (function pointers set by redis.c, so the lower files never call it by name)
+ * master_resolved: Sentinel answered: rb->host:port is the master; waiting
+ *   connections start.
+ * master_lost: the master is not where we thought (a +switch-master, a
+ *   replica's ROLE, -READONLY): both data connections are dropped and resolve
+ *   again (now, when at_once, else after their backoff). Safe inside their
+ *   callbacks. No-op without Sentinel. */
+struct redis_hooks {
+	void (*master_resolved)(struct redis_backend *rb);
+	void (*master_lost)(struct redis_backend *rb, const char *why, int at_once);
+};
 
 /* ---- redis_sentinel.c ---- */
 
@@ -101,6 +103,8 @@ void sentinel_free(struct sentinel *s);
 /* Ask the sentinels for the master (unless already asking); calls
  * redis_master_resolved() when one answers, retrying until one does. */
 void sentinel_resolve(struct sentinel *s);
+/* "master", "slave", "sentinel" from a ROLE reply, or NULL. */
+const char *redis_role_of(const redisReply *r);
 /* While no sentinel has answered: why (the last failure), else NULL. */
 const char *sentinel_problem(const struct sentinel *s);
 

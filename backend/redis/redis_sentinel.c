@@ -100,7 +100,7 @@ static void answer(struct rconn *rc, const redisReply *r, void *priv)
 			rb->port = port;
 			if (!s->watch)
 				watch_start(s, index);
-			redis_master_resolved(rb);
+			rb->hooks->master_resolved(rb);
 			return;
 		}
 	}
@@ -217,7 +217,7 @@ static void watch_push(struct rconn *rc, const redisReply *r, void *arg)
 	struct redis_backend *rb = s->rb;
 	if (rb->events.metrics)
 		rb->events.metrics->errors[ERR_REDIS_FAILOVER]++;
-	redis_master_lost(rb, "the master switched", 1);
+	rb->hooks->master_lost(rb, "the master switched", 1);
 }
 
 static void watch_connected(struct rconn *rc, void *arg)
@@ -281,7 +281,7 @@ static void recheck_reply(struct rconn *rc, const redisReply *r, void *priv)
 	if (role && strcmp(role, "master") != 0) {
 		log_warn("redis: %s:%d is a %s now, not the master: asking the sentinels again",
 			 s->rb->host, s->rb->port, role);
-		redis_master_lost(s->rb, "not the master any more", 1);
+		s->rb->hooks->master_lost(s->rb, "not the master any more", 1);
 	}
 }
 
@@ -296,6 +296,14 @@ static void recheck_cb(evutil_socket_t fd, short what, void *arg)
 const char *sentinel_problem(const struct sentinel *s)
 {
 	return s->resolving && s->last_error[0] ? s->last_error : NULL;
+}
+
+const char *redis_role_of(const redisReply *r)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return NULL;
+	return r->element[0]->str;
 }
 
 /* ---- life ---- */
