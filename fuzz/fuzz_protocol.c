@@ -138,7 +138,7 @@ static void check_encoders(const struct proto_op *op)
 	case PROTO_PUBLISH:
 		/* what was published is delivered byte for byte */
 		root = parse_back(
-			proto_message(op->channel, "1-0", op->event, op->data, op->data_len, &len),
+			proto_message(op->channel, "1-0", op->event, MSG_TEXT, op->data, op->data_len, &len),
 			len);
 		expect_string(root, "channel", op->channel, strlen(op->channel));
 		expect_string(root, "event", op->event, op->event ? strlen(op->event) : 0);
@@ -190,7 +190,7 @@ static void check_send(const struct proto_send *send)
 			abort();
 		size_t len = 0;
 		json_t *root = parse_back(
-			proto_message(op->channel, "1-0", op->event, op->data, op->data_len, &len),
+			proto_message(op->channel, "1-0", op->event, MSG_TEXT, op->data, op->data_len, &len),
 			len);
 		expect_string(root, "data", op->data, op->data_len);
 		json_decref(root);
@@ -226,7 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* arbitrary bytes as message data: refused exactly when not UTF-8 */
 	size_t len = 0;
-	char *s = proto_message("c", "1-0", NULL, (const char *)data, size, &len);
+	char *s = proto_message("c", "1-0", NULL, MSG_TEXT, (const char *)data, size, &len);
 	if (!s != !utf8_valid(data, size))
 		abort();
 	if (s) {

@@ -244,6 +244,39 @@ static void ws_destroy(struct ws_conn *w)
 
 /* transport_ops for the session */
 
+/* A message's frames, built once and shared: text and JSON, the envelope in
+ * a text frame; binary, the envelope without data (proto_message_binary_head)
+ * in a text frame, then the bytes in one binary frame, so a plain client
+ * gets exactly the published bytes as one message. */
+static const char *encode_message(struct message *m, size_t *len)
+{
+	size_t jlen;
+	char *json = m->kind == MSG_BINARY
+			     ? proto_message_binary_head(m->channel, m->id, m->event, m->data_len,
+							 &jlen)
+			     : proto_message(m->channel, m->id, m->event, m->kind, m->data,
+					     m->data_len, &jlen);
+	if (!json)
+		return NULL;
+	uint8_t hdr[10], bhdr[10];
+	size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
+	size_t blen = m->kind == MSG_BINARY ? ws_frame_header(bhdr, WS_OP_BINARY, 1, m->data_len)
+					    : 0;
+	size_t total = hlen + jlen + (blen ? blen + m->data_len : 0);
+	char *bytes = xmalloc(total), *p = bytes;
+	memcpy(p, hdr, hlen);
+	p += hlen;
+	memcpy(p, json, jlen);
+	p += jlen;
+	if (blen) {
+		memcpy(p, bhdr, blen);
+		memcpy(p + blen, m->data, m->data_len);
+	}
+	free(json);
+	message_set_wire(m, WIRE_WS, bytes, total);
+	return message_wire(m, WIRE_WS, len);
+}
+
 static void t_send_message(void *t, struct message *m)
 {
 	struct ws_conn *w = t;
@@ -251,21 +284,10 @@ static void t_send_message(void *t, struct message *m)
 		return;
 	size_t len;
 	const char *frame = message_wire(m, WIRE_WS, &len);
-	if (!frame) { /* first subscriber to see this message: encode it once */
-		size_t jlen;
-		char *json =
-			proto_message(m->channel, m->id, m->event, m->data, m->data_len, &jlen);
-		if (!json)
-			return;
-		uint8_t hdr[10];
-		size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
-		char *bytes = xmalloc(hlen + jlen);
-		memcpy(bytes, hdr, hlen);
-		memcpy(bytes + hlen, json, jlen);
-		free(json);
-		message_set_wire(m, WIRE_WS, bytes, hlen + jlen);
-		frame = message_wire(m, WIRE_WS, &len);
-	}
+	if (!frame) /* first subscriber to see this message: encode it once */
+		frame = encode_message(m, &len);
+	if (!frame)
+		return;
 	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && !w->buffered) {
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
@@ -341,11 +363,15 @@ static void on_message(void *arg, enum ws_opcode opcode, const uint8_t *data, si
 		break;
 	case WS_MODE_FERRY:
 		if (opcode == WS_OP_BINARY) {
-			ws_fail(w, WS_CLOSE_UNSUPPORTED, "ferry's protocol is JSON text",
-				ERR_WS_BAD_FRAME);
-			return;
+			if (session_handle_binary(w->session, data, len) < 0) {
+				ws_fail(w, WS_CLOSE_UNSUPPORTED,
+					"a binary message must follow a publish with encoding binary",
+					ERR_WS_BAD_FRAME);
+				return;
+			}
+		} else {
+			session_handle(w->session, (const char *)data, len);
 		}
-		session_handle(w->session, (const char *)data, len);
 		rate_limit(w);
 		break;
 	}
