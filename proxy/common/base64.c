@@ -28,10 +28,16 @@ char *base64_encode(const void *data, size_t len, size_t *len_out)
 	return out;
 }
 
-static int b64_char(unsigned char c)
+/* The character's 6-bit value, or -1 outside the alphabet. */
+static int b64_value(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/';
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 char *base64_decode(const char *text, size_t len, size_t *len_out)
@@ -44,8 +50,11 @@ char *base64_decode(const char *text, size_t len, size_t *len_out)
 	if (len >= 2 && text[len - 2] == '=')
 		pad++;
 	for (size_t i = 0; i < len - pad; i++)
-		if (!b64_char((unsigned char)text[i]))
+		if (b64_value((unsigned char)text[i]) < 0)
 			return NULL;
+	/* one encoding per byte string: the bits padding drops must be zero */
+	if (pad && (b64_value((unsigned char)text[len - pad - 1]) & (pad == 1 ? 0x3 : 0xf)))
+		return NULL;
 	char *out = xmalloc(len / 4 * 3 + 1);
 	if (len > 0 && EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)text,
 				       (int)len) < 0) {

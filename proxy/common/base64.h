@@ -11,7 +11,8 @@
 char *base64_encode(const void *data, size_t len, size_t *len_out);
 
 /* Strict decoding: a multiple of 4 characters of the alphabet, '=' only as
- * the last one or two. Returns a malloc'd buffer (NUL-terminated, not
+ * the last one or two, the bits padding drops zero (so exactly the strings
+ * base64_encode makes). Returns a malloc'd buffer (NUL-terminated, not
  * counted in *len_out), or NULL if text is not such base64. */
 char *base64_decode(const char *text, size_t len, size_t *len_out);
 
