@@ -402,7 +402,7 @@ static void test_base64(void **state)
 		free(d);
 	}
 	size_t dlen;
-	const char *bad[] = { "A", "AA", "AAA", "A===", "AA=A", "AA A", "AA\nA", "====", "AAA-" };
+	const char *bad[] = { "A", "AA", "AAA", "A===", "AA=A", "AA A", "AA\nA", "====", "AAA-", "AB==", "AAB=" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		assert_null(base64_decode(bad[i], strlen(bad[i]), &dlen));
 }
