@@ -9,7 +9,9 @@
 
 /* WIRE_SSE: event/data lines for a bare EventSource; WIRE_SSE_JSON: the
  * protocol envelope as data (ferry.js); WIRE_POLL: the envelope alone. */
-enum wire { WIRE_WS, WIRE_SSE, WIRE_SSE_JSON, WIRE_POLL, WIRE_COUNT };
+/* WIRE_WS_DEFLATE: WIRE_WS for permessage-deflate clients, compressed
+ * (at most once per message) where that pays. */
+enum wire { WIRE_WS, WIRE_WS_DEFLATE, WIRE_SSE, WIRE_SSE_JSON, WIRE_POLL, WIRE_COUNT };
 
 /* Position of a message within its channel's epoch: ordered by (major, minor).
  * The memory backend uses (sequence, 0); a Redis stream id is (ms, seq). */
