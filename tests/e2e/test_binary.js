@@ -13,6 +13,9 @@
 // subscribed to ferry:in:CHANNEL on Redis reads them intact (base64 with
 // "kind":"binary"; "kind":"json").
 //
+// Over WebSocket, Chromium negotiates permessage-deflate (the JSON travels
+// compressed, the random bytes as they are).
+//
 // Everything binds to 127.0.0.1 on free ports; every wait is bounded. Exit
 // 77 (skipped) when Chromium, redis-server or the npm packages are missing.
 'use strict';
@@ -156,6 +159,13 @@ async function binaryCase(transport) {
   const page = await openPage(transport);
   try {
     const ch = 'bin-' + transport;
+    let ext = '';
+    if (transport === 'websocket') {
+      // Chromium offers permessage-deflate; ferryd takes it
+      ext = await page.evaluate(() => window.ferry.conn.ws.extensions);
+      assert(/^permessage-deflate/.test(ext), 'Chromium negotiated "' + ext + '"');
+      ext = '; ' + ext;
+    }
     await pageSubscribe(page, ch);
     const sent = [crypto.randomBytes(1 << 20)];
     for (let i = 0; i < 100; i++) sent.push(crypto.randomBytes(16 << 10));
@@ -211,7 +221,7 @@ async function binaryCase(transport) {
     } finally {
       sub.close();
     }
-    return '101 messages (1 MiB + 100 x 16 KiB) identical, in order, once; JSON object; page -> Redis intact';
+    return '101 messages (1 MiB + 100 x 16 KiB) identical, in order, once; JSON object; page -> Redis intact' + ext;
   } finally {
     await page.close().catch(() => {});
   }
