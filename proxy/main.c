@@ -265,6 +265,11 @@ out:
 		event_free(sigint);
 	if (sighup)
 		event_free(sighup);
+	/* A bufferevent freed while a deferred callback of its output was due
+	 * is released by that callback, and libevent's finalizers: let them
+	 * run (nothing of ferry's is left to call). */
+	for (int i = 0; i < 4; i++)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
 	event_base_free(f.base);
 	config_free(&cfg);
 	return rc;

@@ -105,10 +105,50 @@ static void metrics(struct httpconn *c, const struct http_request *req)
 	evbuffer_free(buf);
 }
 
-static void negotiate(struct httpconn *c)
+/* ferry.js asks here first, so a refusal here is what it reports to the
+ * app (its error event) instead of trying transport after transport that
+ * the browser will not let it see fail. A foreign page's refusal carries
+ * "Access-Control-Allow-Origin: *" so the page can read it: it says only
+ * "not allowed", and the request carries no credentials. */
+static int negotiate_refused(struct httpconn *c, const struct http_request *req)
+{
+	struct ferry *f = httpconn_ferry(c);
+	static const char origin_body[] =
+		"{\"error\":\"origin_not_allowed\",\"message\":\"this page's origin may not use "
+		"ferry (--allow-origin)\"}\n";
+	if (!origin_request_allowed(f->cfg, req, httpconn_socket_peer(c), 0)) {
+		httpconn_respond(c, 403,
+				 "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n",
+				 "application/json", origin_body, sizeof(origin_body) - 1);
+		return 1;
+	}
+	struct identity id = { 0 };
+	const char *err = NULL;
+	/* a token that does not verify is refused here; none at all is not (an
+	 * id from negotiate is how a client is named, token or not), and the
+	 * answer's "require_token" tells ferry.js it needs one */
+	int bad = auth_request(f, req, &id, &err) < 0;
+	identity_clear(&id);
+	if (!bad)
+		return 0;
+	/* err is one of auth's constant reasons: no quotes to escape */
+	char body[160], cors[256], headers[320];
+	xsnprintf(body, sizeof(body),
+		  "{\"error\":\"invalid_token\",\"message\":\"invalid token: %s\"}\n",
+		  err ? err : "");
+	httpconn_cors_headers(c, cors, sizeof(cors));
+	xsnprintf(headers, sizeof(headers),
+		  "Cache-Control: no-store\r\nWWW-Authenticate: Bearer\r\n%s", cors);
+	httpconn_respond(c, 401, headers, "application/json", body, strlen(body));
+	return 1;
+}
+
+static void negotiate(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
 	const struct config *cfg = f->cfg;
+	if (negotiate_refused(c, req))
+		return;
 	char client[AUTH_CLIENT_ID_LEN + 1];
 	auth_client_id_issue(f, client);
 	struct evbuffer *body = evbuffer_new();
@@ -120,9 +160,10 @@ static void negotiate(struct httpconn *c)
 	evbuffer_add_printf(body,
 			    "],\"client\":\"%s\",\"ws_ping\":%d,\"heartbeat\":%d,"
 			    "\"poll_timeout\":%d,\"sse_recycle_bytes\":%zu,\"client_publish\":%s,"
-			    "\"time\":%lld}\n",
+			    "\"require_token\":%s,\"time\":%lld}\n",
 			    client, cfg->ws_ping_ms, cfg->heartbeat_ms, cfg->poll_timeout_ms,
 			    cfg->sse_recycle_bytes, cfg->client_publish ? "true" : "false",
+			    auth_required(f) ? "true" : "false",
 			    (long long)now.tv_sec * 1000 + now.tv_usec / 1000);
 	char cors[256], headers[300];
 	httpconn_cors_headers(c, cors, sizeof(cors));
@@ -149,10 +190,19 @@ static int offered(struct httpconn *c, const char *transport)
 	return 0;
 }
 
+/* "/ferry" for the prefix "/ferry/": a typed URL, redirected to the demo */
+static int prefix_without_slash(const char *prefix, const char *path)
+{
+	size_t plen = strlen(prefix);
+	return plen > 1 && prefix[plen - 1] == '/' && strlen(path) == plen - 1 &&
+	       strncmp(path, prefix, plen - 1) == 0;
+}
+
 static void router_head(struct httpconn *c, const struct http_request *req)
 {
 	struct ferry *f = httpconn_ferry(c);
-	if (f->upstream && strncmp(req->path, f->cfg->prefix, strlen(f->cfg->prefix)) != 0)
+	if (f->upstream && strncmp(req->path, f->cfg->prefix, strlen(f->cfg->prefix)) != 0 &&
+	    !prefix_without_slash(f->cfg->prefix, req->path))
 		revproxy_start(c, req);
 }
 
@@ -164,6 +214,13 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 	const char *path = req->path;
 
 	if (strncmp(path, prefix, plen) != 0) {
+		if (prefix_without_slash(prefix, path)) {
+			char *loc = xmalloc(plen + 13);
+			xsnprintf(loc, plen + 13, "Location: %s\r\n", prefix);
+			httpconn_text(c, 301, loc, "");
+			free(loc);
+			return;
+		}
 		if (strcmp(path, "/") == 0 && !f->cfg->upstream_url) {
 			char *loc = xmalloc(plen + 13); /* --prefix has no length limit */
 			xsnprintf(loc, plen + 13, "Location: %s\r\n", prefix);
@@ -176,6 +233,7 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 	}
 	const char *route = path + plen;
 	if (strcmp(route, "ws") == 0) {
+		count_fallback(f, req);
 		if (offered(c, "websocket"))
 			websocket_upgrade(c, req, WS_MODE_FERRY);
 	} else if (strcmp(route, "sse") == 0) {
@@ -189,7 +247,7 @@ static void router_dispatch(struct httpconn *c, const struct http_request *req)
 	} else if (strcmp(route, "send") == 0) {
 		send_handle(c, req);
 	} else if (strcmp(route, "negotiate") == 0) {
-		negotiate(c);
+		negotiate(c, req);
 	} else if (strcmp(route, "echo") == 0 && f->cfg->echo) {
 		websocket_upgrade(c, req, WS_MODE_ECHO);
 	} else if (strncmp(route, "publish/", 8) == 0) {

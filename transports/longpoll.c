@@ -134,8 +134,7 @@ static void answer(struct poll_req *p)
 			continue;
 		if (n++)
 			evbuffer_add(body, ",", 1);
-		evbuffer_add_reference(body, env, len, message_release_ref,
-				       message_ref(p->msgs[i]));
+		message_queue(body, p->msgs[i], env, len);
 	}
 	f->metrics.messages_out += p->nmsgs;
 	/* sized by the poll's own channels (up to --max-subscriptions), never

@@ -222,7 +222,7 @@ static void t_send_message(void *t, struct message *m)
 		message_set_wire(m, w, enc, len);
 		bytes = enc;
 	}
-	evbuffer_add_reference(out(s), bytes, len, message_release_ref, message_ref(m));
+	message_queue(out(s), m, bytes, len);
 	account(s, n + len);
 	/* A padded stream read by XHR keeps every byte: end it in time. */
 	if (s->state == SSE_OPEN && s->padded && s->sent > s->f->cfg->sse_recycle_bytes) {

@@ -42,6 +42,10 @@
 #include "ws_message.h"
 #include "xmalloc.h"
 
+/* Output beyond which a ping's answer waits (see ws_conn.pong_due): below
+ * it, the peer reads, and every ping gets its own pong. */
+#define PONG_BACKLOG (16 * 1024)
+
 /* Channel messages one loop turn may batch for a socket (see ws_conn.batch). */
 #define WS_BATCH_MAX 8
 
@@ -81,6 +85,12 @@ struct ws_conn {
 
 	int deflate; /* permessage-deflate negotiated */
 	int awaiting_pong;
+	/* A ping's answer while over PONG_BACKLOG is queued: sent once the
+	 * output is written, and replaced by a later ping's (RFC 6455 5.5.3), so
+	 * a client that pings and never reads holds one pong, not one per ping. */
+	int pong_due;
+	uint8_t pong_len;
+	uint8_t pong[125];
 	int throttled; /* over --rate-messages: not reading until throttle fires */
 	struct bucket rate;
 	struct event *throttle; /* made the first time the client goes over */
@@ -101,6 +111,8 @@ static void set_dead(struct ws_conn *w)
 static const char *const ferry_protocols[] = { "ferry.v1", NULL };
 
 static void rate_limit(struct ws_conn *w);
+static void output_written(struct ws_conn *w);
+static int over_queue(struct ws_conn *w);
 
 /* Empty the batch: the first `written` bytes of it reached the socket; the
  * rest moves to the evbuffer with its references, ahead of anything newer. */
@@ -116,8 +128,8 @@ static void batch_spill(struct ws_conn *w, size_t written)
 			continue;
 		}
 		/* (only here: the bufferevent is one more cache miss) */
-		evbuffer_add_reference(bufferevent_get_output(w->bev), frame + written,
-				       len - written, message_release_ref, m);
+		message_queue(bufferevent_get_output(w->bev), m, frame + written, len - written);
+		message_unref(m);
 		w->buffered = 1;
 		written = 0;
 	}
@@ -128,7 +140,7 @@ static size_t ws_queued(const struct ws_conn *w)
 {
 	size_t n = w->buffered ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
 	for (unsigned i = 0; i < w->nbatch; i++)
-		n += w->batch[i]->wire[WIRE_WS].len;
+		n += w->batch[i]->wire[w->deflate ? WIRE_WS_DEFLATE : WIRE_WS].len;
 	return n;
 }
 
@@ -138,6 +150,8 @@ static void ws_flush(void *arg)
 	struct ws_conn *w = arg;
 	if (w->nbatch == 0) {
 		w->buffered = flush_bufferevent(w->bev);
+		if (!w->buffered)
+			output_written(w); /* (marks this entry again: written next turn) */
 		return;
 	}
 	/* The evbuffer is empty while there is a batch (see ws_conn.batch). */
@@ -166,6 +180,8 @@ static void ws_flush(void *arg)
 	batch_spill(w, written);
 	if (written < total)
 		bufferevent_enable(w->bev, EV_WRITE);
+	else
+		output_written(w);
 }
 
 static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, size_t len)
@@ -180,6 +196,15 @@ static void ws_send(struct ws_conn *w, enum ws_opcode op, const void *payload, s
 	w->buffered = 1;
 	w->f->metrics.bytes_out += hlen + len;
 	flush_mark(w->f, &w->flush);
+}
+
+/* The output is written: answer the last ping that waited for it. */
+static void output_written(struct ws_conn *w)
+{
+	if (!w->pong_due || w->state != WS_OPEN)
+		return;
+	w->pong_due = 0;
+	ws_send(w, WS_OP_PONG, w->pong, w->pong_len);
 }
 
 static void send_close_frame(struct ws_conn *w, int code, const char *reason)
@@ -351,8 +376,7 @@ static void t_send_message(void *t, struct message *m)
 		w->batch[w->nbatch++] = message_ref(m);
 	} else {
 		batch_spill(w, 0);
-		evbuffer_add_reference(bufferevent_get_output(w->bev), frame, len,
-				       message_release_ref, message_ref(m));
+		message_queue(bufferevent_get_output(w->bev), m, frame, len);
 		w->buffered = 1;
 	}
 	w->f->metrics.bytes_out += len;
@@ -439,8 +463,16 @@ static void on_message(void *arg, enum ws_opcode opcode, const uint8_t *data, si
 static void on_ping(void *arg, const uint8_t *payload, size_t len)
 {
 	struct ws_conn *w = arg;
-	if (w->state == WS_OPEN)
+	if (w->state != WS_OPEN)
+		return;
+	if (!w->pong_due && ws_queued(w) < PONG_BACKLOG) {
 		ws_send(w, WS_OP_PONG, payload, len);
+		return;
+	}
+	/* (a control frame's payload is at most 125 bytes: ws_frame.c) */
+	w->pong_due = 1;
+	w->pong_len = (uint8_t)len;
+	memcpy(w->pong, payload, len);
 }
 
 static void on_pong(void *arg, const uint8_t *payload, size_t len)
@@ -539,6 +571,8 @@ static void process_input(struct ws_conn *w)
 			off += (size_t)n;
 			if (ev.type == WS_EV_NONE)
 				break;
+			if (over_queue(w))
+				break;
 			ws_message_feed(&w->message, &w->parser, &ev);
 		}
 		evbuffer_drain(in, off);
@@ -564,6 +598,22 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ws_conn *w = arg;
 	w->buffered = !flush_written(bev);
+	if (!w->buffered)
+		output_written(w);
+}
+
+/* Everything queued to the client counts against --out-queue-max: answers
+ * to its own frames (pongs, replies to its operations, echoes) as much as
+ * channel messages, so a client that sends and never reads is closed like
+ * any slow consumer. What is queued from earlier frames says whether the
+ * peer keeps up: checked before each frame, a single large echo is fine. */
+static int over_queue(struct ws_conn *w)
+{
+	if (w->state != WS_OPEN || ws_queued(w) <= w->f->cfg->out_queue_max)
+		return 0;
+	w->f->metrics.drops++;
+	ws_fail(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer", ERR_SLOW_CONSUMER);
+	return 1;
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)

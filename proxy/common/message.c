@@ -1,6 +1,7 @@
 /* message.c -- refcounted messages; strings live in the same allocation */
 #include "message.h"
 
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,4 +95,29 @@ int msg_kind_parse(const char *name, size_t len, enum msg_kind *out)
 			return 0;
 		}
 	return -1;
+}
+
+/* libevent spends a chain of at least 1 KiB on every reference, and the
+ * next evbuffer_add after one allocates up to twice the referenced length:
+ * queued by reference, 16-byte messages cost 65 times their size and 1 MiB
+ * ones twice theirs, all outside what --out-queue-max counts. So small
+ * frames are copied (they pack into chains of up to 4 KiB), and a large one
+ * is referenced but for its last byte, which goes into a chain of its own,
+ * sized for what follows: reserve_space allocates by the size asked for,
+ * not by the chain before it. */
+void message_queue(struct evbuffer *out, struct message *m, const char *bytes, size_t len)
+{
+	if (len <= MESSAGE_COPY_MAX) {
+		evbuffer_add(out, bytes, len);
+		return;
+	}
+	evbuffer_add_reference(out, bytes, len - 1, message_release_ref, message_ref(m));
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, 1, &v, 1) == 1) {
+		*(char *)v.iov_base = bytes[len - 1];
+		v.iov_len = 1;
+		evbuffer_commit_space(out, &v, 1);
+	} else {
+		evbuffer_add(out, bytes + len - 1, 1);
+	}
 }

@@ -53,6 +53,16 @@ void message_unref(struct message *m);
  * drops the reference when the evbuffer is done with the bytes. */
 void message_release_ref(const void *data, size_t len, void *m);
 
+/* Frames up to this size are copied into an output queue, larger ones
+ * referenced (message_queue). */
+#define MESSAGE_COPY_MAX (16 * 1024)
+
+struct evbuffer;
+/* Queue bytes of m's (one of its wire encodings, or part of one) to out so
+ * that what the queue holds is close to what it counts: within 13% of
+ * evbuffer_get_length(out), whatever the sizes (tests/unit/test_message.c). */
+void message_queue(struct evbuffer *out, struct message *m, const char *bytes, size_t len);
+
 /* The cached encoding for a wire format, or NULL if not built yet. */
 const char *message_wire(const struct message *m, enum wire w, size_t *len);
 /* Store an encoding built by a transport; the message takes ownership of bytes (malloc'd). */

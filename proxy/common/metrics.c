@@ -27,15 +27,15 @@ static const char *const transport_names[TRANSPORT_COUNT] = { "http", "websocket
 							      "poll", "tunnel",	   "grip" };
 
 /* Why ferry.js left a transport; the last entry catches the rest. */
-static const char *const fallback_reasons[8] = {
-	"ws_unsupported", "ws_failed",	 "ws_no_data", "sse_unsupported",
-	"sse_failed",	  "sse_no_data", "forced",     "other",
+static const char *const fallback_reasons[METRICS_FALLBACK_REASONS] = {
+	"ws_unsupported", "ws_failed",	"ws_no_data",  "sse_unsupported", "sse_failed",
+	"sse_no_data",	  "sse_silent", "poll_failed", "forced",	  "other",
 };
 
 void metrics_fallback(struct metrics *m, const char *reason)
 {
 	int i = 0;
-	while (i < 7 && strcmp(fallback_reasons[i], reason) != 0)
+	while (i < METRICS_FALLBACK_REASONS - 1 && strcmp(fallback_reasons[i], reason) != 0)
 		i++;
 	m->fallbacks[i]++;
 }
@@ -152,7 +152,7 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 		out,
 		"# HELP ferry_fallbacks_total Clients that fell back to a lower transport, by reason.\n"
 		"# TYPE ferry_fallbacks_total counter\n");
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < METRICS_FALLBACK_REASONS; i++)
 		evbuffer_add_printf(out, "ferry_fallbacks_total{reason=\"%s\"} %llu\n",
 				    fallback_reasons[i], m->fallbacks[i]);
 	evbuffer_add_printf(

@@ -6,6 +6,9 @@
 
 struct evbuffer;
 
+/* ferry_fallbacks_total's reasons (ferry.js's fb=), "other" last */
+#define METRICS_FALLBACK_REASONS 10
+
 enum metric_error {
 	ERR_HTTP_400,
 	ERR_HTTP_401,
@@ -90,7 +93,7 @@ struct metrics {
 	long channels_unpublished; /* gauge: subscribed to, never published to (memory backend) */
 	unsigned long long errors[ERR_COUNT];
 	unsigned long long limited[LIMIT_COUNT];
-	unsigned long long fallbacks[8]; /* by reason, see metrics.c */
+	unsigned long long fallbacks[METRICS_FALLBACK_REASONS]; /* by reason, see metrics.c */
 	/* descriptors (clients.h): in use by clients and by the app side, the
 	 * budget, and the times accepting paused at the budget / on EMFILE */
 	long descriptors[DESCRIPTORS_COUNT];

@@ -60,6 +60,12 @@ struct httpconn {
 static void process(struct httpconn *c);
 static void conn_free(struct httpconn *c);
 
+/* Unanswered input a connection may hold: a request head at its limits. */
+static size_t input_bound(const struct config *cfg)
+{
+	return cfg->max_request_line + cfg->max_header_bytes;
+}
+
 static void set_timer(struct httpconn *c, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -179,7 +185,11 @@ static const char *cors_origin(const struct httpconn *c)
 size_t httpconn_cors_headers(const struct httpconn *c, char *out, size_t outsz)
 {
 	const char *origin = cors_origin(c);
-	int n = origin ? snprintf(out, outsz, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+	/* Retry-After is not a CORS-safelisted header: without the expose,
+	 * ferry.js on another origin could not honour a 503's or 429's. */
+	int n = origin ? snprintf(out, outsz,
+				  "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+				  "Access-Control-Expose-Headers: Retry-After\r\n",
 				  origin)
 		       : -1;
 	if (n < 0 || (size_t)n >= outsz) {
@@ -406,7 +416,8 @@ struct bufferevent *httpconn_detach(struct httpconn *c)
 	event_del(c->timer);
 	client_remove(c->f, &c->client);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	client_close(c->f, &c->client); /* process() holds c; freed when it returns */
+	bufferevent_setwatermark(bev, EV_READ, 0, 0); /* the new owner's to set */
+	client_close(c->f, &c->client);		      /* process() holds c; freed when it returns */
 	return bev;
 }
 
@@ -596,6 +607,10 @@ void httpconn_new(struct ferry *f, const struct httpconn_handler *h, struct buff
 	enter_phase(c, PHASE_IDLE);
 	client_add(f, &c->client, &httpconn_client_ops, TRANSPORT_HTTP, 0, peer);
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+	/* Input waits unparsed while a request is answered (a held poll, a
+	 * slow app, output over OUTPUT_PAUSE_BYTES): read no further than one
+	 * request's head beyond it, and let TCP hold the client back. */
+	bufferevent_setwatermark(bev, EV_READ, 0, input_bound(cfg));
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (f->access_log)
 		c->counter = evbuffer_add_cb(bufferevent_get_output(bev), count_sent, c);

@@ -14,7 +14,10 @@ Referer), or that a proxy in front would add (X-Forwarded-*):
            cookie does not); a JSONP request's cookie never does
   proxies  --public-origin and --trusted-proxy (X-Forwarded-Host/-For)
   logs     ?token= and its kind are REDACTED in the access log
-  metrics  loopback clients only, or --metrics-key, or --metrics-open
+  metrics  loopback clients only, or --metrics-key, or --metrics-open;
+           every fallback reason ferry.js sends is counted
+  negotiate  a refused origin (403, readable) or token (401) says why in
+           JSON; /ferry redirects to /ferry/
 
 A small app (stdlib ThreadingHTTPServer on a free port) answers the
 subscribe callback and records each call with its Cookie.
@@ -96,6 +99,16 @@ def test_publish_refuses_cross_site_pages():
         assert publish(f, {"Authorization": "Bearer k"}) == 200
     with Ferry("--allow-origin", EVIL) as f:
         assert publish(f, {"Origin": EVIL}) == 200
+
+
+def test_allowed_origin_may_read_retry_after():
+    """ferry.js honours Retry-After (a 503, a 429); on another origin the
+    browser shows it only when the answer exposes it."""
+    with Ferry("--allow-origin", EVIL) as f:
+        status, hdrs, _ = raw_http(f.port, "GET", "/ferry/poll?ch=news", {"Origin": EVIL})
+        assert status == 200, status
+        assert hdrs.get("access-control-allow-origin") == EVIL, hdrs
+        assert "retry-after" in hdrs.get("access-control-expose-headers", "").lower(), hdrs
 
 
 def test_publish_without_key_is_loopback_only():
@@ -278,6 +291,55 @@ def test_metrics_are_not_public():
         assert get_metrics(f, away) == 200
 
 
+def test_negotiate_says_why():
+    """ferry.js asks negotiate first: a refusal there is its error event's
+    reason, readable by the refused page (no credentials, nothing else)."""
+    with Ferry() as f:
+        status, hdrs, body = raw_http(f.port, "GET", "/ferry/negotiate", {"Origin": EVIL})
+        assert status == 403, status
+        assert hdrs.get("access-control-allow-origin") == "*", hdrs
+        assert "access-control-allow-credentials" not in hdrs
+        assert json.loads(body)["error"] == "origin_not_allowed", body
+        status, hdrs, body = raw_http(f.port, "GET", "/ferry/negotiate", {"Origin": "http://127.0.0.1:%d" % f.port})
+        assert status == 200 and json.loads(body)["transports"] == ["websocket", "sse", "poll"], body
+        # a typed /ferry goes to the demo at /ferry/
+        status, hdrs, _ = raw_http(f.port, "GET", "/ferry")
+        assert status == 301 and hdrs.get("location") == "/ferry/", (status, hdrs)
+    with Ferry("--jwt-secret", "a-secret-of-thirty-two-bytes-ok!", "--require-token",
+               "--transports", "poll,sse") as f:
+        status, hdrs, body = raw_http(f.port, "GET", "/ferry/negotiate?token=nope")
+        assert status == 401 and json.loads(body)["error"] == "invalid_token", (status, body)
+        assert "nope" not in body.decode()
+        # no token: an id all the same, and the word that a token is needed
+        status, hdrs, body = raw_http(f.port, "GET", "/ferry/negotiate")
+        assert status == 200 and json.loads(body)["require_token"] is True, (status, body)
+
+
+def test_every_fallback_reason_is_counted():
+    """ferry_fallbacks_total has each reason ferry.js sends (fb=), on every
+    transport's first request; anything else is "other"."""
+    reasons = ["ws_unsupported", "ws_failed", "ws_no_data", "sse_unsupported", "sse_failed",
+               "sse_no_data", "sse_silent", "poll_failed", "forced"]
+    with Ferry() as f:
+        for r in reasons:
+            raw_http(f.port, "GET", "/ferry/sse?ch=x&fb=%s" % r)
+        raw_http(f.port, "GET", "/ferry/sse?ch=x&fb=made_up")
+        ws_handshake_query(f.port, "/ferry/ws?fb=forced")
+        _, _, body = raw_http(f.port, "GET", "/ferry/metrics")
+        text = body.decode()
+        for r in reasons:
+            want = 2 if r == "forced" else 1
+            assert 'ferry_fallbacks_total{reason="%s"} %d' % (r, want) in text, (r, text)
+        assert 'ferry_fallbacks_total{reason="other"} 1' in text, text
+
+
+def ws_handshake_query(port, path):
+    status, _, _ = raw_http(port, "GET", path, {
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "ferry.v1"})
+    return status
+
+
 def test_bad_settings_refused():
     for args in (["--trusted-proxy", "10.0.0.0/33"], ["--trusted-proxy", "proxy"],
                  ["--public-origin", "example.com"], ["--public-origin", "https://a/b"]):
@@ -294,7 +356,7 @@ def test_bad_settings_refused():
 
 
 if __name__ == "__main__":
-    run([
+    run([test_allowed_origin_may_read_retry_after,
         test_publish_refuses_cross_site_pages,
         test_publish_without_key_is_loopback_only,
         test_send_refuses_cross_site_pages,
@@ -305,5 +367,7 @@ if __name__ == "__main__":
         test_trusted_proxy_names_the_client_in_logs,
         test_secrets_are_redacted_in_logs,
         test_metrics_are_not_public,
+        test_negotiate_says_why,
+        test_every_fallback_reason_is_counted,
         test_bad_settings_refused,
     ])
