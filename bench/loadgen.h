@@ -58,6 +58,9 @@ struct options {
 	uint32_t publishers;	/* concurrent publish requests (one per connection) */
 	uint64_t window;	/* messages published but not yet everywhere; 0 = no limit */
 	uint32_t payload;	/* bytes of each message */
+	const char *content_type; /* of each publish (text/plain; application/octet-stream: binary) */
+	int json_payload;	/* fill with JSON text rather than 'x' (what deflate meets) */
+	int deflate;		/* WebSocket subscribers offer permessage-deflate and inflate */
 	double timeout;		/* the whole run, seconds */
 	double connect_timeout; /* the connect phase, seconds */
 	double drain;		/* after publishing, wait at most this for deliveries */
