@@ -209,8 +209,7 @@ static void ring_append(struct memory_backend *mb, struct mem_channel *c, struct
 
 static void memory_publish(struct backend *b, const char *channel, const char *event,
 			   const char *data, size_t len, enum msg_kind kind,
-			   const struct publish_from *from,
-			   backend_publish_cb cb, void *arg)
+			   const struct publish_from *from, backend_publish_cb cb, void *arg)
 {
 	struct memory_backend *mb = (struct memory_backend *)b;
 	struct mem_channel *c = dict_get(mb->channels, channel);

@@ -32,7 +32,8 @@ static int build_request(struct conn *c, char *buf, size_t cap)
 				"Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
 				"Sec-WebSocket-Version: 13\r\n%s\r\n",
 				ferry ? "/ferry/ws?ch=" : "/sub/ws/", ch, host,
-				o->deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
+				o->deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+					   : "");
 	case TRANSPORT_SSE:
 		return snprintf(
 			buf, cap,

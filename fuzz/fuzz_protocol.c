@@ -187,9 +187,9 @@ static void check_encoders(const struct proto_op *op)
 	case PROTO_PUBLISH:
 		/* what was published is delivered byte for byte */
 		if (op->binary_follows) {
-			root = parse_back(proto_message_binary_head(op->channel, "1-0", op->event,
-								    7, &len),
-					  len);
+			root = parse_back(
+				proto_message_binary_head(op->channel, "1-0", op->event, 7, &len),
+				len);
 			expect_string(root, "encoding", "binary", 6);
 		} else {
 			root = parse_back(proto_message(op->channel, "1-0", op->event, op->kind,
@@ -302,7 +302,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!proto_json_valid(compact, len))
 			abort();
 		size_t mlen;
-		root = parse_back(proto_message("c", "1-0", NULL, MSG_JSON, compact, len, &mlen), mlen);
+		root = parse_back(proto_message("c", "1-0", NULL, MSG_JSON, compact, len, &mlen),
+				  mlen);
 		expect_payload(root, MSG_JSON, compact, len);
 		json_decref(root);
 		free(compact);

@@ -75,8 +75,8 @@ static void cb_error(void *arg, int code, const char *reason)
 		abort();
 	r->done = 1;
 }
-static const struct ws_message_callbacks callbacks = { cb_message, cb_control, cb_control,
-						       cb_close, cb_error };
+static const struct ws_message_callbacks callbacks = { cb_message, cb_control, cb_control, cb_close,
+						       cb_error };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -112,8 +112,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *zc;
 	size_t zlen;
 	if (ws_deflate_message(d, in, len, &zc, &zlen) == 0) {
-		if (zlen >= len || ws_inflate_message(z, zc, zlen, len, &out, &n) != WS_INFLATE_OK ||
-		    n != len || memcmp(out, in, len) != 0)
+		if (zlen >= len ||
+		    ws_inflate_message(z, zc, zlen, len, &out, &n) != WS_INFLATE_OK || n != len ||
+		    memcmp(out, in, len) != 0)
 			abort();
 		free(out);
 		free(zc);

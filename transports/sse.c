@@ -210,8 +210,8 @@ static void t_send_message(void *t, struct message *m)
 		char *enc;
 		if (s->json) {
 			size_t jlen;
-			char *json = proto_message(m->channel, m->id, m->event, m->kind,
-						   m->data, m->data_len, &jlen);
+			char *json = proto_message(m->channel, m->id, m->event, m->kind, m->data,
+						   m->data_len, &jlen);
 			if (!json)
 				return; /* not encodable (not UTF-8): skipped */
 			enc = sse_event(NULL, json, jlen, &len);

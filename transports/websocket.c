@@ -158,8 +158,8 @@ static void ws_flush(void *arg)
 	struct iovec iov[WS_BATCH_MAX];
 	size_t total = 0;
 	for (unsigned i = 0; i < w->nbatch; i++) {
-		iov[i].iov_base = (void *)message_wire(w->batch[i], w->deflate ? WIRE_WS_DEFLATE : WIRE_WS,
-						       &iov[i].iov_len);
+		iov[i].iov_base = (void *)message_wire(
+			w->batch[i], w->deflate ? WIRE_WS_DEFLATE : WIRE_WS, &iov[i].iov_len);
 		total += iov[i].iov_len;
 	}
 	/* send(), not write(): a socket call skips the VFS layer, a few
@@ -279,17 +279,16 @@ static void ws_destroy(struct ws_conn *w)
 static const char *encode_message(struct message *m, size_t *len)
 {
 	size_t jlen;
-	char *json = m->kind == MSG_BINARY
-			     ? proto_message_binary_head(m->channel, m->id, m->event, m->data_len,
-							 &jlen)
-			     : proto_message(m->channel, m->id, m->event, m->kind, m->data,
-					     m->data_len, &jlen);
+	char *json = m->kind == MSG_BINARY ? proto_message_binary_head(m->channel, m->id, m->event,
+								       m->data_len, &jlen)
+					   : proto_message(m->channel, m->id, m->event, m->kind,
+							   m->data, m->data_len, &jlen);
 	if (!json)
 		return NULL;
 	uint8_t hdr[10], bhdr[10];
 	size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
-	size_t blen = m->kind == MSG_BINARY ? ws_frame_header(bhdr, WS_OP_BINARY, 1, m->data_len)
-					    : 0;
+	size_t blen =
+		m->kind == MSG_BINARY ? ws_frame_header(bhdr, WS_OP_BINARY, 1, m->data_len) : 0;
 	size_t total = hlen + jlen + (blen ? blen + m->data_len : 0);
 	char *bytes = xmalloc(total), *p = bytes;
 	memcpy(p, hdr, hlen);
@@ -754,9 +753,10 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	xsnprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
 	ws_parser_init(&w->parser, cfg->ws_max_message);
 	ws_message_init(&w->message, &ws_message_cb, w, cfg->ws_max_message);
-	const char *deflate = cfg->ws_deflate ? ws_deflate_negotiate(http_request_header(
-							req, "Sec-WebSocket-Extensions"))
-					      : NULL;
+	const char *deflate =
+		cfg->ws_deflate
+			? ws_deflate_negotiate(http_request_header(req, "Sec-WebSocket-Extensions"))
+			: NULL;
 	if (deflate) {
 		w->deflate = 1;
 		w->parser.allow_rsv1 = 1;

@@ -182,7 +182,8 @@ static int on_frame_end(struct ws_message *m, const struct ws_parser *p)
 		/* bounded by max_message, however far the input would inflate */
 		uint8_t *plain;
 		size_t n;
-		switch (ws_inflate_message(m->inflater, m->data, m->len, m->max_message, &plain, &n)) {
+		switch (ws_inflate_message(m->inflater, m->data, m->len, m->max_message, &plain,
+					   &n)) {
 		case WS_INFLATE_OK:
 			break;
 		case WS_INFLATE_TOO_BIG:

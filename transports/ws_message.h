@@ -56,7 +56,7 @@ struct ws_message {
 	/* the data message being assembled, unmasked; the buffer exists only
 	 * while one is, so an idle connection holds none */
 	uint8_t opcode;
-	uint8_t compressed; /* RSV1 on its first frame (permessage-deflate) */
+	uint8_t compressed;	      /* RSV1 on its first frame (permessage-deflate) */
 	struct ws_inflater *inflater; /* NULL without permessage-deflate */
 	uint8_t *data;
 	size_t len, cap;

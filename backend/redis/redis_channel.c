@@ -337,8 +337,8 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 		return;
 	}
 	struct msg_pos pos = { seq, 0 };
-	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, kind,
-					nl2 + 1, len - (size_t)(nl2 + 1 - p));
+	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, kind, nl2 + 1,
+					len - (size_t)(nl2 + 1 - p));
 	if (ch->catching_up) {
 		/* the catch-up read goes first; this one waits behind it */
 		ch->held = xrealloc(ch->held, (ch->nheld + 1) * sizeof(*ch->held));
@@ -466,10 +466,10 @@ static void history_reply(redisAsyncContext *ac, void *r, void *priv)
 			if (f->element[k]->type == REDIS_REPLY_STRING &&
 			    f->element[k + 1]->type == REDIS_REPLY_STRING &&
 			    strcmp(f->element[k]->str, "k") == 0 &&
-			    msg_kind_parse(f->element[k + 1]->str, f->element[k + 1]->len, &kind) < 0)
-				kind = (enum msg_kind)-1;
-		if ((int)kind < 0 ||
-		    !data_ok(kind, f->element[3]->str, f->element[3]->len)) {
+			    msg_kind_parse(f->element[k + 1]->str, f->element[k + 1]->len, &kind) <
+				    0)
+				kind = (enum msg_kind) - 1;
+		if ((int)kind < 0 || !data_ok(kind, f->element[3]->str, f->element[3]->len)) {
 			dropped(rb, hr->channel, ERR_REDIS_BAD_DATA,
 				"data that is not UTF-8 (or JSON, or of no known kind)");
 			continue;
@@ -728,8 +728,7 @@ static void publish_reply(redisAsyncContext *ac, void *r, void *priv)
 
 void redis_channel_publish(struct backend *b, const char *channel, const char *event,
 			   const char *data, size_t len, enum msg_kind kind,
-			   const struct publish_from *from,
-			   backend_publish_cb cb, void *arg)
+			   const struct publish_from *from, backend_publish_cb cb, void *arg)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	char stream[KEY_MAX], epoch_key[KEY_MAX], sent[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX];
@@ -741,8 +740,8 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	xsnprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
 	/* the inbound flow is JSON: binary goes there as base64 */
-	char *indata = kind == MSG_BINARY && from && from->sender ? base64_encode(data, len, NULL)
-								  : NULL;
+	char *indata =
+		kind == MSG_BINARY && from && from->sender ? base64_encode(data, len, NULL) : NULL;
 	/* SEQ is read only with SENT and a sender; AGE and CAP always */
 	const char *argv[] = { "FCALL",
 			       "ferry_publish",

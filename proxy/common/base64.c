@@ -56,8 +56,8 @@ char *base64_decode(const char *text, size_t len, size_t *len_out)
 	if (pad && (b64_value((unsigned char)text[len - pad - 1]) & (pad == 1 ? 0x3 : 0xf)))
 		return NULL;
 	char *out = xmalloc(len / 4 * 3 + 1);
-	if (len > 0 && EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)text,
-				       (int)len) < 0) {
+	if (len > 0 &&
+	    EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)text, (int)len) < 0) {
 		free(out);
 		return NULL;
 	}

@@ -78,9 +78,9 @@ void message_release_ref(const void *data, size_t len, void *m)
 	message_unref(m);
 }
 
-static const char *const kind_names[] = { [MSG_TEXT] = "text",
-					  [MSG_BINARY] = "binary",
-					  [MSG_JSON] = "json" };
+static const char *const kind_names[] = {
+	[MSG_TEXT] = "text", [MSG_BINARY] = "binary", [MSG_JSON] = "json"
+};
 
 const char *msg_kind_name(enum msg_kind kind)
 {

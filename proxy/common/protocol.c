@@ -48,8 +48,8 @@ static const char *get_string(json_t *root, const char *key, size_t *len)
  * compact in *owned), a base64 string with "encoding":"base64" (binary,
  * decoded into *owned), or with allow_follow and "encoding":"binary" none
  * here (the next WebSocket message). */
-static int payload_of(json_t *o, const char **data, size_t *len, enum msg_kind *kind,
-		      int *follows, char **owned, int allow_follow, const char **err)
+static int payload_of(json_t *o, const char **data, size_t *len, enum msg_kind *kind, int *follows,
+		      char **owned, int allow_follow, const char **err)
 {
 	json_t *d = json_object_get(o, "data");
 	json_t *enc = json_object_get(o, "encoding");
@@ -81,7 +81,8 @@ static int payload_of(json_t *o, const char **data, size_t *len, enum msg_kind *
 			*len = 0;
 			return 0;
 		}
-		*err = allow_follow ? "encoding must be base64 or binary" : "encoding must be base64";
+		*err = allow_follow ? "encoding must be base64 or binary"
+				    : "encoding must be base64";
 		return -1;
 	}
 	if (json_is_object(d) || json_is_array(d)) {

@@ -24,10 +24,10 @@ struct proto_op {
 	const char *event;   /* publish */
 	const char *data;    /* publish; auth: the token */
 	size_t data_len;
-	enum msg_kind kind;  /* publish: of data */
-	int binary_follows;  /* publish with "encoding":"binary": the data is the
+	enum msg_kind kind; /* publish: of data */
+	int binary_follows; /* publish with "encoding":"binary": the data is the
 			      * next (binary) WebSocket message, data is NULL */
-	long long ref; /* client's correlation number, echoed in replies */
+	long long ref;	    /* client's correlation number, echoed in replies */
 	int has_ref;
 	void *json;
 	char *owned; /* decoded data, when not a view into json */
@@ -57,8 +57,7 @@ char *proto_message_binary_head(const char *channel, const char *id, const char 
 /* JSON payloads: is it one JSON value (RFC 8259, any type)? And the same
  * value made compact (malloc'd), or NULL with *err the parser's reason. */
 int proto_json_valid(const char *data, size_t len);
-char *proto_json_compact(const char *data, size_t len, size_t *len_out, char *err,
-			 size_t errsz);
+char *proto_json_compact(const char *data, size_t len, size_t *len_out, char *err, size_t errsz);
 char *proto_open(const char *session_id, unsigned heartbeat_s, size_t *len_out);
 char *proto_subscribed(const char *channel, const char *cursor, const long long *ref,
 		       size_t *len_out);

@@ -176,8 +176,7 @@ void hub_publish(struct hub *h, const char *channel, const char *event, const ch
 		 backend_publish_cb cb, void *arg)
 {
 	h->f->metrics.messages_in++;
-	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, kind, from, cb,
-				    arg);
+	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, kind, from, cb, arg);
 }
 
 static void fan_out_channel(struct hub *h, struct hub_channel *ch)

@@ -100,7 +100,8 @@ static struct ack publish_ev(struct fixture *fx, const char *channel, const char
 			     const char *data)
 {
 	struct ack a = { .fx = fx };
-	fx->b->ops->publish(fx->b, channel, event, data, strlen(data), MSG_TEXT, NULL, on_published, &a);
+	fx->b->ops->publish(fx->b, channel, event, data, strlen(data), MSG_TEXT, NULL, on_published,
+			    &a);
 	assert_int_equal(a.calls, 1); /* the embedded backend answers at once */
 	return a;
 }
@@ -390,7 +391,8 @@ static void chain_published(void *arg, const char *id, const char *err)
 	assert_null(err);
 	snprintf(c->ids[c->n++], 64, "%s", id);
 	if (c->left-- > 0)
-		c->fx->b->ops->publish(c->fx->b, "news", NULL, "next", 4, MSG_TEXT, NULL, chain_published, c);
+		c->fx->b->ops->publish(c->fx->b, "news", NULL, "next", 4, MSG_TEXT, NULL,
+				       chain_published, c);
 }
 
 static void test_publish_from_ack(void **state)

@@ -340,14 +340,16 @@ static void test_publish_data(void **state)
 	assert_memory_equal(op.data, "[\"x\"]", 5);
 	proto_op_release(&op);
 	/* base64: the bytes, NULs and all */
-	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"AP8A\",\"encoding\":\"base64\"}",
-		  &op);
+	decode_ok(
+		"{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"AP8A\",\"encoding\":\"base64\"}",
+		&op);
 	assert_int_equal(op.kind, MSG_BINARY);
 	assert_int_equal(op.data_len, 3);
 	assert_memory_equal(op.data, "\0\xff\0", 3);
 	proto_op_release(&op);
 	/* binary: announced, the data follows */
-	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"encoding\":\"binary\",\"ref\":3}", &op);
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"encoding\":\"binary\",\"ref\":3}",
+		  &op);
 	assert_int_equal(op.kind, MSG_BINARY);
 	assert_true(op.binary_follows);
 	assert_null(op.data);
@@ -402,7 +404,8 @@ static void test_base64(void **state)
 		free(d);
 	}
 	size_t dlen;
-	const char *bad[] = { "A", "AA", "AAA", "A===", "AA=A", "AA A", "AA\nA", "====", "AAA-", "AB==", "AAB=" };
+	const char *bad[] = { "A",     "AA",   "AAA",  "A===", "AA=A", "AA A",
+			      "AA\nA", "====", "AAA-", "AB==", "AAB=" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		assert_null(base64_decode(bad[i], strlen(bad[i]), &dlen));
 }
@@ -554,7 +557,8 @@ static void test_message_invalid_utf8(void **state)
 					   "\xf4\x90\x80\x80" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		size_t len = 12345;
-		assert_null(proto_message("c", "1-0", NULL, MSG_TEXT, bad[i], strlen(bad[i]), &len));
+		assert_null(
+			proto_message("c", "1-0", NULL, MSG_TEXT, bad[i], strlen(bad[i]), &len));
 	}
 }
 
