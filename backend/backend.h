@@ -56,14 +56,15 @@ struct backend_ops {
 	struct backend *(*create)(struct event_base *base, const struct config *cfg,
 				  const struct backend_events *events);
 	void (*destroy)(struct backend *b);
-	/* data must be UTF-8; event NULL or a valid event name. A client's
+	/* data must be UTF-8 for MSG_TEXT, compact valid JSON for MSG_JSON, any
+	 * bytes for MSG_BINARY; event NULL or a valid event name. A client's
 	 * messages (from != NULL) are also announced to backend services where
 	 * the backend has a place for that (Redis: ferry:in:CHANNEL), and its
 	 * numbered operations are stored once across instances (Redis; the
 	 * embedded backend has one instance, and send.c remembers). cb may be NULL. */
 	void (*publish)(struct backend *b, const char *channel, const char *event, const char *data,
-			size_t len, const struct publish_from *from, backend_publish_cb cb,
-			void *arg);
+			size_t len, enum msg_kind kind, const struct publish_from *from,
+			backend_publish_cb cb, void *arg);
 	/* Messages after cursor (NULL: none, just the current position). */
 	void (*history)(struct backend *b, const char *channel, const char *cursor,
 			backend_history_cb cb, void *arg);

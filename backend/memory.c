@@ -208,8 +208,8 @@ static void ring_append(struct memory_backend *mb, struct mem_channel *c, struct
 }
 
 static void memory_publish(struct backend *b, const char *channel, const char *event,
-			   const char *data, size_t len, const struct publish_from *from,
-			   backend_publish_cb cb, void *arg)
+			   const char *data, size_t len, enum msg_kind kind,
+			   const struct publish_from *from, backend_publish_cb cb, void *arg)
 {
 	struct memory_backend *mb = (struct memory_backend *)b;
 	struct mem_channel *c = dict_get(mb->channels, channel);
@@ -230,7 +230,7 @@ static void memory_publish(struct backend *b, const char *channel, const char *e
 	set_cursor(c);
 	event_base_gettimeofday_cached(mb->evbase, &c->last_used);
 	struct msg_pos pos = { c->seq, 0 };
-	struct message *m = message_new(channel, c->cursor, pos, event, data, len);
+	struct message *m = message_new(channel, c->cursor, pos, event, kind, data, len);
 	ring_append(mb, c, m);
 	/* Deliver before acknowledging: the callback may publish again (POST send
 	 * publishes its ops one after the other), which must not overtake this. */

@@ -663,6 +663,10 @@ static void usage(FILE *to)
 	      "  --window W               messages published but not yet delivered to\n"
 	      "                           every subscriber, at most; 0 = no limit [0]\n"
 	      "  --payload BYTES          message size [64]\n"
+	      "  --content-type TYPE      of each publish [text/plain] (application/octet-stream:\n"
+	      "                           binary messages; application/json with --json-payload)\n"
+	      "  --json-payload           fill messages with JSON text, not 'x'\n"
+	      "  --deflate                WebSocket subscribers negotiate permessage-deflate\n"
 	      "  --timeout S              the whole run, at most [120]\n"
 	      "  --connect-timeout S      the connect phase, at most [60]\n"
 	      "  --drain S                after publishing, wait at most S for deliveries [10]\n"
@@ -701,6 +705,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 		OPT_PUBLISHERS,
 		OPT_WINDOW,
 		OPT_PAYLOAD,
+		OPT_CONTENT_TYPE,
+		OPT_JSON_PAYLOAD,
+		OPT_DEFLATE,
 		OPT_TIMEOUT,
 		OPT_CONNECT_TIMEOUT,
 		OPT_DRAIN,
@@ -726,6 +733,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "publishers", required_argument, NULL, OPT_PUBLISHERS },
 		{ "window", required_argument, NULL, OPT_WINDOW },
 		{ "payload", required_argument, NULL, OPT_PAYLOAD },
+		{ "content-type", required_argument, NULL, OPT_CONTENT_TYPE },
+		{ "json-payload", no_argument, NULL, OPT_JSON_PAYLOAD },
+		{ "deflate", no_argument, NULL, OPT_DEFLATE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "drain", required_argument, NULL, OPT_DRAIN },
@@ -813,6 +823,15 @@ static void parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_PAYLOAD:
 			o->payload = (uint32_t)parse_number("payload", optarg, 1, 1 << 20);
+			break;
+		case OPT_CONTENT_TYPE:
+			o->content_type = optarg;
+			break;
+		case OPT_JSON_PAYLOAD:
+			o->json_payload = 1;
+			break;
+		case OPT_DEFLATE:
+			o->deflate = 1;
 			break;
 		case OPT_TIMEOUT:
 			o->timeout = parse_number("timeout", optarg, 0.1, 86400);

@@ -52,12 +52,16 @@ struct options {
 	uint32_t connections; /* N subscribers */
 	uint32_t sources;     /* K: source addresses 127.0.0.1 .. 127.0.0.K */
 	uint32_t connect_concurrency;
-	uint64_t messages;	/* M: at most this many publishes */
-	double rate;		/* messages/s; 0 = as fast as accepted */
-	double duration;	/* seconds of publishing, at most */
-	uint32_t publishers;	/* concurrent publish requests (one per connection) */
-	uint64_t window;	/* messages published but not yet everywhere; 0 = no limit */
-	uint32_t payload;	/* bytes of each message */
+	uint64_t messages;   /* M: at most this many publishes */
+	double rate;	     /* messages/s; 0 = as fast as accepted */
+	double duration;     /* seconds of publishing, at most */
+	uint32_t publishers; /* concurrent publish requests (one per connection) */
+	uint64_t window;     /* messages published but not yet everywhere; 0 = no limit */
+	uint32_t payload;    /* bytes of each message */
+	const char
+		*content_type;	/* of each publish (text/plain; application/octet-stream: binary) */
+	int json_payload;	/* fill with JSON text rather than 'x' (what deflate meets) */
+	int deflate;		/* WebSocket subscribers offer permessage-deflate and inflate */
 	double timeout;		/* the whole run, seconds */
 	double connect_timeout; /* the connect phase, seconds */
 	double drain;		/* after publishing, wait at most this for deliveries */

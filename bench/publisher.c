@@ -78,14 +78,37 @@ int publisher_send(struct loadgen *lg, uint64_t seq)
 	int mlen = snprintf(marker, sizeof(marker), "#%llu:%llu#", (unsigned long long)seq,
 			    (unsigned long long)loadgen_clock_ns());
 	size_t plen = o->payload > (uint32_t)mlen ? o->payload : (size_t)mlen;
-	int hlen = snprintf(lg->pub_buf, lg->pub_buf_size,
-			    "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\n"
-			    "Content-Length: %zu\r\n\r\n",
-			    o->kind == SERVER_FERRY ? "/ferry/publish/" : "/pub/", o->channel,
-			    lg->host_header, plen);
+	int hlen =
+		snprintf(lg->pub_buf, lg->pub_buf_size,
+			 "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+			 "Content-Length: %zu\r\n\r\n",
+			 o->kind == SERVER_FERRY ? "/ferry/publish/" : "/pub/", o->channel,
+			 lg->host_header, o->content_type ? o->content_type : "text/plain", plen);
 	char *body = lg->pub_buf + hlen;
-	memcpy(body, marker, (size_t)mlen);
-	memset(body + mlen, 'x', plen - (size_t)mlen);
+	if (o->json_payload) {
+		/* a quote feed's object, the marker in its first string: what a
+		 * typical JSON message gives deflate */
+		int n = snprintf(
+			body, plen + 1,
+			"{\"id\":\"%s\",\"symbol\":\"ACME\",\"bid\":%llu.25,\"ask\":%llu.5,"
+			"\"venue\":\"example-exchange\",\"tags\":[\"equity\",\"realtime\"],"
+			"\"note\":\"",
+			marker, (unsigned long long)(100 + seq % 17),
+			(unsigned long long)(101 + seq % 13));
+		size_t at = n > 0 && (size_t)n < plen ? (size_t)n : 0;
+		static const char words[] = "the quick brown fox jumps over the lazy dog ";
+		for (size_t i = 0; at + 2 < plen; i++)
+			body[at++] = words[i % (sizeof(words) - 1)];
+		if (at + 2 <= plen) {
+			body[at++] = '"';
+			body[at++] = '}';
+		}
+		while (at < plen)
+			body[at++] = ' ';
+	} else {
+		memcpy(body, marker, (size_t)mlen);
+		memset(body + mlen, 'x', plen - (size_t)mlen);
+	}
 
 	c->seq = seq;
 	c->state = CONN_HEADERS;

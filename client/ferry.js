@@ -72,6 +72,43 @@
 		try { return JSON.parse(text); } catch (e) { return null; }
 	}
 
+	/* Binary messages (docs/PROTOCOL.md): over SSE and long-poll the envelope
+	 * says "encoding":"base64"; the application gets a Uint8Array (its
+	 * .buffer is the ArrayBuffer), or the base64 string where the browser has
+	 * no typed arrays or atob. JSON data is a value already. */
+	var HAS_BYTES = typeof root.Uint8Array === 'function' && typeof root.atob === 'function';
+	function decodeData(m) {
+		if (m.encoding === 'binary' && HAS_BYTES && m.data && typeof m.data === 'object' && !isBytes(m.data)) {
+			/* bytes another tab relayed through localStorage (JSON): {"0":b0,...} */
+			var k = keys(m.data), b = new root.Uint8Array(k.length);
+			for (var j = 0; j < k.length; j++) b[j] = m.data[j];
+			return b;
+		}
+		if (m.encoding !== 'base64' || !HAS_BYTES || typeof m.data !== 'string') return m.data;
+		var s = root.atob(m.data), out = new root.Uint8Array(s.length);
+		for (var i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+		m.encoding = 'binary';
+		return out;
+	}
+	function isBytes(d) {
+		return HAS_BYTES && d && (d instanceof root.ArrayBuffer || (root.ArrayBuffer.isView && root.ArrayBuffer.isView(d)));
+	}
+	function bytesOf(d) {
+		return d instanceof root.ArrayBuffer ? new root.Uint8Array(d) : new root.Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+	}
+	function encodeBase64(d) {
+		var b = bytesOf(d), parts = [];
+		for (var i = 0; i < b.length; i += 0x8000)
+			parts.push(String.fromCharCode.apply(null, b.subarray(i, i + 0x8000)));
+		return root.btoa(parts.join(''));
+	}
+	/* A publish op's payload: bytes, a JSON object/array, or text. */
+	function payload(op, d) {
+		if (isBytes(d)) { op.encoding = 'base64'; op.data = encodeBase64(d); }
+		else op.data = d;
+		return op;
+	}
+
 	function keys(o) {
 		var list = [];
 		for (var k in o) if (o.hasOwnProperty(k)) list.push(k);
@@ -588,6 +625,7 @@
 		if (!sub) return;
 		if (sub.cursor && epochOf(sub.cursor) === epochOf(m.id) && !after(m.id, sub.cursor)) return;
 		sub.cursor = m.id;
+		m.data = decodeData(m);
 		var cbs = sub.cbs.slice();
 		for (var i = 0; i < cbs.length; i++) {
 			try { cbs[i](m.data, m); } catch (e) { if (root.console) root.console.error(e); }
@@ -635,7 +673,9 @@
 	/* ---- publishing ---- */
 
 	P.publish = function (channel, data, cb) {
-		this.outbox.push({ seq: ++this.seq, channel: channel, data: String(data), cb: cb || null });
+		/* bytes (ArrayBuffer, typed array) and objects/arrays (JSON) as they are */
+		if (!isBytes(data) && (data === null || typeof data !== 'object')) data = String(data);
+		this.outbox.push({ seq: ++this.seq, channel: channel, data: data, cb: cb || null });
 		this.flushOutbox();
 		return this;
 	};
@@ -658,7 +698,9 @@
 			for (var i = 0; i < this.outbox.length; i++) {
 				var op = this.outbox[i];
 				if (!op.sent) {
-					op.sent = this.conn.send({ type: 'publish', channel: op.channel, data: op.data, ref: op.seq });
+					op.sent = isBytes(op.data)
+						? this.conn.sendBinary({ type: 'publish', channel: op.channel, encoding: 'binary', ref: op.seq }, op.data)
+						: this.conn.send({ type: 'publish', channel: op.channel, data: op.data, ref: op.seq });
 				}
 			}
 		} else {
@@ -673,7 +715,7 @@
 		var self = this, ops = [];
 		for (var i = 0; i < this.outbox.length && ops.length < 100; i++) {
 			var op = this.outbox[i];
-			ops.push({ seq: op.seq, type: 'publish', channel: op.channel, data: op.data });
+			ops.push(payload({ seq: op.seq, type: 'publish', channel: op.channel }, op.data));
 		}
 		this.sending = true;
 		var body = JSON.stringify({ client: this.clientId, ops: ops });
@@ -1069,11 +1111,19 @@
 			this.ws = null;
 			return;
 		}
-		var trusted = false, pingRef = -1;
+		var trusted = false, pingRef = -1, head = null;
+		this.ws.binaryType = 'arraybuffer';
 		this.ws.onmessage = function (ev) {
 			self.lastData = now();
+			if (typeof ev.data !== 'string') {
+				/* a binary message: its bytes, after the head that names it */
+				if (head) { head.data = new root.Uint8Array(ev.data); h.message(head); }
+				head = null;
+				return;
+			}
 			var f = parseJSON(ev.data);
 			if (!f) return;
+			if (f.type === 'message' && f.encoding === 'binary') { head = f; return; }
 			if (f.type === 'open') {
 				for (var ch in ferry.wire) {
 					if (ferry.wire.hasOwnProperty(ch)) self.subscribe(ch, ferry.wire[ch]);
@@ -1114,6 +1164,11 @@
 	WsConn.prototype.send = function (obj) {
 		if (!this.ws || this.ws.readyState !== 1) return false;
 		this.ws.send(JSON.stringify(obj));
+		return true;
+	};
+	WsConn.prototype.sendBinary = function (obj, bytes) {
+		if (!this.send(obj)) return false;
+		this.ws.send(bytes);
 		return true;
 	};
 	WsConn.prototype.subscribe = function (ch, cursor) {

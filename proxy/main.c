@@ -28,6 +28,7 @@
 #include "upstream.h"
 #include "longpoll.h"
 #include "send.h"
+#include "websocket.h"
 
 extern char **environ;
 
@@ -173,6 +174,7 @@ static const struct module {
 	{ hub_start, hub_stop, 2 },
 	{ backend_start, backend_stop, 2 },
 	{ longpoll_init, longpoll_free, 2 },
+	{ websocket_init, websocket_free, 2 },
 	{ send_init, send_free, 2 },
 	{ publish_init, publish_free, 2 },
 	{ pubrate_init, pubrate_free, 2 },

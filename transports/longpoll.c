@@ -106,7 +106,8 @@ static const char *envelope(struct message *m, size_t *len)
 {
 	const char *bytes = message_wire(m, WIRE_POLL, len);
 	if (!bytes) { /* first poll to carry this message: encode it once */
-		char *json = proto_message(m->channel, m->id, m->event, m->data, m->data_len, len);
+		char *json = proto_message(m->channel, m->id, m->event, m->kind, m->data,
+					   m->data_len, len);
 		if (!json)
 			return NULL; /* not encodable (not UTF-8): skipped, never half a list */
 		message_set_wire(m, WIRE_POLL, json, *len);

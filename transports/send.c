@@ -222,7 +222,7 @@ static void app_answered(void *arg, const struct callback_result *r)
 	if (r->answer.publish) {
 		struct publish_from from = { .sender = b->ops.client, .seq = op->seq };
 		hub_publish(b->f->hub, op->channel, op->event, r->answer.publish,
-			    strlen(r->answer.publish), &from, published, b);
+			    strlen(r->answer.publish), MSG_TEXT, &from, published, b);
 		return;
 	}
 	published(b, NULL, NULL); /* taken by the app: done with this op */
@@ -238,7 +238,13 @@ static void publish_next(struct batch *b)
 	}
 	const struct proto_send_op *op = &b->ops.ops[b->next];
 	const char *path = callback_find(b->f, CALLBACK_PUBLISH, op->channel);
-	if (path) {
+	if (path && op->kind == MSG_BINARY) {
+		b->err = "binary messages do not go through the app's publish callback";
+		b->err_status = 415;
+		batch_done(b);
+		return;
+	}
+	if (path) { /* JSON goes to the app as its text; the answer is text */
 		size_t len;
 		char *body = proto_callback_request("publish", op->channel, op->event, op->data,
 						    op->data_len, b->ops.client, NULL, &len);
@@ -247,7 +253,8 @@ static void publish_next(struct batch *b)
 		return;
 	}
 	struct publish_from from = { .sender = b->ops.client, .seq = op->seq };
-	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, &from, published, b);
+	hub_publish(b->f->hub, op->channel, op->event, op->data, op->data_len, op->kind, &from,
+		    published, b);
 }
 
 /* The limiter of key, or NULL when there are too many to keep one more

@@ -31,6 +31,7 @@
 #include "httpconn.h"
 #include "linger.h"
 #include "log.h"
+#include "base64.h"
 #include "message.h"
 #include "origin.h"
 #include "protocol.h"
@@ -171,6 +172,19 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 
 /* transport_ops */
 
+/* A bare EventSource reads text: binary data goes as its base64, JSON as
+ * its (compact, one-line) text. */
+static char *plain_event(const struct message *m, size_t *len)
+{
+	if (m->kind != MSG_BINARY)
+		return sse_event(m->event, m->data, m->data_len, len);
+	size_t blen;
+	char *b64 = base64_encode(m->data, m->data_len, &blen);
+	char *enc = sse_event(m->event, b64, blen, len);
+	free(b64);
+	return enc;
+}
+
 static void t_send_message(void *t, struct message *m)
 {
 	struct sse_conn *s = t;
@@ -196,14 +210,14 @@ static void t_send_message(void *t, struct message *m)
 		char *enc;
 		if (s->json) {
 			size_t jlen;
-			char *json = proto_message(m->channel, m->id, m->event, m->data,
+			char *json = proto_message(m->channel, m->id, m->event, m->kind, m->data,
 						   m->data_len, &jlen);
 			if (!json)
 				return; /* not encodable (not UTF-8): skipped */
 			enc = sse_event(NULL, json, jlen, &len);
 			free(json);
 		} else {
-			enc = sse_event(m->event, m->data, m->data_len, &len);
+			enc = plain_event(m, &len);
 		}
 		message_set_wire(m, w, enc, len);
 		bytes = enc;

@@ -36,6 +36,7 @@
 #include "session.h"
 #include "tls.h"
 #include "transport.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 #include "ws_handshake.h"
 #include "ws_message.h"
@@ -82,6 +83,7 @@ struct ws_conn {
 	struct ws_parser parser;
 	struct ws_message message; /* fed from parser; reports to ws_message_cb */
 
+	int deflate; /* permessage-deflate negotiated */
 	int awaiting_pong;
 	/* A ping's answer while over PONG_BACKLOG is queued: sent once the
 	 * output is written, and replaced by a later ping's (RFC 6455 5.5.3), so
@@ -119,7 +121,7 @@ static void batch_spill(struct ws_conn *w, size_t written)
 	for (unsigned i = 0; i < w->nbatch; i++) {
 		struct message *m = w->batch[i];
 		size_t len;
-		const char *frame = message_wire(m, WIRE_WS, &len);
+		const char *frame = message_wire(m, w->deflate ? WIRE_WS_DEFLATE : WIRE_WS, &len);
 		if (written >= len) {
 			written -= len;
 			message_unref(m);
@@ -138,7 +140,7 @@ static size_t ws_queued(const struct ws_conn *w)
 {
 	size_t n = w->buffered ? evbuffer_get_length(bufferevent_get_output(w->bev)) : 0;
 	for (unsigned i = 0; i < w->nbatch; i++)
-		n += w->batch[i]->wire[WIRE_WS].len;
+		n += w->batch[i]->wire[w->deflate ? WIRE_WS_DEFLATE : WIRE_WS].len;
 	return n;
 }
 
@@ -156,7 +158,8 @@ static void ws_flush(void *arg)
 	struct iovec iov[WS_BATCH_MAX];
 	size_t total = 0;
 	for (unsigned i = 0; i < w->nbatch; i++) {
-		iov[i].iov_base = (void *)message_wire(w->batch[i], WIRE_WS, &iov[i].iov_len);
+		iov[i].iov_base = (void *)message_wire(
+			w->batch[i], w->deflate ? WIRE_WS_DEFLATE : WIRE_WS, &iov[i].iov_len);
 		total += iov[i].iov_len;
 	}
 	/* send(), not write(): a socket call skips the VFS layer, a few
@@ -269,27 +272,104 @@ static void ws_destroy(struct ws_conn *w)
 
 /* transport_ops for the session */
 
+/* A message's frames, built once and shared: text and JSON, the envelope in
+ * a text frame; binary, the envelope without data (proto_message_binary_head)
+ * in a text frame, then the bytes in one binary frame, so a plain client
+ * gets exactly the published bytes as one message. */
+static const char *encode_message(struct message *m, size_t *len)
+{
+	size_t jlen;
+	char *json = m->kind == MSG_BINARY ? proto_message_binary_head(m->channel, m->id, m->event,
+								       m->data_len, &jlen)
+					   : proto_message(m->channel, m->id, m->event, m->kind,
+							   m->data, m->data_len, &jlen);
+	if (!json)
+		return NULL;
+	uint8_t hdr[10], bhdr[10];
+	size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
+	size_t blen =
+		m->kind == MSG_BINARY ? ws_frame_header(bhdr, WS_OP_BINARY, 1, m->data_len) : 0;
+	size_t total = hlen + jlen + (blen ? blen + m->data_len : 0);
+	char *bytes = xmalloc(total), *p = bytes;
+	memcpy(p, hdr, hlen);
+	p += hlen;
+	memcpy(p, json, jlen);
+	p += jlen;
+	if (blen) {
+		memcpy(p, bhdr, blen);
+		memcpy(p + blen, m->data, m->data_len);
+	}
+	free(json);
+	message_set_wire(m, WIRE_WS, bytes, total);
+	return message_wire(m, WIRE_WS, len);
+}
+
+/* The frames for permessage-deflate clients, built once from WIRE_WS: its
+ * data frame (the last) compressed, with RSV1, when the message reaches
+ * --ws-deflate-min and compressing makes it smaller; a binary message's
+ * text head stays as it is. Otherwise the same bytes as WIRE_WS. */
+static const char *encode_deflated(struct ferry *f, struct message *m, size_t *len)
+{
+	size_t plen;
+	const char *plain = message_wire(m, WIRE_WS, &plen);
+	if (!plain && !(plain = encode_message(m, &plen)))
+		return NULL;
+	/* where the last frame starts, and its payload */
+	size_t head_len = 0;
+	if (m->kind == MSG_BINARY) {
+		uint8_t b1 = (uint8_t)plain[1] & 0x7f;
+		size_t hl = b1 == 126 ? 4 : b1 == 127 ? 10 : 2;
+		uint64_t n = b1 < 126 ? b1 : 0;
+		for (size_t i = 2; i < hl; i++)
+			n = n << 8 | (uint8_t)plain[i];
+		head_len = hl + (size_t)n;
+	}
+	const uint8_t *frame = (const uint8_t *)plain + head_len;
+	uint8_t b1 = frame[1] & 0x7f;
+	size_t hl = b1 == 126 ? 4 : b1 == 127 ? 10 : 2;
+	const uint8_t *payload = frame + hl;
+	size_t payload_len = plen - head_len - hl;
+	uint8_t *z = NULL;
+	size_t zlen = 0;
+	if (payload_len < f->cfg->ws_deflate_min ||
+	    ws_deflate_message(f->ws_deflater ? f->ws_deflater
+					      : (f->ws_deflater = ws_deflater_new()),
+			       payload, payload_len, &z, &zlen) < 0) {
+		char *copy = xmalloc(plen);
+		memcpy(copy, plain, plen);
+		message_set_wire(m, WIRE_WS_DEFLATE, copy, plen);
+		return message_wire(m, WIRE_WS_DEFLATE, len);
+	}
+	f->metrics.ws_deflate_compressions++;
+	uint8_t hdr[10];
+	size_t zhl = ws_frame_header(hdr, (enum ws_opcode)(frame[0] & 0x0f), 1, zlen);
+	hdr[0] |= 0x40; /* RSV1: this message is compressed */
+	char *bytes = xmalloc(head_len + zhl + zlen);
+	memcpy(bytes, plain, head_len);
+	memcpy(bytes + head_len, hdr, zhl);
+	memcpy(bytes + head_len + zhl, z, zlen);
+	free(z);
+	message_set_wire(m, WIRE_WS_DEFLATE, bytes, head_len + zhl + zlen);
+	return message_wire(m, WIRE_WS_DEFLATE, len);
+}
+
 static void t_send_message(void *t, struct message *m)
 {
 	struct ws_conn *w = t;
 	if (w->state != WS_OPEN)
 		return;
 	size_t len;
-	const char *frame = message_wire(m, WIRE_WS, &len);
-	if (!frame) { /* first subscriber to see this message: encode it once */
-		size_t jlen;
-		char *json =
-			proto_message(m->channel, m->id, m->event, m->data, m->data_len, &jlen);
-		if (!json)
-			return;
-		uint8_t hdr[10];
-		size_t hlen = ws_frame_header(hdr, WS_OP_TEXT, 1, jlen);
-		char *bytes = xmalloc(hlen + jlen);
-		memcpy(bytes, hdr, hlen);
-		memcpy(bytes + hlen, json, jlen);
-		free(json);
-		message_set_wire(m, WIRE_WS, bytes, hlen + jlen);
-		frame = message_wire(m, WIRE_WS, &len);
+	enum wire wire = w->deflate ? WIRE_WS_DEFLATE : WIRE_WS;
+	const char *frame = message_wire(m, wire, &len);
+	if (!frame) /* first subscriber to see this message: encode it once */
+		frame = w->deflate ? encode_deflated(w->f, m, &len) : encode_message(m, &len);
+	if (!frame)
+		return;
+	if (w->deflate) {
+		size_t plain;
+		message_wire(m, WIRE_WS, &plain);
+		w->f->metrics.ws_deflate_bytes_out += len;
+		w->f->metrics.ws_deflate_bytes_plain += plain;
 	}
 	if (w->fd >= 0 && w->nbatch < WS_BATCH_MAX && !w->buffered) {
 		w->batch[w->nbatch++] = message_ref(m);
@@ -365,11 +445,15 @@ static void on_message(void *arg, enum ws_opcode opcode, const uint8_t *data, si
 		break;
 	case WS_MODE_FERRY:
 		if (opcode == WS_OP_BINARY) {
-			ws_fail(w, WS_CLOSE_UNSUPPORTED, "ferry's protocol is JSON text",
-				ERR_WS_BAD_FRAME);
-			return;
+			if (session_handle_binary(w->session, data, len) < 0) {
+				ws_fail(w, WS_CLOSE_UNSUPPORTED,
+					"a binary message must follow a publish with encoding binary",
+					ERR_WS_BAD_FRAME);
+				return;
+			}
+		} else {
+			session_handle(w->session, (const char *)data, len);
 		}
-		session_handle(w->session, (const char *)data, len);
 		rate_limit(w);
 		break;
 	}
@@ -669,6 +753,15 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	xsnprintf(w->peer, sizeof(w->peer), "%s", httpconn_peer(c));
 	ws_parser_init(&w->parser, cfg->ws_max_message);
 	ws_message_init(&w->message, &ws_message_cb, w, cfg->ws_max_message);
+	const char *deflate =
+		cfg->ws_deflate
+			? ws_deflate_negotiate(http_request_header(req, "Sec-WebSocket-Extensions"))
+			: NULL;
+	if (deflate) {
+		w->deflate = 1;
+		w->parser.allow_rsv1 = 1;
+		ws_message_enable_deflate(&w->message);
+	}
 
 	/* Copy what we still need from the request: detaching frees it. */
 	char *query = xstrdup(req->query);
@@ -684,6 +777,8 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 			    res.accept);
 	if (res.protocol)
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %s\r\n", res.protocol);
+	if (deflate)
+		evbuffer_add_printf(out, "Sec-WebSocket-Extensions: %s\r\n", deflate);
 	evbuffer_add(out, "\r\n", 2);
 	w->buffered = 1;
 
@@ -718,4 +813,16 @@ void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum 
 	/* Frames the client sent right behind its handshake. */
 	process_input(w);
 	client_leave(w->f, &w->client);
+}
+
+int websocket_init(struct ferry *f, char *err, size_t errsz)
+{
+	f->ws_deflater = NULL; /* made by the first message a deflate client gets */
+	return 0;
+}
+
+void websocket_free(struct ferry *f)
+{
+	ws_deflater_free(f->ws_deflater);
+	f->ws_deflater = NULL;
 }

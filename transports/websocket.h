@@ -3,6 +3,8 @@
 #ifndef FERRY_WEBSOCKET_H
 #define FERRY_WEBSOCKET_H
 
+#include <stddef.h>
+
 struct httpconn;
 struct http_request;
 
@@ -14,5 +16,10 @@ enum ws_mode {
 /* Answer the handshake: refuse with 400/403/426 on c, or take the connection
  * over (c is freed). */
 void websocket_upgrade(struct httpconn *c, const struct http_request *req, enum ws_mode mode);
+
+struct ferry;
+/* The transport's state in f (the shared permessage-deflate compressor). */
+int websocket_init(struct ferry *f, char *err, size_t errsz);
+void websocket_free(struct ferry *f);
 
 #endif

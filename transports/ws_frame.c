@@ -24,7 +24,7 @@ static int opcode_known(unsigned op)
 static int header_start(struct ws_parser *p)
 {
 	uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
-	if (b0 & 0x70)
+	if (b0 & (p->allow_rsv1 && !ws_opcode_is_control(b0 & 0x0F) ? 0x30 : 0x70))
 		return WS_ERR_RSV;
 	if (!opcode_known(b0 & 0x0F))
 		return WS_ERR_OPCODE;
@@ -62,6 +62,7 @@ static int header_finish(struct ws_parser *p)
 	memcpy(p->mask, q, 4);
 	p->opcode = p->hdr[0] & 0x0F;
 	p->fin = (p->hdr[0] & 0x80) != 0;
+	p->rsv1 = (p->hdr[0] & 0x40) != 0;
 	p->length = len;
 	p->pos = 0;
 	return 0;

@@ -36,7 +36,7 @@ enum ws_close_code {
 };
 
 enum ws_parse_error {
-	WS_ERR_RSV = -1,	  /* reserved bit set, no extension negotiated */
+	WS_ERR_RSV = -1,	  /* reserved bit set that no extension negotiated */
 	WS_ERR_OPCODE = -2,	  /* reserved opcode */
 	WS_ERR_UNMASKED = -3,	  /* client frame without mask */
 	WS_ERR_CONTROL_FRAG = -4, /* control frame with FIN clear */
@@ -61,8 +61,9 @@ struct ws_event {
 
 struct ws_parser {
 	uint64_t max_payload; /* larger frames fail with WS_ERR_TOO_BIG (0: no cap) */
+	uint8_t allow_rsv1;   /* permessage-deflate negotiated: RSV1 on data frames */
 	/* current frame, valid from WS_EV_HEADER to WS_EV_END */
-	uint8_t opcode, fin;
+	uint8_t opcode, fin, rsv1;
 	uint8_t mask[4];
 	uint64_t length, pos;
 	/* header assembly */

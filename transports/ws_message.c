@@ -15,8 +15,16 @@ void ws_message_init(struct ws_message *m, const struct ws_message_callbacks *cb
 	*m = (struct ws_message){ .cb = cb, .arg = arg, .max_message = max_message };
 }
 
+void ws_message_enable_deflate(struct ws_message *m)
+{
+	if (!m->inflater)
+		m->inflater = ws_inflater_new();
+}
+
 void ws_message_release(struct ws_message *m)
 {
+	ws_inflater_free(m->inflater);
+	m->inflater = NULL;
 	free(m->data);
 	m->data = NULL;
 	m->len = m->cap = 0;
@@ -76,12 +84,17 @@ static int on_header(struct ws_message *m, const struct ws_parser *p)
 			return fail(m, WS_CLOSE_PROTOCOL, "continuation frame without a message");
 		m->state = WS_MESSAGE_FRAGMENTED;
 		m->opcode = p->opcode;
+		m->compressed = p->rsv1;
+		if (p->rsv1 && !m->inflater)
+			return fail(m, WS_CLOSE_PROTOCOL, "reserved bits set");
 		m->len = 0;
 		utf8_init(&m->utf8);
 		break;
 	case WS_MESSAGE_FRAGMENTED:
 		if (p->opcode != WS_OP_CONT)
 			return fail(m, WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
+		if (p->rsv1)
+			return fail(m, WS_CLOSE_PROTOCOL, "RSV1 on a continuation frame");
 		break;
 	case WS_MESSAGE_DONE:
 		return -1;
@@ -113,7 +126,8 @@ static int on_data(struct ws_message *m, const struct ws_parser *p, const struct
 	m->len += ev->len;
 	/* Fail fast: at the first invalid byte, not at the end of the message
 	 * (Autobahn 6.4). */
-	if (m->opcode == WS_OP_TEXT && utf8_feed(&m->utf8, dst, ev->len, NULL) < 0)
+	if (m->opcode == WS_OP_TEXT && !m->compressed &&
+	    utf8_feed(&m->utf8, dst, ev->len, NULL) < 0)
 		return fail(m, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message");
 	return 0;
 }
@@ -164,7 +178,26 @@ static int on_frame_end(struct ws_message *m, const struct ws_parser *p)
 	if (!p->fin)
 		return 0;
 	m->state = WS_MESSAGE_IDLE;
-	if (m->opcode == WS_OP_TEXT && !utf8_complete(&m->utf8))
+	if (m->compressed) {
+		/* bounded by max_message, however far the input would inflate */
+		uint8_t *plain;
+		size_t n;
+		switch (ws_inflate_message(m->inflater, m->data, m->len, m->max_message, &plain,
+					   &n)) {
+		case WS_INFLATE_OK:
+			break;
+		case WS_INFLATE_TOO_BIG:
+			return fail(m, WS_CLOSE_TOO_BIG, "message too big once inflated");
+		case WS_INFLATE_BAD:
+			return fail(m, WS_CLOSE_BAD_DATA, "invalid deflate data");
+		}
+		free(m->data);
+		m->data = plain;
+		m->len = n;
+		if (m->opcode == WS_OP_TEXT && !utf8_valid(m->data, m->len))
+			return fail(m, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message");
+	}
+	if (m->opcode == WS_OP_TEXT && !m->compressed && !utf8_complete(&m->utf8))
 		return fail(m, WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
 	m->cb->on_message(m->arg, (enum ws_opcode)m->opcode, m->len ? m->data : NULL, m->len);
 	free(m->data);

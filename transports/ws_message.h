@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "utf8.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 /* Byte pointers passed to a callback are valid only during that call; the
@@ -55,6 +56,8 @@ struct ws_message {
 	/* the data message being assembled, unmasked; the buffer exists only
 	 * while one is, so an idle connection holds none */
 	uint8_t opcode;
+	uint8_t compressed;	      /* RSV1 on its first frame (permessage-deflate) */
+	struct ws_inflater *inflater; /* NULL without permessage-deflate */
 	uint8_t *data;
 	size_t len, cap;
 	struct utf8_validator utf8;
@@ -70,6 +73,12 @@ struct ws_message {
 void ws_message_init(struct ws_message *m, const struct ws_message_callbacks *cb, void *arg,
 		     size_t max_message);
 
+/* permessage-deflate was negotiated (the parser's allow_rsv1 should be set
+ * too): a message whose first frame has RSV1 is inflated, to at most
+ * max_message bytes (more: WS_CLOSE_TOO_BIG), before its checks and
+ * on_message. RSV1 on a continuation frame is a protocol error. */
+void ws_message_enable_deflate(struct ws_message *m);
+
 /* Feed one event ws_parser_feed() returned from p (WS_EV_NONE is ignored);
  * fires at most one callback. Returns 0 while the stream goes on, -1 once a
  * Close or an error has been reported (then, and on any later call, nothing
@@ -80,7 +89,8 @@ int ws_message_feed(struct ws_message *m, const struct ws_parser *p, const struc
  * through on_error with its Close code and reason. Returns -1. */
 int ws_message_parse_error(struct ws_message *m, int err);
 
-/* Free the buffers m holds (not m itself). m may be initialised again. */
+/* Free the buffers m holds, and its inflater (not m itself). m may be
+ * initialised again. */
 void ws_message_release(struct ws_message *m);
 
 #endif

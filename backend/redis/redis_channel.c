@@ -6,12 +6,14 @@
  * channel carries the channel as a Redis Cluster hash tag:
  *   ferry:{CH}:stream   capped stream, entry ids 0-1, 0-2, ... (contiguous,
  *                       so "messages were trimmed past your cursor" is exact),
- *                       fields e (event), d (data), t (ms, Redis's clock):
+ *                       fields e (event), d (data), t (ms, Redis's clock),
+ *                       k ("binary" or "json"; absent for text):
  *                       --history-size entries, and those younger than
  *                       --history-age, up to --history-max
  *   ferry:{CH}:epoch    names this history; both expire after --history-ttl idle
- *   ferry:{CH}:pub      pub/sub channel: "EPOCH:N\nEVENT\nDATA" per message
+ *   ferry:{CH}:pub      pub/sub channel: "EPOCH:N[ KIND]\nEVENT\nDATA" per message
  *   ferry:in:CH         pub/sub: what clients publish, as JSON, for services
+ *                       (binary data as base64, "kind" says which)
  * Publishing and reading history are Redis functions (library "ferry",
  * loaded on every connect), so each is one atomic step and a service can
  * publish with FCALL from redis-cli.
@@ -30,6 +32,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "base64.h"
 #include "config.h"
 #include "dict.h"
 #include "log.h"
@@ -77,10 +80,12 @@ const char redis_channel_library[] =
 	"  end\n"
 	"end\n"
 	/* FCALL ferry_publish 2|3 STREAM EPOCH [SENT]  PUBSUB MAXLEN TTL FRESH EVENT DATA
-	 *       [SENDER INBOUND [SEQ [AGE CAP]]]: with SENT and SEQ, an operation SEQ of
+	 *       [SENDER INBOUND [SEQ [AGE CAP [KIND [INDATA]]]]]: with SENT and SEQ, an operation SEQ of
 	 *       SENDER already stored on this channel answers "dup" and is not stored
 	 *       again. The stream keeps MAXLEN entries, and with AGE (ms) > 0 also
-	 *       every entry younger than AGE, up to CAP entries in all. */
+	 *       every entry younger than AGE, up to CAP entries in all. KIND is
+	 *       "binary" or "json" ("" or absent: text); INDATA is the data as the
+	 *       inbound flow carries it (base64 for binary). */
 	"local function publish(keys, args)\n"
 	/* --publish-rate-per-channel (channel_rate, set before this text by
 	 * redis_channel_library_text): a counter per channel and second */
@@ -101,16 +106,23 @@ const char redis_channel_library[] =
 	"  local cap = size\n"
 	"  if age > 0 then cap = math.max(size, tonumber(args[11] or '') or size) end\n"
 	"  local now = now_ms()\n"
-	"  local id = redis.call('XADD', keys[1], 'MAXLEN', cap, '0-*', 'e', args[5], 'd', args[6],\n"
-	"    't', now)\n"
+	"  local kind = args[12] or ''\n"
+	"  local fields = {'e', args[5], 'd', args[6], 't', now}\n"
+	"  if kind ~= '' then fields[7] = 'k'; fields[8] = kind end\n"
+	"  local id = redis.call('XADD', keys[1], 'MAXLEN', cap, '0-*', unpack(fields))\n"
 	"  if cap > size then trim_old(keys[1], size, now - age) end\n"
 	"  redis.call('PEXPIRE', keys[1], args[3])\n"
 	"  redis.call('PEXPIRE', keys[2], args[3])\n"
 	"  local mid = e .. ':' .. seq_of(id)\n"
-	"  redis.call('PUBLISH', args[1], mid .. '\\n' .. args[5] .. '\\n' .. args[6])\n"
+	"  local head = mid\n"
+	"  if kind ~= '' then head = mid .. ' ' .. kind end\n"
+	"  redis.call('PUBLISH', args[1], head .. '\\n' .. args[5] .. '\\n' .. args[6])\n"
 	"  if args[7] and args[7] ~= '' then\n"
+	"    local indata = args[6]\n"
+	"    if args[13] and args[13] ~= '' then indata = args[13] end\n"
 	"    redis.call('PUBLISH', args[8], cjson.encode({id = mid, event = args[5],\n"
-	"      data = args[6], sender = args[7]}))\n"
+	"      data = indata, sender = args[7], kind = (kind == '' and 'text' or kind),\n"
+	"      encoding = (kind == 'binary' and 'base64' or nil)}))\n"
 	"  end\n"
 	"  if seq then\n"
 	"    redis.call('HSET', keys[3], args[7], args[9])\n"
@@ -233,6 +245,20 @@ static int epoch_valid(const char *e, size_t len)
 	return 1;
 }
 
+/* What a service may have written: text is UTF-8, JSON parses. */
+static int data_ok(enum msg_kind kind, const char *data, size_t len)
+{
+	switch (kind) {
+	case MSG_TEXT:
+		return utf8_valid((const uint8_t *)data, len);
+	case MSG_JSON:
+		return proto_json_valid(data, len);
+	case MSG_BINARY:
+		return 1;
+	}
+	return 0;
+}
+
 static int event_ok(const char *event, size_t len)
 {
 	return len == 0 || proto_event_publishable(event, len);
@@ -270,7 +296,7 @@ static int split_id(const char *id, char *epoch, size_t esz, uint64_t *seq)
 	return 0;
 }
 
-/* A message from the subscription: "EPOCH:N\nEVENT\nDATA". */
+/* A message from the subscription: "EPOCH:N[ KIND]\nEVENT\nDATA". */
 static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const char *p, size_t len)
 {
 	const char *nl1 = memchr(p, '\n', len);
@@ -280,7 +306,15 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 		return;
 	}
 	char id[96], event[80], epoch[32];
-	if ((size_t)(nl1 - p) >= sizeof(id)) {
+	enum msg_kind kind = MSG_TEXT;
+	const char *id_end = memchr(p, ' ', (size_t)(nl1 - p));
+	if (id_end && msg_kind_parse(id_end + 1, (size_t)(nl1 - id_end - 1), &kind) < 0) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_DATA, "an unknown kind of data");
+		return;
+	}
+	if (!id_end)
+		id_end = nl1;
+	if ((size_t)(id_end - p) >= sizeof(id)) {
 		dropped(rb, ch->name, ERR_REDIS_BAD_ID, "an invalid id");
 		return;
 	}
@@ -289,12 +323,12 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 		dropped(rb, ch->name, ERR_REDIS_BAD_EVENT, "an invalid or reserved event name");
 		return;
 	}
-	if (!utf8_valid((const uint8_t *)nl2 + 1, len - (size_t)(nl2 + 1 - p))) {
-		dropped(rb, ch->name, ERR_REDIS_BAD_DATA, "data that is not UTF-8");
+	if (!data_ok(kind, nl2 + 1, len - (size_t)(nl2 + 1 - p))) {
+		dropped(rb, ch->name, ERR_REDIS_BAD_DATA, "data that is not UTF-8 (or JSON)");
 		return;
 	}
-	memcpy(id, p, (size_t)(nl1 - p));
-	id[nl1 - p] = '\0';
+	memcpy(id, p, (size_t)(id_end - p));
+	id[id_end - p] = '\0';
 	memcpy(event, nl1 + 1, (size_t)(nl2 - nl1 - 1));
 	event[nl2 - nl1 - 1] = '\0';
 	uint64_t seq;
@@ -303,7 +337,7 @@ static void deliver_payload(struct redis_backend *rb, struct rchan *ch, const ch
 		return;
 	}
 	struct msg_pos pos = { seq, 0 };
-	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, nl2 + 1,
+	struct message *m = message_new(ch->name, id, pos, event[0] ? event : NULL, kind, nl2 + 1,
 					len - (size_t)(nl2 + 1 - p));
 	if (ch->catching_up) {
 		/* the catch-up read goes first; this one waits behind it */
@@ -426,8 +460,17 @@ static void history_reply(struct rconn *rc, const redisReply *reply, void *priv)
 				"an invalid or reserved event name");
 			continue;
 		}
-		if (!utf8_valid((const uint8_t *)f->element[3]->str, f->element[3]->len)) {
-			dropped(rb, hr->channel, ERR_REDIS_BAD_DATA, "data that is not UTF-8");
+		enum msg_kind kind = MSG_TEXT;
+		for (size_t k = 4; k + 1 < f->elements; k += 2)
+			if (f->element[k]->type == REDIS_REPLY_STRING &&
+			    f->element[k + 1]->type == REDIS_REPLY_STRING &&
+			    strcmp(f->element[k]->str, "k") == 0 &&
+			    msg_kind_parse(f->element[k + 1]->str, f->element[k + 1]->len, &kind) <
+				    0)
+				kind = (enum msg_kind) - 1;
+		if ((int)kind < 0 || !data_ok(kind, f->element[3]->str, f->element[3]->len)) {
+			dropped(rb, hr->channel, ERR_REDIS_BAD_DATA,
+				"data that is not UTF-8 (or JSON, or of no known kind)");
 			continue;
 		}
 		unsigned long long seq = strtoull(dash + 1, NULL, 10);
@@ -436,7 +479,7 @@ static void history_reply(struct rconn *rc, const redisReply *reply, void *priv)
 		const char *event = f->element[1]->str;
 		struct msg_pos pos = { seq, 0 };
 		res.msgs[res.nmsgs++] = message_new(hr->channel, id, pos, *event ? event : NULL,
-						    f->element[3]->str, f->element[3]->len);
+						    kind, f->element[3]->str, f->element[3]->len);
 	}
 	/* A channel's position is what every local subscriber has had: the live
 	 * path and the catch-up move it. One subscriber's history answer may
@@ -716,8 +759,8 @@ static void publish_reply(struct rconn *rc, const redisReply *reply, void *priv)
 }
 
 void redis_channel_publish(struct backend *b, const char *channel, const char *event,
-			   const char *data, size_t len, const struct publish_from *from,
-			   backend_publish_cb cb, void *arg)
+			   const char *data, size_t len, enum msg_kind kind,
+			   const struct publish_from *from, backend_publish_cb cb, void *arg)
 {
 	struct redis_backend *rb = (struct redis_backend *)b;
 	char stream[KEY_MAX], epoch_key[KEY_MAX], sent[KEY_MAX], pubsub[KEY_MAX], inbound[KEY_MAX];
@@ -728,6 +771,9 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	xsnprintf(inbound, sizeof(inbound), "ferry:in:%s", channel);
 	xsnprintf(seq, sizeof(seq), "%lld", from ? from->seq : 0);
 	fresh_epoch(fresh);
+	/* the inbound flow is JSON: binary goes there as base64 */
+	char *indata =
+		kind == MSG_BINARY && from && from->sender ? base64_encode(data, len, NULL) : NULL;
 	/* SEQ is read only with SENT and a sender; AGE and CAP always */
 	const char *argv[] = { "FCALL",
 			       "ferry_publish",
@@ -745,9 +791,11 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 			       inbound,
 			       from && from->seq > 0 ? seq : "",
 			       rb->age,
-			       rb->cap };
-	size_t lens[17];
-	for (int i = 0; i < 17; i++)
+			       rb->cap,
+			       kind == MSG_TEXT ? "" : msg_kind_name(kind),
+			       indata ? indata : "" };
+	size_t lens[19];
+	for (int i = 0; i < 19; i++)
 		lens[i] = strlen(argv[i]);
 	lens[11] = len;
 	struct publish_req *pr = xcalloc(1, sizeof(*pr));
@@ -755,7 +803,9 @@ void redis_channel_publish(struct backend *b, const char *channel, const char *e
 	pr->cb = cb;
 	pr->arg = arg;
 	pr->waiting = rb->cfg->redis_wait_replicas > 0;
-	if (conn_command(&rb->cmd, publish_reply, pr, 17, argv, lens) < 0) {
+	int rc = conn_command(&rb->cmd, publish_reply, pr, 19, argv, lens);
+	free(indata);
+	if (rc < 0) {
 		free(pr);
 		if (cb)
 			cb(arg, NULL, "backend unavailable");

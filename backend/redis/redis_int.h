@@ -120,8 +120,8 @@ char *redis_channel_library_text(int channel_rate, size_t *len);
 
 /* The backend_ops entries that work on channels (see backend.h). */
 void redis_channel_publish(struct backend *b, const char *channel, const char *event,
-			   const char *data, size_t len, const struct publish_from *from,
-			   backend_publish_cb cb, void *arg);
+			   const char *data, size_t len, enum msg_kind kind,
+			   const struct publish_from *from, backend_publish_cb cb, void *arg);
 void redis_channel_history(struct backend *b, const char *channel, const char *cursor,
 			   backend_history_cb cb, void *arg);
 void redis_channel_watch(struct backend *b, const char *channel);

@@ -5,6 +5,7 @@
  * page's cross-site POST is refused either way (origin.h). */
 #include "publish.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -113,6 +114,29 @@ static int publish_limits_ok(struct httpconn *c, const char *channel, const char
 	return 0;
 }
 
+/* What the body is, by its Content-Type: none, text/... and a form (curl -d)
+ * are text; application/json and .../...+json are JSON; anything else is
+ * bytes. */
+static enum msg_kind publish_kind(const char *content_type)
+{
+	if (!content_type)
+		return MSG_TEXT;
+	char type[128];
+	size_t n = 0;
+	const char *p = content_type;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (; *p && *p != ';' && *p != ' ' && *p != '\t' && n + 1 < sizeof(type); p++)
+		type[n++] = (char)tolower((unsigned char)*p);
+	type[n] = '\0';
+	if (n == 0 || strncmp(type, "text/", 5) == 0 ||
+	    strcmp(type, "application/x-www-form-urlencoded") == 0)
+		return MSG_TEXT;
+	if (strcmp(type, "application/json") == 0 || (n > 5 && strcmp(type + n - 5, "+json") == 0))
+		return MSG_JSON;
+	return MSG_BINARY;
+}
+
 static void publish_done(void *arg, const char *id, const char *err)
 {
 	struct httpconn *c = arg;
@@ -177,11 +201,27 @@ void publish_handle(struct httpconn *c, const struct http_request *req, const ch
 		httpconn_error(c, 400, "invalid event name");
 		return;
 	}
-	if (!utf8_valid((const uint8_t *)req->body, req->body_len)) {
-		httpconn_error(c, 400, "body must be UTF-8 text");
+	enum msg_kind kind = publish_kind(http_request_header(req, "Content-Type"));
+	const char *data = req->body;
+	size_t len = req->body_len;
+	char *compact = NULL;
+	if (kind == MSG_TEXT && !utf8_valid((const uint8_t *)data, len)) {
+		httpconn_error(c, 400,
+			       "body must be UTF-8 text (send bytes as application/octet-stream)");
 		return;
 	}
+	if (kind == MSG_JSON) {
+		/* checked once here; subscribers' encodings splice it in as it is */
+		char why[160];
+		compact = proto_json_compact(data, len, &len, why, sizeof(why));
+		if (!compact) {
+			httpconn_error(c, 400, why);
+			return;
+		}
+		data = compact;
+	}
 	httpconn_hold(c);
-	hub_publish(f->hub, channel, elen > 0 ? event : NULL, req->body, req->body_len, NULL,
+	hub_publish(f->hub, channel, elen > 0 ? event : NULL, data ? data : "", len, kind, NULL,
 		    publish_done, c);
+	free(compact);
 }

@@ -70,6 +70,8 @@ struct config {
 	int delivery_budget;		/* deliveries per second; 0: unpaced */
 
 	size_t ws_max_message;
+	int ws_deflate;	       /* permessage-deflate offered by a client is taken */
+	size_t ws_deflate_min; /* smaller messages go uncompressed */
 	int ws_ping_ms;
 	int ws_pong_timeout_ms;
 	size_t out_queue_max;  /* bytes queued to one client before it is closed */

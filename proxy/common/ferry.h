@@ -15,6 +15,7 @@ struct clients;
 struct drain;
 struct flush;
 struct longpoll;
+struct ws_deflater;
 struct send;
 struct publish;
 struct pubrate;
@@ -38,6 +39,7 @@ struct ferry {
 	struct clients *clients;	  /* every live client connection */
 	struct flush *flush;		  /* sockets with output to write this turn */
 	struct longpoll *longpoll;	  /* held long-polls by client id */
+	struct ws_deflater *ws_deflater;  /* the one compressor of shared WebSocket frames */
 	struct send *send;		  /* POST send: newest seq per client id */
 	struct publish *publish;	  /* the publish API's rate bucket */
 	struct pubrate *pubrate;	  /* per-channel and per-publisher publish buckets */

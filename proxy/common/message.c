@@ -8,7 +8,8 @@
 #include "xmalloc.h"
 
 struct message *message_new(const char *channel, const char *id, struct msg_pos pos,
-			    const char *event, const char *data, size_t data_len)
+			    const char *event, enum msg_kind kind, const char *data,
+			    size_t data_len)
 {
 	size_t clen = strlen(channel) + 1, ilen = strlen(id) + 1;
 	size_t elen = event ? strlen(event) + 1 : 0;
@@ -30,6 +31,7 @@ struct message *message_new(const char *channel, const char *id, struct msg_pos 
 	m->data = p;
 	m->data_len = data_len;
 	m->pos = pos;
+	m->kind = kind;
 	m->refs = 1;
 	return m;
 }
@@ -74,6 +76,25 @@ int msg_pos_cmp(struct msg_pos a, struct msg_pos b)
 void message_release_ref(const void *data, size_t len, void *m)
 {
 	message_unref(m);
+}
+
+static const char *const kind_names[] = {
+	[MSG_TEXT] = "text", [MSG_BINARY] = "binary", [MSG_JSON] = "json"
+};
+
+const char *msg_kind_name(enum msg_kind kind)
+{
+	return kind_names[kind];
+}
+
+int msg_kind_parse(const char *name, size_t len, enum msg_kind *out)
+{
+	for (int k = MSG_TEXT; k <= MSG_JSON; k++)
+		if (strlen(kind_names[k]) == len && memcmp(kind_names[k], name, len) == 0) {
+			*out = (enum msg_kind)k;
+			return 0;
+		}
+	return -1;
 }
 
 /* libevent spends a chain of at least 1 KiB on every reference, and the

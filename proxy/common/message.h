@@ -9,7 +9,9 @@
 
 /* WIRE_SSE: event/data lines for a bare EventSource; WIRE_SSE_JSON: the
  * protocol envelope as data (ferry.js); WIRE_POLL: the envelope alone. */
-enum wire { WIRE_WS, WIRE_SSE, WIRE_SSE_JSON, WIRE_POLL, WIRE_COUNT };
+/* WIRE_WS_DEFLATE: WIRE_WS for permessage-deflate clients, compressed
+ * (at most once per message) where that pays. */
+enum wire { WIRE_WS, WIRE_WS_DEFLATE, WIRE_SSE, WIRE_SSE_JSON, WIRE_POLL, WIRE_COUNT };
 
 /* Position of a message within its channel's epoch: ordered by (major, minor).
  * The memory backend uses (sequence, 0); a Redis stream id is (ms, seq). */
@@ -17,14 +19,20 @@ struct msg_pos {
 	uint64_t major, minor;
 };
 
+/* What a message's data is: UTF-8 text (the default), any bytes, or a JSON
+ * value (validated and made compact once, at publish). Each wire format
+ * says which (docs/PROTOCOL.md). */
+enum msg_kind { MSG_TEXT, MSG_BINARY, MSG_JSON };
+
 struct message {
 	unsigned refs;
+	enum msg_kind kind;
 	const char *channel;
 	const char *id;	  /* "<epoch>:<position>", opaque to clients */
 	size_t epoch_len; /* of id, up to its last ':' (0 without one) */
 	struct msg_pos pos;
 	const char *event; /* NULL when the message names none */
-	const char *data;  /* UTF-8, NUL-terminated */
+	const char *data;  /* NUL-terminated (binary data may hold NULs too) */
 	size_t data_len;
 	struct {
 		char *bytes;
@@ -34,7 +42,11 @@ struct message {
 
 /* All strings are copied; the message starts with one reference. */
 struct message *message_new(const char *channel, const char *id, struct msg_pos pos,
-			    const char *event, const char *data, size_t data_len);
+			    const char *event, enum msg_kind kind, const char *data,
+			    size_t data_len);
+/* "text", "binary", "json"; and back (-1 for any other name). */
+const char *msg_kind_name(enum msg_kind kind);
+int msg_kind_parse(const char *name, size_t len, enum msg_kind *out);
 struct message *message_ref(struct message *m);
 void message_unref(struct message *m);
 /* For evbuffer_add_reference(..., message_release_ref, message_ref(m)):

@@ -104,11 +104,24 @@ void metrics_render(const struct metrics *m, long channels, struct evbuffer *out
 		"# TYPE ferry_bytes_in_total counter\nferry_bytes_in_total %llu\n"
 		"# HELP ferry_bytes_out_total Bytes queued to clients.\n"
 		"# TYPE ferry_bytes_out_total counter\nferry_bytes_out_total %llu\n"
+		"# HELP ferry_ws_deflate_compressions_total Channel messages compressed for "
+		"permessage-deflate (once per message, shared by its subscribers).\n"
+		"# TYPE ferry_ws_deflate_compressions_total counter\n"
+		"ferry_ws_deflate_compressions_total %llu\n"
+		"# HELP ferry_ws_deflate_bytes_out_total Bytes of channel messages queued to "
+		"permessage-deflate clients, as sent.\n"
+		"# TYPE ferry_ws_deflate_bytes_out_total counter\n"
+		"ferry_ws_deflate_bytes_out_total %llu\n"
+		"# HELP ferry_ws_deflate_bytes_uncompressed_total The same deliveries' bytes "
+		"without compression.\n"
+		"# TYPE ferry_ws_deflate_bytes_uncompressed_total counter\n"
+		"ferry_ws_deflate_bytes_uncompressed_total %llu\n"
 		"# HELP ferry_drops_total Clients closed for falling behind (they resume from their cursor).\n"
 		"# TYPE ferry_drops_total counter\nferry_drops_total %llu\n"
 		"# HELP ferry_errors_total Errors by kind.\n# TYPE ferry_errors_total counter\n",
 		channels, m->channels_unpublished, m->messages_in, m->messages_out, m->bytes_in,
-		m->bytes_out, m->drops);
+		m->bytes_out, m->ws_deflate_compressions, m->ws_deflate_bytes_out,
+		m->ws_deflate_bytes_plain, m->drops);
 	for (int e = 0; e < ERR_COUNT; e++)
 		evbuffer_add_printf(out, "ferry_errors_total{kind=\"%s\"} %llu\n", error_names[e],
 				    m->errors[e]);

@@ -86,6 +86,11 @@ struct metrics {
 	unsigned long long messages_in;	 /* published into ferry */
 	unsigned long long messages_out; /* deliveries to clients */
 	unsigned long long bytes_in, bytes_out;
+	/* permessage-deflate: messages compressed (once each, shared by every
+	 * subscriber), and the bytes of deliveries to clients that negotiated
+	 * it, as sent and as they would have been uncompressed */
+	unsigned long long ws_deflate_compressions;
+	unsigned long long ws_deflate_bytes_out, ws_deflate_bytes_plain;
 	unsigned long long drops;  /* clients dropped for falling behind */
 	long channels_unpublished; /* gauge: subscribed to, never published to (memory backend) */
 	unsigned long long errors[ERR_COUNT];

@@ -1,7 +1,10 @@
 /* protocol.c -- JSON encoding and decoding of ferry's frames with jansson */
 #include "protocol.h"
 
+#include "base64.h"
+
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +42,65 @@ static const char *get_string(json_t *root, const char *key, size_t *len)
 	if (len)
 		*len = json_string_length(v);
 	return json_string_value(v);
+}
+
+/* A publish's data: a string (text), an object or array (JSON, kept
+ * compact in *owned), a base64 string with "encoding":"base64" (binary,
+ * decoded into *owned), or with allow_follow and "encoding":"binary" none
+ * here (the next WebSocket message). */
+static int payload_of(json_t *o, const char **data, size_t *len, enum msg_kind *kind, int *follows,
+		      char **owned, int allow_follow, const char **err)
+{
+	json_t *d = json_object_get(o, "data");
+	json_t *enc = json_object_get(o, "encoding");
+	*kind = MSG_TEXT;
+	if (enc && !json_is_null(enc)) {
+		const char *e = json_is_string(enc) ? json_string_value(enc) : "";
+		if (strcmp(e, "base64") == 0) {
+			if (!json_is_string(d)) {
+				*err = "base64 data must be a string";
+				return -1;
+			}
+			*owned = base64_decode(json_string_value(d), json_string_length(d), len);
+			if (!*owned) {
+				*err = "data is not valid base64";
+				return -1;
+			}
+			*data = *owned;
+			*kind = MSG_BINARY;
+			return 0;
+		}
+		if (allow_follow && strcmp(e, "binary") == 0) {
+			if (d && !json_is_null(d)) {
+				*err = "encoding binary: the data is the next binary message";
+				return -1;
+			}
+			*kind = MSG_BINARY;
+			*follows = 1;
+			*data = NULL;
+			*len = 0;
+			return 0;
+		}
+		*err = allow_follow ? "encoding must be base64 or binary"
+				    : "encoding must be base64";
+		return -1;
+	}
+	if (json_is_object(d) || json_is_array(d)) {
+		*owned = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!*owned)
+			abort();
+		*data = *owned;
+		*len = strlen(*owned);
+		*kind = MSG_JSON;
+		return 0;
+	}
+	if (!json_is_string(d)) {
+		*err = "publish needs a string, object or array data";
+		return -1;
+	}
+	*data = json_string_value(d);
+	*len = json_string_length(d);
+	return 0;
 }
 
 int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **err)
@@ -108,11 +170,9 @@ int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **
 		}
 	}
 	if (op->type == PROTO_PUBLISH) {
-		op->data = get_string(root, "data", &op->data_len);
-		if (!op->data) {
-			*err = "publish needs a string data";
+		if (payload_of(root, &op->data, &op->data_len, &op->kind, &op->binary_follows,
+			       &op->owned, 1, err) < 0)
 			goto fail;
-		}
 		json_t *event = json_object_get(root, "event");
 		if (event && !json_is_null(event)) {
 			size_t n = 0;
@@ -127,9 +187,12 @@ int proto_decode(const char *buf, size_t len, struct proto_op *op, const char **
 	return 0;
 fail:
 	json_decref(root);
+	free(op->owned);
 	/* keep ref and has_ref, so the error can name the request */
 	op->channel = op->cursor = op->event = op->data = NULL;
+	op->owned = NULL;
 	op->data_len = 0;
+	op->binary_follows = 0;
 	op->json = NULL;
 	return -1;
 }
@@ -137,7 +200,9 @@ fail:
 void proto_op_release(struct proto_op *op)
 {
 	json_decref(op->json);
+	free(op->owned);
 	op->json = NULL;
+	op->owned = NULL;
 }
 
 /* Serialize and free obj. */
@@ -170,14 +235,83 @@ static void set_str_or_null(json_t *o, const char *key, const char *v)
 	json_object_set_new(o, key, v ? json_string(v) : json_null());
 }
 
-char *proto_message(const char *channel, const char *id, const char *event, const char *data,
-		    size_t data_len, size_t *len_out)
+static json_t *message_head(const char *channel, const char *id, const char *event)
 {
 	json_t *o = frame("message");
 	json_object_set_new(o, "channel", json_string(channel));
 	json_object_set_new(o, "id", json_string(id));
 	if (event)
 		json_object_set_new(o, "event", json_string(event));
+	return o;
+}
+
+/* The envelope with raw (JSON text, compact) as the value of "data": spliced
+ * in after the head, so the value is never parsed again. */
+static char *splice_data(json_t *o, const char *raw, size_t raw_len, size_t *len_out)
+{
+	size_t hlen;
+	char *head = dump(o, &hlen); /* "{...}" */
+	char *out = malloc(hlen + raw_len + 9);
+	if (!out)
+		abort();
+	memcpy(out, head, hlen - 1);
+	memcpy(out + hlen - 1, ",\"data\":", 8);
+	memcpy(out + hlen + 7, raw, raw_len);
+	out[hlen + 7 + raw_len] = '}';
+	out[hlen + 8 + raw_len] = '\0';
+	free(head);
+	if (len_out)
+		*len_out = hlen + 8 + raw_len;
+	return out;
+}
+
+char *proto_message_binary_head(const char *channel, const char *id, const char *event,
+				size_t data_len, size_t *len_out)
+{
+	json_t *o = message_head(channel, id, event);
+	json_object_set_new(o, "encoding", json_string("binary"));
+	json_object_set_new(o, "size", json_integer((json_int_t)data_len));
+	return dump(o, len_out);
+}
+
+int proto_json_valid(const char *data, size_t len)
+{
+	json_t *v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	json_decref(v);
+	return v != NULL;
+}
+
+char *proto_json_compact(const char *data, size_t len, size_t *len_out, char *err, size_t errsz)
+{
+	json_error_t e;
+	json_t *v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+	if (!v) {
+		snprintf(err, errsz, "invalid JSON at line %d column %d: %s", e.line, e.column,
+			 e.text);
+		return NULL;
+	}
+	char *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(v);
+	if (!out)
+		abort();
+	*len_out = strlen(out);
+	return out;
+}
+
+char *proto_message(const char *channel, const char *id, const char *event, enum msg_kind kind,
+		    const char *data, size_t data_len, size_t *len_out)
+{
+	json_t *o = message_head(channel, id, event);
+	if (kind == MSG_JSON)
+		return splice_data(o, data, data_len, len_out);
+	if (kind == MSG_BINARY) {
+		size_t blen;
+		char *b64 = base64_encode(data, data_len, &blen);
+		json_object_set_new(o, "encoding", json_string("base64"));
+		json_object_set_new(o, "data", json_stringn_nocheck(b64, blen));
+		free(b64);
+		return dump(o, len_out);
+	}
 	json_t *d = json_stringn(data, data_len);
 	if (!d) { /* not UTF-8: callers validate first, so this is a bug */
 		json_decref(o);
@@ -380,11 +514,14 @@ int proto_decode_send(const char *buf, size_t len, struct proto_send *out, const
 			goto fail;
 		}
 		op->channel = get_string(o, "channel", &clen);
-		op->data = get_string(o, "data", &op->data_len);
-		if (!op->channel || !proto_channel_valid(op->channel, clen) || !op->data) {
-			*err = "publish needs a valid channel and a string data";
+		if (!op->channel || !proto_channel_valid(op->channel, clen)) {
+			*err = "publish needs a valid channel";
 			goto fail;
 		}
+		int follows = 0;
+		if (payload_of(o, &op->data, &op->data_len, &op->kind, &follows, &op->owned, 0,
+			       err) < 0)
+			goto fail;
 		json_t *ev = json_object_get(o, "event");
 		if (ev && !json_is_null(ev)) {
 			op->event = get_string(o, "event", &elen);
@@ -399,6 +536,8 @@ int proto_decode_send(const char *buf, size_t len, struct proto_send *out, const
 	return 0;
 fail:
 	json_decref(root);
+	for (size_t i = 0; i < PROTO_MAX_SEND_OPS; i++)
+		free(out->ops[i].owned);
 	memset(out, 0, sizeof(*out));
 	return -1;
 }
@@ -406,6 +545,10 @@ fail:
 void proto_send_release(struct proto_send *s)
 {
 	json_decref(s->json);
+	for (size_t i = 0; i < s->nops; i++) {
+		free(s->ops[i].owned);
+		s->ops[i].owned = NULL;
+	}
 	s->json = NULL;
 }
 

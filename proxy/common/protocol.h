@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "message.h"
+
 #define PROTO_MAX_CHANNEL 128 /* bytes in a channel name */
 #define PROTO_MAX_EVENT	  64  /* bytes in an event name */
 #define PROTO_MAX_CURSOR  64  /* bytes in a message id / cursor */
@@ -22,9 +24,13 @@ struct proto_op {
 	const char *event;   /* publish */
 	const char *data;    /* publish; auth: the token */
 	size_t data_len;
-	long long ref; /* client's correlation number, echoed in replies */
+	enum msg_kind kind; /* publish: of data */
+	int binary_follows; /* publish with "encoding":"binary": the data is the
+			      * next (binary) WebSocket message, data is NULL */
+	long long ref;	    /* client's correlation number, echoed in replies */
 	int has_ref;
 	void *json;
+	char *owned; /* decoded data, when not a view into json */
 };
 
 /* Decode one client frame. Returns 0, or -1 with *err a short static reason
@@ -39,8 +45,19 @@ int proto_channel_valid(const char *name, size_t len);
 int proto_event_valid(const char *name, size_t len);
 
 /* Server frames. len_out may be NULL. */
-char *proto_message(const char *channel, const char *id, const char *event, const char *data,
-		    size_t data_len, size_t *len_out);
+/* {"type":"message","channel":C,"id":I,"event":E?,"data":D}, D a string
+ * (text), the JSON value itself (json), or with "encoding":"base64" the
+ * bytes in base64 (binary). NULL if text is not UTF-8 (a caller's bug). */
+char *proto_message(const char *channel, const char *id, const char *event, enum msg_kind kind,
+		    const char *data, size_t data_len, size_t *len_out);
+/* The WebSocket text frame before a binary message's binary frame: the
+ * same envelope with "encoding":"binary","size":N and no data. */
+char *proto_message_binary_head(const char *channel, const char *id, const char *event,
+				size_t data_len, size_t *len_out);
+/* JSON payloads: is it one JSON value (RFC 8259, any type)? And the same
+ * value made compact (malloc'd), or NULL with *err the parser's reason. */
+int proto_json_valid(const char *data, size_t len);
+char *proto_json_compact(const char *data, size_t len, size_t *len_out, char *err, size_t errsz);
 char *proto_open(const char *session_id, unsigned heartbeat_s, size_t *len_out);
 char *proto_subscribed(const char *channel, const char *cursor, const long long *ref,
 		       size_t *len_out);
@@ -88,7 +105,8 @@ char *proto_poll_tail(const char *const *channels, const char *const *ids, int n
 		      int nresets, int more, size_t *len_out);
 
 /* POST PREFIXsend: {"client":"ID","ops":[{"seq":N,"type":"publish",
- * "channel":CH,"data":STR,"event":EV?}...]}; seq strictly increasing. */
+ * "channel":CH,"data":STR|OBJECT|ARRAY,"encoding":"base64"?,"event":EV?}...]};
+ * seq strictly increasing. */
 #define PROTO_MAX_SEND_OPS  100
 #define PROTO_MAX_CLIENT_ID 64
 
@@ -96,6 +114,8 @@ struct proto_send_op {
 	long long seq;
 	const char *channel, *event, *data;
 	size_t data_len;
+	enum msg_kind kind; /* "data" an object/array: json; "encoding":"base64": binary */
+	char *owned;
 };
 
 struct proto_send {

@@ -172,10 +172,11 @@ void hub_unsubscribe(struct hub *h, struct sub *sub)
 }
 
 void hub_publish(struct hub *h, const char *channel, const char *event, const char *data,
-		 size_t len, const struct publish_from *from, backend_publish_cb cb, void *arg)
+		 size_t len, enum msg_kind kind, const struct publish_from *from,
+		 backend_publish_cb cb, void *arg)
 {
 	h->f->metrics.messages_in++;
-	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, from, cb, arg);
+	h->f->backend->ops->publish(h->f->backend, channel, event, data, len, kind, from, cb, arg);
 }
 
 static void fan_out_channel(struct hub *h, struct hub_channel *ch)

@@ -60,6 +60,7 @@ void hub_events(struct hub *h, struct backend_events *ev);
 
 /* Publish through the backend; cb gets the id or an error (may be NULL). */
 void hub_publish(struct hub *h, const char *channel, const char *event, const char *data,
-		 size_t len, const struct publish_from *from, backend_publish_cb cb, void *arg);
+		 size_t len, enum msg_kind kind, const struct publish_from *from,
+		 backend_publish_cb cb, void *arg);
 
 #endif

@@ -66,6 +66,15 @@ struct session_extra {
 	STAILQ_HEAD(, ask) pubq;
 	int npubq;
 	int pub_busy;
+	/* A publish with "encoding":"binary" (WebSocket): its data is the next
+	 * message, which must be binary. */
+	struct {
+		int waiting;
+		char channel[PROTO_MAX_CHANNEL + 1];
+		char event[PROTO_MAX_EVENT + 1];
+		int has_event, has_ref;
+		long long ref;
+	} binary;
 };
 
 static struct session_extra *extra(struct session *s)
@@ -597,7 +606,7 @@ static void publish_answered(void *arg, const struct callback_result *r)
 		struct publish_from from = { .sender = s->id };
 		free(a);
 		hub_publish(s->f->hub, pc->channel, has_event ? event : NULL, r->answer.publish,
-			    strlen(r->answer.publish), &from, publish_done, pc);
+			    strlen(r->answer.publish), MSG_TEXT, &from, publish_done, pc);
 		return;
 	} else {
 		struct proto_event ev = {
@@ -647,7 +656,12 @@ static void publish(struct session *s, const struct proto_op *op)
 		send_error(s, ref, "rate_limited", msg);
 		return;
 	}
-	if (path) {
+	if (path && op->kind == MSG_BINARY) {
+		send_error(s, ref, "unsupported",
+			   "binary messages do not go through the app's publish callback");
+		return;
+	}
+	if (path) { /* JSON goes to the app as its text; the answer is text */
 		if (s->x && s->x->npubq >= MAX_PUBLISH_QUEUE) {
 			send_error(s, ref, "unavailable", "too many messages waiting for the app");
 			return;
@@ -663,8 +677,38 @@ static void publish(struct session *s, const struct proto_op *op)
 	strcpy(pc->channel, op->channel);
 	s->refs++;
 	struct publish_from from = { .sender = s->id };
-	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, &from, publish_done,
-		    pc);
+	hub_publish(s->f->hub, op->channel, op->event, op->data, op->data_len, op->kind, &from,
+		    publish_done, pc);
+}
+
+/* The publish op announced a binary message: wait for it. */
+static void expect_binary(struct session *s, const struct proto_op *op)
+{
+	struct session_extra *x = extra(s);
+	x->binary.waiting = 1;
+	xsnprintf(x->binary.channel, sizeof(x->binary.channel), "%s", op->channel);
+	x->binary.has_event = op->event != NULL;
+	xsnprintf(x->binary.event, sizeof(x->binary.event), "%s", op->event ? op->event : "");
+	x->binary.has_ref = op->has_ref;
+	x->binary.ref = op->ref;
+}
+
+int session_handle_binary(struct session *s, const uint8_t *data, size_t len)
+{
+	if (!s->x || !s->x->binary.waiting)
+		return -1;
+	struct session_extra *x = s->x;
+	x->binary.waiting = 0;
+	struct proto_op op = { .type = PROTO_PUBLISH,
+			       .channel = x->binary.channel,
+			       .event = x->binary.has_event ? x->binary.event : NULL,
+			       .data = len ? (const char *)data : "",
+			       .data_len = len,
+			       .kind = MSG_BINARY,
+			       .ref = x->binary.ref,
+			       .has_ref = x->binary.has_ref };
+	publish(s, &op);
+	return 0;
 }
 
 void session_handle(struct session *s, const char *json, size_t len)
@@ -676,6 +720,12 @@ void session_handle(struct session *s, const char *json, size_t len)
 		return;
 	}
 	const long long *ref = op.has_ref ? &op.ref : NULL;
+	if (s->x && s->x->binary.waiting) {
+		/* what was announced never came: that publish fails, this op stands */
+		s->x->binary.waiting = 0;
+		send_error(s, s->x->binary.has_ref ? &s->x->binary.ref : NULL, "bad_request",
+			   "a publish with encoding binary must be followed by a binary message");
+	}
 	if (s->need_auth && op.type != PROTO_AUTH) {
 		s->f->metrics.errors[ERR_FORBIDDEN]++;
 		s->closed = 1;
@@ -712,7 +762,10 @@ void session_handle(struct session *s, const char *json, size_t len)
 		unsubscribe(s, op.channel, ref);
 		break;
 	case PROTO_PUBLISH:
-		publish(s, &op);
+		if (op.binary_follows)
+			expect_binary(s, &op);
+		else
+			publish(s, &op);
 		break;
 	case PROTO_PING: {
 		struct proto_event ev = { .type = PEV_PONG, .ref = ref };

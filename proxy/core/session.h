@@ -4,6 +4,7 @@
 #define FERRY_SESSION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "transport.h"
@@ -30,6 +31,10 @@ void session_subscribe(struct session *s, const char *channel, const char *curso
 
 /* Handle one text frame from the client. */
 void session_handle(struct session *s, const char *json, size_t len);
+/* A binary message from the client: the data of the publish announced by the
+ * op before it ("encoding":"binary"). -1 when none was announced (the
+ * transport closes: 1003). */
+int session_handle_binary(struct session *s, const uint8_t *data, size_t len);
 
 /* How many channels the session is subscribed to, or being subscribed to. */
 int session_subscriptions(const struct session *s);

@@ -100,7 +100,8 @@ static struct ack publish_ev(struct fixture *fx, const char *channel, const char
 			     const char *data)
 {
 	struct ack a = { .fx = fx };
-	fx->b->ops->publish(fx->b, channel, event, data, strlen(data), NULL, on_published, &a);
+	fx->b->ops->publish(fx->b, channel, event, data, strlen(data), MSG_TEXT, NULL, on_published,
+			    &a);
 	assert_int_equal(a.calls, 1); /* the embedded backend answers at once */
 	return a;
 }
@@ -191,7 +192,7 @@ static void test_ids_ordered_per_channel(void **state)
 	assert_int_equal(h.cursor_pos.minor, 0);
 
 	/* a publish without a callback is stored all the same */
-	fx->b->ops->publish(fx->b, "a", NULL, "4", 1, NULL, NULL, NULL);
+	fx->b->ops->publish(fx->b, "a", NULL, "4", 1, MSG_TEXT, NULL, NULL, NULL);
 	history(fx, "a", a3.id, &h);
 	assert_int_equal(h.status, HISTORY_CONTINUE);
 	assert_int_equal(h.nmsgs, 1);
@@ -390,7 +391,8 @@ static void chain_published(void *arg, const char *id, const char *err)
 	assert_null(err);
 	snprintf(c->ids[c->n++], 64, "%s", id);
 	if (c->left-- > 0)
-		c->fx->b->ops->publish(c->fx->b, "news", NULL, "next", 4, NULL, chain_published, c);
+		c->fx->b->ops->publish(c->fx->b, "news", NULL, "next", 4, MSG_TEXT, NULL,
+				       chain_published, c);
 }
 
 static void test_publish_from_ack(void **state)
@@ -398,7 +400,7 @@ static void test_publish_from_ack(void **state)
 	struct fixture *fx = *state;
 	fx->b->ops->watch(fx->b, "news");
 	struct chain c = { .fx = fx, .left = 2 };
-	fx->b->ops->publish(fx->b, "news", NULL, "first", 5, NULL, chain_published, &c);
+	fx->b->ops->publish(fx->b, "news", NULL, "first", 5, MSG_TEXT, NULL, chain_published, &c);
 	assert_int_equal(c.n, 3);
 	assert_int_equal(fx->ndelivered, 3);
 	for (int i = 0; i < 3; i++) {

@@ -563,6 +563,8 @@ static const struct row {
 	{ "publish-rate-per-publisher", K_INT, O(publish_rate_per_publisher), 0 },
 	{ "delivery-budget", K_INT, O(delivery_budget), 0 },
 	{ "ws-max-message", K_SIZE, O(ws_max_message), 0 },
+	{ "ws-deflate", K_FLAG, O(ws_deflate), 0 },
+	{ "ws-deflate-min", K_SIZE, O(ws_deflate_min), 0 },
 	{ "ws-ping", K_DURATION, O(ws_ping_ms), 0 },
 	{ "ws-pong-timeout", K_DURATION, O(ws_pong_timeout_ms), 0 },
 	{ "out-queue-max", K_SIZE, O(out_queue_max), 0 },

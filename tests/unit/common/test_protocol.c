@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "protocol.h"
 
 static void decode_ok(const char *json, struct proto_op *op)
@@ -311,17 +312,102 @@ static void test_cursor(void **state)
 
 static void test_publish_data(void **state)
 {
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\"}", "publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":null}",
-		"publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":42}",
-		"publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":{\"x\":1}}",
-		"publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":[\"x\"]}",
-		"publish needs a string data");
-	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":true}",
-		"publish needs a string data");
+	const char *want = "publish needs a string, object or array data";
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\"}", want);
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":null}", want);
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":42}", want);
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":true}", want);
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"encoding\":\"hex\"}",
+		"encoding must be base64 or binary");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"encoding\":\"base64\"}",
+		"data is not valid base64");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"AA=A\",\"encoding\":\"base64\"}",
+		"data is not valid base64");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":5,\"encoding\":\"base64\"}",
+		"base64 data must be a string");
+	REFUSED("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"x\",\"encoding\":\"binary\"}",
+		"encoding binary: the data is the next binary message");
+
+	/* an object or array is JSON, kept compact */
+	struct proto_op op;
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":{ \"x\" : [1, 2] }}", &op);
+	assert_int_equal(op.kind, MSG_JSON);
+	assert_int_equal(op.data_len, strlen("{\"x\":[1,2]}"));
+	assert_memory_equal(op.data, "{\"x\":[1,2]}", op.data_len);
+	proto_op_release(&op);
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":[\"x\"]}", &op);
+	assert_int_equal(op.kind, MSG_JSON);
+	assert_memory_equal(op.data, "[\"x\"]", 5);
+	proto_op_release(&op);
+	/* base64: the bytes, NULs and all */
+	decode_ok(
+		"{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"AP8A\",\"encoding\":\"base64\"}",
+		&op);
+	assert_int_equal(op.kind, MSG_BINARY);
+	assert_int_equal(op.data_len, 3);
+	assert_memory_equal(op.data, "\0\xff\0", 3);
+	proto_op_release(&op);
+	/* binary: announced, the data follows */
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"encoding\":\"binary\",\"ref\":3}",
+		  &op);
+	assert_int_equal(op.kind, MSG_BINARY);
+	assert_true(op.binary_follows);
+	assert_null(op.data);
+	proto_op_release(&op);
+	/* text stays text */
+	decode_ok("{\"type\":\"publish\",\"channel\":\"a\",\"data\":\"{}\"}", &op);
+	assert_int_equal(op.kind, MSG_TEXT);
+	assert_false(op.binary_follows);
+	proto_op_release(&op);
+}
+
+static void test_encode_kinds(void **state)
+{
+	size_t len;
+	char *s = proto_message("c", "e:1", NULL, MSG_JSON, "{\"a\":1}", 7, &len);
+	assert_string_equal(s, "{\"type\":\"message\",\"channel\":\"c\",\"id\":\"e:1\","
+			       "\"data\":{\"a\":1}}");
+	assert_int_equal(len, strlen(s));
+	free(s);
+	s = proto_message("c", "e:1", "ev", MSG_BINARY, "\0\xff\x10", 3, &len);
+	assert_string_equal(s, "{\"type\":\"message\",\"channel\":\"c\",\"id\":\"e:1\","
+			       "\"event\":\"ev\",\"encoding\":\"base64\",\"data\":\"AP8Q\"}");
+	free(s);
+	s = proto_message_binary_head("c", "e:1", NULL, 1048576, &len);
+	assert_string_equal(s, "{\"type\":\"message\",\"channel\":\"c\",\"id\":\"e:1\","
+			       "\"encoding\":\"binary\",\"size\":1048576}");
+	free(s);
+	char why[160];
+	assert_null(proto_json_compact("{\"a\":", 5, &len, why, sizeof(why)));
+	assert_non_null(strstr(why, "invalid JSON"));
+	s = proto_json_compact(" [ 1 ,\n 2 ] ", 12, &len, why, sizeof(why));
+	assert_string_equal(s, "[1,2]");
+	free(s);
+	assert_true(proto_json_valid("\"x\"", 3));
+	assert_false(proto_json_valid("{", 1));
+}
+
+static void test_base64(void **state)
+{
+	unsigned char all[256];
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	for (size_t n = 0; n <= 256; n++) {
+		size_t elen, dlen;
+		char *e = base64_encode(all, n, &elen);
+		assert_int_equal(elen, 4 * ((n + 2) / 3));
+		char *d = base64_decode(e, elen, &dlen);
+		assert_non_null(d);
+		assert_int_equal(dlen, n);
+		assert_memory_equal(d, all, n);
+		free(e);
+		free(d);
+	}
+	size_t dlen;
+	const char *bad[] = { "A",     "AA",   "AAA",  "A===", "AA=A", "AA A",
+			      "AA\nA", "====", "AAA-", "AB==", "AAB=" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		assert_null(base64_decode(bad[i], strlen(bad[i]), &dlen));
 }
 
 static void test_event(void **state)
@@ -402,7 +488,7 @@ static long long integer(json_t *root, const char *key)
 static void test_encode_message(void **state)
 {
 	size_t len;
-	char *s = proto_message("news", "1700000000-0", "update", "hello", 5, &len);
+	char *s = proto_message("news", "1700000000-0", "update", MSG_TEXT, "hello", 5, &len);
 	static const char *const keys[] = { "type", "channel", "id", "event", "data", NULL };
 	json_t *root = parse_frame(s, &len, "message", keys);
 	assert_string_equal(str(root, "channel"), "news");
@@ -412,14 +498,14 @@ static void test_encode_message(void **state)
 	json_decref(root);
 
 	/* no event: no "event" key at all */
-	s = proto_message("news", "1-0", NULL, "", 0, &len);
+	s = proto_message("news", "1-0", NULL, MSG_TEXT, "", 0, &len);
 	static const char *const keys_no_event[] = { "type", "channel", "id", "data", NULL };
 	root = parse_frame(s, &len, "message", keys_no_event);
 	assert_string_equal(str(root, "data"), "");
 	json_decref(root);
 
 	/* len_out may be NULL */
-	s = proto_message("news", "1-0", NULL, "x", 1, NULL);
+	s = proto_message("news", "1-0", NULL, MSG_TEXT, "x", 1, NULL);
 	assert_non_null(s);
 	free(s);
 }
@@ -430,7 +516,7 @@ static void test_message_escaping(void **state)
 				   "ctrl\x01\x1f del\x7f "
 				   "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 </script>";
 	size_t len;
-	char *s = proto_message("c", "1-0", NULL, data, sizeof(data) - 1, &len);
+	char *s = proto_message("c", "1-0", NULL, MSG_TEXT, data, sizeof(data) - 1, &len);
 	assert_non_null(s);
 	/* escaped on the wire: no raw quote, backslash or control character can
 	 * end the string or the line early */
@@ -450,7 +536,7 @@ static void test_message_escaping(void **state)
 	json_decref(root);
 
 	/* data is counted, not NUL-terminated: NULs inside survive */
-	s = proto_message("c", "1-0", NULL, "a\0b", 3, &len);
+	s = proto_message("c", "1-0", NULL, MSG_TEXT, "a\0b", 3, &len);
 	assert_non_null(strstr(s, "a\\u0000b"));
 	root = parse_frame(s, &len, "message", keys);
 	d = json_object_get(root, "data");
@@ -459,7 +545,7 @@ static void test_message_escaping(void **state)
 	json_decref(root);
 
 	/* and only data_len bytes are taken */
-	s = proto_message("c", "1-0", NULL, "abcdef", 3, &len);
+	s = proto_message("c", "1-0", NULL, MSG_TEXT, "abcdef", 3, &len);
 	root = parse_frame(s, &len, "message", keys);
 	assert_string_equal(str(root, "data"), "abc");
 	json_decref(root);
@@ -471,7 +557,8 @@ static void test_message_invalid_utf8(void **state)
 					   "\xf4\x90\x80\x80" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		size_t len = 12345;
-		assert_null(proto_message("c", "1-0", NULL, bad[i], strlen(bad[i]), &len));
+		assert_null(
+			proto_message("c", "1-0", NULL, MSG_TEXT, bad[i], strlen(bad[i]), &len));
 	}
 }
 
@@ -602,7 +689,7 @@ static void test_publish_round_trip(void **state)
 		  "\"data\":\"hi \\\"bob\\\"\\n\\u00e9\\u0001\",\"ref\":5}",
 		  &op);
 	size_t len;
-	char *s = proto_message(op.channel, "77-0", op.event, op.data, op.data_len, &len);
+	char *s = proto_message(op.channel, "77-0", op.event, MSG_TEXT, op.data, op.data_len, &len);
 	static const char *const keys[] = { "type", "channel", "id", "event", "data", NULL };
 	json_t *root = parse_frame(s, &len, "message", keys);
 	assert_string_equal(str(root, "channel"), "room:1");
@@ -780,12 +867,12 @@ static void test_decode_send_refused(void **state)
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"subscribe\","
 			    "\"channel\":\"a\"}]}",
 			    "only publish operations can be sent");
-	const char *pub_msg = "publish needs a valid channel and a string data";
+	const char *pub_msg = "publish needs a string, object or array data";
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, "") "]}", pub_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":5") "]}", pub_msg);
 	expect_send_refused("{\"client\":\"c\",\"ops\":[{\"seq\":1,\"type\":\"publish\","
 			    "\"channel\":\"a b\",\"data\":\"x\"}]}",
-			    pub_msg);
+			    "publish needs a valid channel");
 	expect_send_refused(
 		"{\"client\":\"c\",\"ops\":[" OP(1, ",\"data\":\"x\",\"event\":\"a b\"") "]}",
 		"invalid event name");
@@ -917,6 +1004,8 @@ int main(void)
 		cmocka_unit_test(test_name_validity),
 		cmocka_unit_test(test_cursor),
 		cmocka_unit_test(test_publish_data),
+		cmocka_unit_test(test_encode_kinds),
+		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_event),
 		cmocka_unit_test(test_ref),
 		cmocka_unit_test(test_encode_message),

@@ -101,7 +101,7 @@ static void end_turn(struct fixture *fx)
 
 static const char *publish(struct fixture *fx, const char *channel, const char *data)
 {
-	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
+	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), MSG_TEXT, NULL, publish_cb, NULL);
 	end_turn(fx);
 	return last_id;
 }
@@ -210,7 +210,7 @@ static void test_fanout_shares_one_message(void **state)
 
 static void publish_no_turn(struct fixture *fx, const char *channel, const char *data)
 {
-	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
+	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), MSG_TEXT, NULL, publish_cb, NULL);
 }
 
 /* A turn's messages go out at its end, in order, with what changed meanwhile

@@ -116,7 +116,7 @@ static void publish_cb(void *arg, const char *id, const char *err)
 /* An app's publish (the publish API's path), then the turn's fan-out. */
 static const char *publish(struct fixture *fx, const char *channel, const char *data)
 {
-	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), NULL, publish_cb, NULL);
+	hub_publish(fx->f.hub, channel, NULL, data, strlen(data), MSG_TEXT, NULL, publish_cb, NULL);
 	end_turn(fx);
 	return last_id;
 }
