@@ -63,7 +63,8 @@ static void *count_realloc(void *q, size_t n)
  * `interleave` is set. */
 static double cost_ratio(size_t size, int count, int interleave)
 {
-	struct message *m = message_new("c", "e:1", (struct msg_pos){ 1, 0 }, NULL, "", 0);
+	struct message *m =
+		message_new("c", "e:1", (struct msg_pos){ 1, 0 }, NULL, MSG_TEXT, "", 0);
 	char *frame = malloc(size);
 	assert_non_null(frame);
 	memset(frame, 'x', size);
@@ -118,7 +119,8 @@ static void large_messages_are_shared(void **state)
 static void bytes_unchanged(void **state)
 {
 	size_t sizes[] = { 1, 15, MESSAGE_COPY_MAX, MESSAGE_COPY_MAX + 1, 100000 };
-	struct message *m = message_new("c", "e:1", (struct msg_pos){ 1, 0 }, NULL, "", 0);
+	struct message *m =
+		message_new("c", "e:1", (struct msg_pos){ 1, 0 }, NULL, MSG_TEXT, "", 0);
 	struct evbuffer *out = evbuffer_new();
 	size_t total = 0;
 	char *frames[5];
